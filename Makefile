@@ -1,0 +1,58 @@
+# The two commands that matter: `make serve` and `make test` (see README).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+MODELS_DIR ?= models
+
+.PHONY: serve test lint fmt bench loadtest demo services clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.runtime: $(PY) pyproject.toml
+	$(PIP) install -q -e '.[onnx-export]'
+	touch $@
+
+$(VENV)/.dev: $(PY) pyproject.toml
+	$(PIP) install -q -e '.[dev,torch]'
+	touch $@ $(VENV)/.runtime
+
+$(MODELS_DIR)/modelserve.yaml: | $(VENV)/.runtime
+	$(VENV)/bin/modelserve demo --out $(MODELS_DIR)
+
+demo: $(VENV)/.runtime
+	$(VENV)/bin/modelserve demo --out $(MODELS_DIR)
+
+serve: $(VENV)/.runtime $(MODELS_DIR)/modelserve.yaml
+	$(VENV)/bin/modelserve serve --config $(MODELS_DIR)/modelserve.yaml --host $(HOST) --port $(PORT)
+
+# System services the suite drives for real; the tests start and stop them themselves.
+services:
+	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null)
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium unavailable: browser tests will fail"
+
+test: $(VENV)/.dev services
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+
+fmt: $(VENV)/.dev
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+bench: $(VENV)/.dev
+	$(PY) -m benchmarks.run $(if $(PEERS),--peers,)
+
+loadtest: $(VENV)/.dev
+	$(VENV)/bin/locust -f benchmarks/locustfile.py --headless -u $${USERS:-32} -r $${RATE:-8} -t $${DURATION:-30s} --host http://$(HOST):$(PORT) --only-summary
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,124 @@
+"""Pure ASGI middleware: request id, body-size limit, access log, HTTP metrics, last-resort 500.
+
+Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, and the endpoint runs
+in this coroutine's context, so fields it binds with structlog reach the access line.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelserve.api.errors import error_response
+from modelserve.errors import BodyTooLargeError
+from modelserve.observability import metrics
+
+log = structlog.get_logger("modelserve.access")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_UNMATCHED = "unmatched"
+
+
+class RequestContextMiddleware:
+    """Wraps every HTTP request; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, access_log: bool = True) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        metrics.HTTP_IN_FLIGHT.inc()
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > self.max_body_bytes:
+                exc = BodyTooLargeError(self.max_body_bytes)
+                response = error_response(
+                    exc.status_code, exc.code, exc.detail, request_id, {"Connection": "close"}
+                )
+                await response(scope, receive, send_with_id)
+            else:
+                await self.app(scope, self._limited(receive), send_with_id)
+        except Exception as exc:  # the last resort: never a traceback in a response
+            log.error("request_failed", exc_info=exc)
+            if not response_started:
+                response = error_response(
+                    500, "internal_error", "internal server error", request_id
+                )
+                await response(scope, receive, send_with_id)
+        finally:
+            metrics.HTTP_IN_FLIGHT.dec()
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", _UNMATCHED)
+            metrics.record_http(template, scope["method"], status, elapsed)
+            if self.access_log:
+                log.info(
+                    "request_completed",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    latency_ms=round(elapsed * 1000, 3),
+                )
+            structlog.contextvars.clear_contextvars()
+
+    def _limited(self, receive: Receive) -> Receive:
+        """A receive that refuses bodies (chunked ones too) once they pass the limit."""
+        limit = self.max_body_bytes
+        seen = 0
+
+        async def receive_limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLargeError(limit)
+            return message
+
+        return receive_limited
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            candidate: str = value.decode("latin-1")
+            if _VALID_REQUEST_ID.match(candidate):
+                return candidate
+            break
+    return str(uuid.uuid4().hex)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

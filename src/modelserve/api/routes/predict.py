@@ -1,0 +1,124 @@
+"""POST /predict and POST /predict-batch.
+
+These are plain Starlette endpoints rather than FastAPI-decorated ones: the decorator path
+costs about half the HTTP ceiling per request (see shared PERFORMANCE.md) on the hottest
+route. The same Pydantic models validate the bodies and document them in /docs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import structlog
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelserve.api.errors import from_validation_error
+from modelserve.api.schemas import BatchPredictRequest, PredictRequest
+from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
+from modelserve.inference.service import PredictionResult, PredictionService
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _selection(request: Request) -> tuple[str | None, str | None, int | None]:
+    params = request.query_params
+    version = params.get("model_version") or request.headers.get("x-model-version")
+    top_k_text = params.get("top_k")
+    top_k = None
+    if top_k_text is not None:
+        if not top_k_text.isdigit() or int(top_k_text) < 1:
+            raise InvalidInputError(f"top_k must be a positive integer, got {top_k_text!r}")
+        top_k = int(top_k_text)
+    return params.get("model"), version, top_k
+
+
+def _caller(request: Request) -> str | None:
+    """Who is asking, for sticky routing: the API key's name, else X-Client-ID."""
+    return getattr(request.state, "caller", None) or request.headers.get("x-client-id")
+
+
+def _json(content: dict[str, object], result: PredictionResult) -> Response:
+    headers = {"X-Model-Version": result.model_version}
+    if result.cache_status is not None:
+        headers["X-Cache"] = result.cache_status
+    return Response(orjson.dumps(content), media_type="application/json", headers=headers)
+
+
+async def predict(request: Request) -> Response:
+    """Predict one row."""
+    service: PredictionService = request.app.state.service
+    body = await request.body()
+    try:
+        payload = PredictRequest.model_validate_json(body)
+    except ValidationError as exc:
+        return from_validation_error(exc, request.state.request_id)
+    model, version, top_k = _selection(request)
+    result = await service.predict(
+        [payload.features], model=model, version=version, caller=_caller(request), top_k=top_k
+    )
+    answer = result.predictions[0]
+    structlog.contextvars.bind_contextvars(
+        model=result.model,
+        model_version=result.model_version,
+        batch_size=1,
+        prediction=answer.prediction,
+        confidence=answer.confidence,
+    )
+    return _json(
+        {
+            "prediction": answer.prediction,
+            "confidence": answer.confidence,
+            "probabilities": answer.probabilities,
+            "model": result.model,
+            "model_version": result.model_version,
+            "latency_ms": round(result.latency_ms, 3),
+            "timestamp": _now(),
+            "request_id": request.state.request_id,
+        },
+        result,
+    )
+
+
+async def predict_batch(request: Request) -> Response:
+    """Predict many rows in one request."""
+    service: PredictionService = request.app.state.service
+    limit: int = request.app.state.settings.server.max_batch_rows
+    body = await request.body()
+    try:
+        payload = BatchPredictRequest.model_validate_json(body)
+    except ValidationError as exc:
+        return from_validation_error(exc, request.state.request_id)
+    rows = payload.batch
+    if not rows:
+        raise EmptyBatchError()
+    if len(rows) > limit:
+        raise BatchTooLargeError(limit, len(rows))
+    model, version, top_k = _selection(request)
+    result = await service.predict(
+        rows, model=model, version=version, caller=_caller(request), top_k=top_k
+    )
+    answers = result.predictions
+    confidences = [a.confidence for a in answers if a.confidence is not None]
+    structlog.contextvars.bind_contextvars(
+        model=result.model,
+        model_version=result.model_version,
+        batch_size=len(rows),
+        avg_latency_per_sample_ms=round(result.latency_ms / len(rows), 4),
+    )
+    content: dict[str, object] = {
+        "predictions": [a.prediction for a in answers],
+        "confidences": confidences or None,
+        "model": result.model,
+        "model_version": result.model_version,
+        "latency_ms": round(result.latency_ms, 3),
+        "timestamp": _now(),
+        "request_id": request.state.request_id,
+    }
+    if request.query_params.get("probabilities") in ("1", "true"):
+        content["probabilities"] = [a.probabilities for a in answers]
+    return _json(content, result)

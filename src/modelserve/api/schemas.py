@@ -1,0 +1,143 @@
+"""Request and response bodies of the HTTP API (Pydantic; used for validation and /docs)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, Strict
+
+# Strict: "5.1" or true are type errors (422), not silently coerced numbers. JSON NaN,
+# Infinity and 1e999 parse here and are refused by the inference layer with their position.
+Number = Annotated[float, Strict()]
+FeatureRow = list[Number] | dict[str, Number]
+
+
+class PredictRequest(BaseModel):
+    """One row of features, positional or by name."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"features": [5.1, 3.5, 1.4, 0.2]}]},
+    )
+
+    features: FeatureRow = Field(
+        description="Feature values in the model's order, or an object keyed by feature name."
+    )
+
+
+class PredictResponse(BaseModel):
+    """The answer for one row."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "prediction": "setosa",
+                    "confidence": 0.979,
+                    "probabilities": {"setosa": 0.979, "versicolor": 0.021, "virginica": 0.0},
+                    "model": "iris",
+                    "model_version": "1",
+                    "latency_ms": 0.41,
+                    "timestamp": "2026-11-25T17:00:00.000000Z",
+                    "request_id": "4f1c0e1b9a0a4d4e8d1f3f7f3c2a9b10",
+                }
+            ]
+        }
+    )
+
+    prediction: str | float | list[float] = Field(
+        description="Label for classifiers, number for regressors."
+    )
+    confidence: float | None = Field(None, description="Top-1 probability (classifiers).")
+    probabilities: dict[str, float] | None = Field(None, description="Probability per label.")
+    model: str
+    model_version: str
+    latency_ms: float = Field(description="Server time for this request.")
+    timestamp: str = Field(description="UTC ISO-8601 time of the answer.")
+    request_id: str
+
+
+class BatchPredictRequest(BaseModel):
+    """Several rows at once (1 to `server.max_batch_rows`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"batch": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]},
+    )
+
+    batch: list[FeatureRow] = Field(description="Rows of features, positional or by name.")
+
+
+class BatchPredictResponse(BaseModel):
+    """Answers for every row, in request order."""
+
+    predictions: list[str | float | list[float]]
+    confidences: list[float] | None = Field(None, description="Top-1 probability per row.")
+    probabilities: list[dict[str, float]] | None = Field(
+        None, description="Per-row probabilities, only when `?probabilities=true`."
+    )
+    model: str
+    model_version: str
+    latency_ms: float
+    timestamp: str
+    request_id: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response has this shape."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": "expected 4 features, got 3",
+                    "code": "wrong_feature_count",
+                    "request_id": "4f1c0e1b9a0a4d4e8d1f3f7f3c2a9b10",
+                }
+            ]
+        }
+    )
+
+    detail: str | list[Any] = Field(description="Human-readable message, or a list of problems.")
+    code: str = Field(description="Stable machine-readable error code.")
+    request_id: str | None = None
+
+
+class ModelVersionResponse(BaseModel):
+    """One model version as GET /models shows it."""
+
+    name: str
+    version: str
+    format: str
+    status: str = Field(description="loading, ready, failed or unloaded.")
+    reason: str | None = Field(None, description="Why the version is not ready.")
+    is_default: bool
+    task: str | None
+    n_features: int | None
+    feature_names: list[str] | None
+    labels: list[str] | None
+    load_ms: float | None
+    warmup_ms: float | None
+
+
+class ModelsResponse(BaseModel):
+    """Every configured model version."""
+
+    default_model: str | None
+    models: list[ModelVersionResponse]
+
+
+class HealthResponse(BaseModel):
+    """Liveness: the process serves. Says which model versions are ready."""
+
+    status: str
+    draining: bool
+    uptime_s: float
+    models: dict[str, str] = Field(description="`name:version` → status.")
+
+
+class ReadyResponse(BaseModel):
+    """Readiness: every required model is loaded and warmed, and the server is not draining."""
+
+    ready: bool
+    reasons: list[str] = Field(default_factory=list)

@@ -1,0 +1,95 @@
+"""create_app(settings): the FastAPI application and its lifespan (load, warm up, drain)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+from starlette.routing import Route
+
+from modelserve import __version__
+from modelserve.api.errors import install_error_handlers
+from modelserve.api.middleware import RequestContextMiddleware
+from modelserve.api.openapi import build_openapi
+from modelserve.api.routes import health, metrics, models, predict
+from modelserve.inference.registry import ModelRegistry
+from modelserve.inference.service import PredictionService
+from modelserve.observability.health import HealthState
+from modelserve.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+DESCRIPTION = (
+    "Predictions from saved scikit-learn, ONNX and TorchScript models. Every error has the body "
+    '`{"detail", "code", "request_id"}`.'
+)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the application for ``settings``. Models load in the lifespan, not here."""
+    registry = ModelRegistry(settings)
+    state = HealthState()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loader = asyncio.create_task(_load_models(registry, state, settings.server.strict))
+        if settings.server.strict:
+            await loader  # a failure propagates and the server exits non-zero
+        try:
+            yield
+        finally:
+            state.stop_accepting()
+            loader.cancel()
+            started = time.perf_counter()
+            await registry.close(settings.server.grace_period_s)
+            log.info("server_stopped", drain_ms=round((time.perf_counter() - started) * 1000, 3))
+
+    app = FastAPI(
+        title="modelserve",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.health = state
+    app.state.service = PredictionService(registry, state)
+
+    app.router.routes.extend(
+        [
+            Route("/predict", predict.predict, methods=["POST"]),
+            Route("/predict-batch", predict.predict_batch, methods=["POST"]),
+            Route("/health", health.health, methods=["GET"]),
+            Route("/ready", health.ready, methods=["GET"]),
+        ]
+    )
+    if settings.server.metrics_enabled:
+        app.router.routes.append(Route("/metrics", metrics.metrics_endpoint, methods=["GET"]))
+    app.include_router(models.router)
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.server.max_body_bytes,
+        access_log=settings.server.access_log,
+    )
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+async def _load_models(registry: ModelRegistry, state: HealthState, strict: bool) -> None:
+    started = time.perf_counter()
+    try:
+        await registry.load_all(strict=strict)
+    finally:
+        state.loading_done = True
+    ready, reasons = registry.readiness()
+    log.info(
+        "models_loaded",
+        ready=ready,
+        reasons=reasons,
+        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+    )

@@ -1,0 +1,81 @@
+"""Command line: ``modelserve serve | check | demo``. Flags become settings; no logic here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from modelserve import __version__
+from modelserve.settings import Settings, load_settings
+
+
+def _overrides(**flags: Any) -> dict[str, Any]:
+    """Nested setting overrides from the flags the user actually gave."""
+    server = {k: v for k, v in flags.items() if v is not None}
+    return {"server": server} if server else {}
+
+
+def _settings(config: Path | None, model_path: Path | None, **flags: Any) -> Settings:
+    overrides = _overrides(**flags)
+    if model_path is not None:
+        overrides["models"] = [
+            {"name": model_path.stem.replace(" ", "_"), "path": model_path.resolve()}
+        ]
+    try:
+        return load_settings(config, **overrides)
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@click.group()
+@click.version_option(__version__, prog_name="modelserve")
+def main() -> None:
+    """Serve saved machine-learning models over HTTP."""
+
+
+@main.command()
+@click.argument("model_path", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--config", "-c", type=click.Path(exists=True, path_type=Path), help="YAML config.")
+@click.option("--host", default=None, help="Interface to bind [127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [8000].")
+@click.option("--workers", type=int, default=None, help="Processes; >1 uses gunicorn [1].")
+@click.option("--log-format", type=click.Choice(["json", "console"]), default=None)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
+@click.option("--strict/--no-strict", default=None, help="Exit non-zero if a model fails to load.")
+def serve(model_path: Path | None, config: Path | None, **flags: Any) -> None:
+    """Serve MODEL_PATH, or the models of --config."""
+    if model_path is None and config is None:
+        raise click.UsageError("give a MODEL_PATH or --config")
+    settings = _settings(config, model_path, **flags)
+    from modelserve.observability.logging import configure_logging
+    from modelserve.serving import run
+
+    configure_logging(settings.server.log_format, settings.server.log_level)
+    run(settings)
+
+
+@main.command()
+@click.option("--config", "-c", type=click.Path(exists=True, path_type=Path), required=True)
+def check(config: Path) -> None:
+    """Load and warm up every configured model; print a table; exit 1 on any failure."""
+    from modelserve.inference.check import check_models
+
+    settings = _settings(config, None)
+    ok, table = check_models(settings)
+    click.echo(table)
+    if not ok:
+        click.echo("check failed: see the reasons above", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
+def demo(out: Path) -> None:
+    """Build the iris demo models and a config that serves them."""
+    from modelserve.demo import build_demo
+
+    for message in build_demo(out):
+        click.echo(message)

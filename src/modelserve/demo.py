@@ -1,0 +1,145 @@
+"""Build the iris demo models (from scikit-learn's bundled data; nothing is downloaded).
+
+Writes, into one folder: ``iris.joblib`` (StandardScaler + LogisticRegression), the same
+pipeline as ``iris.onnx`` and ``iris.skops``, ``iris.pt`` (a small TorchScript classifier,
+when torch is installed), and ``modelserve.yaml`` serving them all with sha256 pins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import numpy.typing as npt
+import yaml
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from modelserve.inference.loader import file_sha256
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+LABELS = ["setosa", "versicolor", "virginica"]
+SEED = 42
+
+
+def build_pipeline() -> tuple[Pipeline, npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """The demo classifier, fitted on iris with a fixed seed, with its training data."""
+    data = load_iris()
+    x, y = data.data.astype(np.float64), data.target
+    model = Pipeline(
+        [
+            ("scale", StandardScaler()),
+            ("classify", LogisticRegression(max_iter=500, random_state=SEED)),
+        ]
+    )
+    model.fit(x, y)
+    return model, x, y
+
+
+def build_demo(out: Path) -> list[str]:
+    """Write the demo models and config into ``out``; return one message per artifact."""
+    out.mkdir(parents=True, exist_ok=True)
+    model, x, y = build_pipeline()
+    messages: list[str] = []
+    entries: list[dict[str, Any]] = []
+    ranges = {
+        name: (float(np.floor(x[:, i].min())), float(np.ceil(x[:, i].max())))
+        for i, name in enumerate(FEATURES)
+    }
+
+    def add(name: str, filename: str, **extra: Any) -> None:
+        path = out / filename
+        entries.append(
+            {
+                "name": name,
+                "version": "1",
+                "path": filename,
+                "sha256": file_sha256(path),
+                "labels": list(LABELS),
+                "feature_names": list(FEATURES),
+                "feature_ranges": {k: list(v) for k, v in ranges.items()},
+                **extra,
+            }
+        )
+        messages.append(f"wrote {path}")
+
+    joblib.dump(model, out / "iris.joblib")
+    add("iris", "iris.joblib", default=True)
+
+    messages.extend(_write_onnx(model, out / "iris.onnx"))
+    if (out / "iris.onnx").exists():
+        add("iris-onnx", "iris.onnx")
+
+    trusted = _write_skops(model, out / "iris.skops")
+    add("iris-skops", "iris.skops", skops_trusted_types=trusted)
+
+    torch_message = _write_torchscript(x, y, out / "iris.pt")
+    if torch_message is None:
+        add("iris-torch", "iris.pt", n_features=len(FEATURES), torch_output="logits")
+    else:
+        messages.append(torch_message)
+
+    config = {"default_model": "iris", "models": entries}
+    (out / "modelserve.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    messages.append(f"wrote {out / 'modelserve.yaml'}")
+    return messages
+
+
+def _write_onnx(model: Pipeline, path: Path) -> list[str]:
+    try:
+        from skl2onnx import to_onnx
+    except ImportError:
+        return ["skipped iris.onnx: install skl2onnx (pip install 'modelserve[onnx-export]')"]
+    onx = to_onnx(
+        model,
+        np.zeros((1, len(FEATURES)), dtype=np.float32),
+        options={id(model.steps[-1][1]): {"zipmap": False}},
+        target_opset=17,
+    )
+    path.write_bytes(onx.SerializeToString())
+    return []
+
+
+def _write_skops(model: Pipeline, path: Path) -> list[str]:
+    import skops.io as sio
+
+    sio.dump(model, path)
+    return [str(t) for t in sio.get_untrusted_types(file=path)]
+
+
+def _write_torchscript(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], path: Path
+) -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return "skipped iris.pt: torch is not installed (pip install 'modelserve[torch]')"
+    torch.manual_seed(SEED)
+    mean, std = x.mean(axis=0), x.std(axis=0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    inputs = torch.tensor((x - mean) / std, dtype=torch.float32)
+    targets = torch.tensor(y, dtype=torch.long)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(200):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(inputs), targets)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+
+    class Standardized(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+            self.net = net
+
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            scaled = (features - self.mean) / self.std  # type: ignore[operator]
+            return self.net(scaled)  # type: ignore[no-any-return]
+
+    torch.jit.script(Standardized().eval()).save(str(path))  # type: ignore[no-untyped-call]
+    return None

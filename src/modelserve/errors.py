@@ -1,0 +1,239 @@
+"""Domain errors. Every failure a client can see is one of these, with a stable ``code``.
+
+The tree::
+
+    ModelserveError (500 internal_error)
+    ├── InvalidInputError (400 invalid_input)
+    │   ├── InvalidJSONError (400 invalid_json)
+    │   ├── FeatureCountError (400 wrong_feature_count)
+    │   ├── NonFiniteFeatureError (400 non_finite_feature)
+    │   ├── UnknownFeatureError (400 unknown_feature)
+    │   └── MissingFeatureError (400 missing_feature)
+    ├── EmptyBatchError (422 empty_batch)
+    ├── BatchTooLargeError (413 batch_too_large)
+    ├── BodyTooLargeError (413 body_too_large)
+    ├── ModelNotFoundError (404 model_not_found)
+    ├── VersionNotFoundError (404 version_not_found)
+    ├── ModelNotReadyError (503 model_not_ready)
+    ├── OverloadedError (503 overloaded)
+    ├── ShuttingDownError (503 shutting_down)
+    ├── QueueTimeoutError (504 queue_timeout)
+    ├── InferenceTimeoutError (504 inference_timeout)
+    ├── PredictionFailedError (500 prediction_failed)
+    ├── UnauthorizedError (401 unauthorized)
+    ├── ForbiddenError (403 forbidden)
+    ├── RateLimitedError (429 rate_limited)
+    └── ModelLoadError (load-time only; never sent to a client as such)
+        └── ChecksumMismatchError
+
+Inference code raises these; the interface layer turns them into JSON bodies.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import ClassVar
+
+
+class ModelserveError(Exception):
+    """Base class: carries the HTTP status and a stable machine-readable code."""
+
+    code: ClassVar[str] = "internal_error"
+    status_code: ClassVar[int] = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (``Retry-After`` for overload, for instance)."""
+        return {}
+
+
+class InvalidInputError(ModelserveError):
+    code = "invalid_input"
+    status_code = HTTPStatus.BAD_REQUEST
+
+
+class InvalidJSONError(InvalidInputError):
+    code = "invalid_json"
+
+
+class FeatureCountError(InvalidInputError):
+    code = "wrong_feature_count"
+
+    def __init__(self, expected: int, got: int, row: int | None = None) -> None:
+        where = f" in row {row}" if row is not None else ""
+        super().__init__(f"expected {expected} features, got {got}{where}")
+        self.expected, self.got, self.row = expected, got, row
+
+
+class NonFiniteFeatureError(InvalidInputError):
+    code = "non_finite_feature"
+
+    def __init__(self, row: int, column: int, feature: str | None, value: float) -> None:
+        name = f" ({feature!r})" if feature else ""
+        super().__init__(
+            f"feature values must be finite numbers: row {row}, column {column}{name} is {value}"
+        )
+        self.row, self.column = row, column
+
+
+class UnknownFeatureError(InvalidInputError):
+    code = "unknown_feature"
+
+    def __init__(self, names: list[str], expected: list[str]) -> None:
+        super().__init__(f"unknown feature(s) {', '.join(names)}; expected {', '.join(expected)}")
+
+
+class MissingFeatureError(InvalidInputError):
+    code = "missing_feature"
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"missing feature(s) {', '.join(names)}")
+
+
+class EmptyBatchError(ModelserveError):
+    code = "empty_batch"
+    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+    def __init__(self) -> None:
+        super().__init__("the batch is empty: send at least one row")
+
+
+class BatchTooLargeError(ModelserveError):
+    code = "batch_too_large"
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+    def __init__(self, limit: int, got: int) -> None:
+        super().__init__(f"a batch may hold at most {limit} rows, got {got}")
+
+
+class BodyTooLargeError(ModelserveError):
+    code = "body_too_large"
+    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds the limit of {limit} bytes")
+
+
+class ModelNotFoundError(ModelserveError):
+    code = "model_not_found"
+    status_code = HTTPStatus.NOT_FOUND
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown model {name!r}; served models: {', '.join(known) or 'none'}")
+
+
+class VersionNotFoundError(ModelserveError):
+    code = "version_not_found"
+    status_code = HTTPStatus.NOT_FOUND
+
+    def __init__(self, name: str, version: str, known: list[str]) -> None:
+        super().__init__(
+            f"model {name!r} has no version {version!r}; versions: {', '.join(known) or 'none'}"
+        )
+
+
+class ModelNotReadyError(ModelserveError):
+    code = "model_not_ready"
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, name: str, version: str, reason: str) -> None:
+        super().__init__(f"model {name!r} version {version!r} is not ready: {reason}")
+
+
+class OverloadedError(ModelserveError):
+    code = "overloaded"
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, name: str, queued_rows: int, limit: int, retry_after_s: int = 1) -> None:
+        super().__init__(
+            f"model {name!r} is overloaded: {queued_rows} rows queued, limit {limit}; retry later"
+        )
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class ShuttingDownError(ModelserveError):
+    code = "shutting_down"
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down; retry on another replica")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1", "Connection": "close"}
+
+
+class QueueTimeoutError(ModelserveError):
+    code = "queue_timeout"
+    status_code = HTTPStatus.GATEWAY_TIMEOUT
+
+    def __init__(self, timeout_ms: float) -> None:
+        super().__init__(f"request waited in the queue past its {timeout_ms:g} ms deadline")
+
+
+class InferenceTimeoutError(ModelserveError):
+    code = "inference_timeout"
+    status_code = HTTPStatus.GATEWAY_TIMEOUT
+
+    def __init__(self, timeout_ms: float) -> None:
+        super().__init__(f"model execution exceeded the {timeout_ms:g} ms deadline")
+
+
+class PredictionFailedError(ModelserveError):
+    code = "prediction_failed"
+    status_code = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(self) -> None:
+        super().__init__("the model failed to compute a prediction; see the server log")
+
+
+class UnauthorizedError(ModelserveError):
+    code = "unauthorized"
+    status_code = HTTPStatus.UNAUTHORIZED
+
+    def __init__(self, detail: str = "missing or invalid API key") -> None:
+        super().__init__(detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class ForbiddenError(ModelserveError):
+    code = "forbidden"
+    status_code = HTTPStatus.FORBIDDEN
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this API key lacks the {scope!r} scope")
+
+
+class RateLimitedError(ModelserveError):
+    code = "rate_limited"
+    status_code = HTTPStatus.TOO_MANY_REQUESTS
+
+    def __init__(self, limit: str, rate_headers: dict[str, str]) -> None:
+        super().__init__(f"rate limit exceeded: {limit}")
+        self._headers = rate_headers
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self._headers
+
+
+class ModelLoadError(ModelserveError):
+    code = "model_load_failed"
+
+
+class ChecksumMismatchError(ModelLoadError):
+    code = "checksum_mismatch"
+
+    def __init__(self, path: str, expected: str, got: str) -> None:
+        super().__init__(f"sha256 of {path} is {got}, configuration pins {expected}")

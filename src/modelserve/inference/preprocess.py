@@ -1,0 +1,106 @@
+"""Client features → a checked 2-D float64 array (width, finiteness, names, ranges)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from modelserve.errors import (
+    FeatureCountError,
+    InvalidInputError,
+    MissingFeatureError,
+    NonFiniteFeatureError,
+    UnknownFeatureError,
+)
+from modelserve.inference.types import FloatArray
+
+Row = Sequence[float] | Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfRange:
+    """A value outside the declared range: served, but reported."""
+
+    row: int
+    feature: str
+    value: float
+    low: float
+    high: float
+
+
+class FeatureSchema:
+    """What a model version accepts: its width, optional names and optional ranges."""
+
+    def __init__(
+        self,
+        n_features: int,
+        feature_names: list[str] | None = None,
+        ranges: Mapping[str, tuple[float, float]] | None = None,
+    ) -> None:
+        if feature_names is not None and len(feature_names) != n_features:
+            raise ValueError(
+                f"{len(feature_names)} feature names given for a model of {n_features} features"
+            )
+        self.n_features = n_features
+        self.feature_names = feature_names
+        self._index = {name: i for i, name in enumerate(feature_names or [])}
+        self._ranges: tuple[FloatArray, FloatArray] | None = None
+        if ranges:
+            names = feature_names or [str(i) for i in range(n_features)]
+            low = np.full(n_features, -np.inf)
+            high = np.full(n_features, np.inf)
+            for name, (lo, hi) in ranges.items():
+                if name not in names:
+                    raise ValueError(f"feature_ranges names unknown feature {name!r}")
+                low[names.index(name)], high[names.index(name)] = lo, hi
+            self._ranges = (low, high)
+
+    def to_array(self, rows: Sequence[Row]) -> FloatArray:
+        """Build the (n, n_features) array or raise an InvalidInputError naming the problem."""
+        if rows and isinstance(rows[0], Mapping):
+            matrix = np.array([self._ordered(row, i) for i, row in enumerate(rows)], np.float64)
+        else:
+            for i, row in enumerate(rows):
+                if isinstance(row, Mapping):
+                    raise InvalidInputError(f"row {i} mixes named and positional features")
+                if len(row) != self.n_features:
+                    raise FeatureCountError(self.n_features, len(row), i if len(rows) > 1 else None)
+            matrix = np.array(rows, dtype=np.float64)
+        self._check_finite(matrix)
+        return matrix
+
+    def out_of_range(self, matrix: FloatArray) -> list[OutOfRange]:
+        """Every value outside its declared range (none when no ranges are declared)."""
+        if self._ranges is None:
+            return []
+        low, high = self._ranges
+        rows, cols = np.nonzero((matrix < low) | (matrix > high))
+        return [
+            OutOfRange(int(r), self._name(int(c)), float(matrix[r, c]), low[c], high[c])
+            for r, c in zip(rows, cols, strict=True)
+        ]
+
+    def _ordered(self, row: Row, index: int) -> list[float]:
+        if not isinstance(row, Mapping):
+            raise InvalidInputError(f"row {index} mixes named and positional features")
+        if self.feature_names is None:
+            raise InvalidInputError(
+                "this model declares no feature names; send features as a list of numbers"
+            )
+        if unknown := [name for name in row if name not in self._index]:
+            raise UnknownFeatureError(unknown, self.feature_names)
+        if missing := [name for name in self.feature_names if name not in row]:
+            raise MissingFeatureError(missing)
+        return [row[name] for name in self.feature_names]
+
+    def _check_finite(self, matrix: FloatArray) -> None:
+        finite = np.isfinite(matrix)
+        if finite.all():
+            return
+        row, col = (int(v) for v in np.argwhere(~finite)[0])
+        raise NonFiniteFeatureError(row, col, self._name(col), float(matrix[row, col]))
+
+    def _name(self, column: int) -> str:
+        return self.feature_names[column] if self.feature_names else str(column)

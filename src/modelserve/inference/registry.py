@@ -1,0 +1,286 @@
+"""ModelRegistry: every configured model version, its load state, and lookup by name/version."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import structlog
+
+from modelserve.errors import (
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    VersionNotFoundError,
+)
+from modelserve.inference.batcher import DynamicBatcher
+from modelserve.inference.loader import detect_format, load_runtime
+from modelserve.inference.postprocess import OutputFormatter
+from modelserve.inference.preprocess import FeatureSchema
+from modelserve.inference.routing import VersionRouter
+from modelserve.inference.runtimes.base import Runtime
+from modelserve.inference.types import FloatArray, ModelInfo, ModelStatus
+from modelserve.observability import metrics
+from modelserve.settings import ModelConfig, RoutingConfig, Settings
+
+log = structlog.get_logger(__name__)
+_STATUSES = tuple(s.value for s in ModelStatus)
+
+
+@dataclass(eq=False)
+class ModelVersion:
+    """One served version: its config, state and, once loaded, everything to predict."""
+
+    config: ModelConfig
+    info: ModelInfo
+    runtime: Runtime | None = None
+    schema: FeatureSchema | None = None
+    formatter: OutputFormatter | None = None
+    batcher: DynamicBatcher | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def version(self) -> str:
+        return self.config.version
+
+    @property
+    def ready(self) -> bool:
+        return self.info.status is ModelStatus.READY
+
+
+def build_version(config: ModelConfig) -> ModelVersion:
+    """Load, check and warm up one version (blocking; call from a thread)."""
+    fmt = _format_name(config)
+    info = ModelInfo(
+        config.name, config.version, fmt, ModelStatus.LOADING, is_default=config.default
+    )
+    started = time.perf_counter()
+    runtime = load_runtime(config)
+    load_s = time.perf_counter() - started
+    meta = runtime.metadata
+    n_features = config.n_features or meta.n_features or _width_hint(config)
+    if n_features is None:
+        raise ModelLoadError("the model does not declare its input width; set n_features")
+    if config.n_features and meta.n_features and config.n_features != meta.n_features:
+        raise ModelLoadError(
+            f"n_features is {config.n_features} but the model expects {meta.n_features}"
+        )
+    names = config.feature_names or meta.feature_names
+    try:
+        schema = FeatureSchema(n_features, names, config.feature_ranges)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    is_classifier = meta.is_classifier if config.task == "auto" else config.task == "classifier"
+    labels = config.labels or meta.classes
+    formatter = OutputFormatter(
+        is_classifier=is_classifier,
+        labels=labels,
+        classes=meta.classes,
+        top_k=config.top_k,
+        round_to=config.output_round,
+        clip=config.output_clip,
+    )
+    started = time.perf_counter()
+    _warm_up(runtime, formatter, _warmup_rows(config, schema), config.batching.max_batch_size)
+    warmup_s = time.perf_counter() - started
+    info.status = ModelStatus.READY
+    info.task = "classifier" if is_classifier else "regressor"
+    info.n_features, info.feature_names, info.labels = n_features, names, labels
+    info.load_ms, info.warmup_ms = round(load_s * 1000, 3), round(warmup_s * 1000, 3)
+    return ModelVersion(config, info, runtime, schema, formatter)
+
+
+def _format_name(config: ModelConfig) -> str:
+    try:
+        return detect_format(config.path, config.format)
+    except ModelLoadError:
+        return config.format
+
+
+def _width_hint(config: ModelConfig) -> int | None:
+    if config.warmup_input:
+        return len(config.warmup_input[0])
+    return len(config.feature_names) if config.feature_names else None
+
+
+def _warmup_rows(config: ModelConfig, schema: FeatureSchema) -> FloatArray:
+    if config.warmup_input:
+        try:
+            return schema.to_array(config.warmup_input)
+        except Exception as exc:
+            raise ModelLoadError(f"warmup_input does not fit the model: {exc}") from exc
+    row = np.zeros(schema.n_features)
+    if config.feature_ranges and schema.feature_names:
+        for name, (low, high) in config.feature_ranges.items():
+            row[schema.feature_names.index(name)] = (low + high) / 2
+    return row.reshape(1, -1)
+
+
+def _warm_up(runtime: Runtime, formatter: OutputFormatter, rows: FloatArray, batch: int) -> None:
+    """Run the model on one row and on a full batch, so the first real calls are not slow."""
+    try:
+        for sample in (rows[:1], np.resize(rows, (max(batch, 1), rows.shape[1]))):
+            output = runtime.predict(sample)
+            formatted = formatter.format(output)
+            if len(formatted) != len(sample):
+                raise ModelLoadError(f"model returned {len(formatted)} rows for {len(sample)}")
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"warm-up prediction failed: {type(exc).__name__}: {exc}") from exc
+
+
+class ModelRegistry:
+    """All configured versions, grouped by model name, in configuration order."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._models: dict[str, dict[str, ModelVersion]] = {}
+        for config in settings.models:
+            info = ModelInfo(
+                config.name,
+                config.version,
+                _format_name(config),
+                ModelStatus.LOADING,
+                is_default=config.default,
+            )
+            self._models.setdefault(config.name, {})[config.version] = ModelVersion(config, info)
+        self.default_model = settings.default_model or next(iter(self._models), None)
+        self.routers = {
+            name: VersionRouter(
+                _default_version(versions), settings.routing.get(name, RoutingConfig())
+            )
+            for name, versions in self._models.items()
+        }
+        for entry in self.versions():
+            self._publish(entry)
+
+    def versions(self) -> list[ModelVersion]:
+        return [v for versions in self._models.values() for v in versions.values()]
+
+    def names(self) -> list[str]:
+        return list(self._models)
+
+    def get(self, name: str | None, version: str | None = None) -> ModelVersion:
+        """The named version, or the model's default; 404 for unknown names."""
+        model = name or self.default_model
+        if model is None or model not in self._models:
+            raise ModelNotFoundError(model or "", self.names())
+        versions = self._models[model]
+        chosen = version or self.routers[model].default_version
+        if chosen not in versions:
+            raise VersionNotFoundError(model, chosen, list(versions))
+        return versions[chosen]
+
+    def route(self, name: str | None, version: str | None, caller: str | None) -> ModelVersion:
+        """Pick the version for a request: explicit version, else the model's routing."""
+        model = name or self.default_model
+        if version is None and model in self.routers:
+            version = self.routers[model].choose(caller)
+        entry = self.get(model, version)
+        if not entry.ready:
+            raise ModelNotReadyError(entry.name, entry.version, entry.info.reason or "loading")
+        return entry
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Ready when every required version is loaded and warmed; reasons otherwise."""
+        reasons = [
+            f"{v.name}:{v.version} is {v.info.status.value}"
+            + (f" ({v.info.reason})" if v.info.reason else "")
+            for v in self.versions()
+            if v.config.required and not v.ready
+        ]
+        if not self._models:
+            reasons.append("no models configured")
+        return not reasons, reasons
+
+    async def load_all(self, *, strict: bool) -> None:
+        """Load every version in turn (off the event loop), then start its batcher.
+
+        A failure is logged and leaves that version answering 503; with ``strict`` it raises.
+        """
+        for entry in self.versions():
+            try:
+                await self.load(entry.name, entry.version)
+            except ModelLoadError:
+                if strict:
+                    raise
+
+    async def load(self, name: str, version: str) -> ModelVersion:
+        """(Re)load one version beside the current one and swap it in atomically on success.
+
+        On failure the previous artifact, if one was serving, keeps serving.
+        """
+        current = self.get(name, version)
+        log.info("model_loading", model=name, model_version=version, path=str(current.config.path))
+        try:
+            fresh = await asyncio.to_thread(build_version, current.config)
+        except Exception as exc:
+            reason = (
+                exc.detail if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
+            )
+            log.error("model_load_failed", model=name, model_version=version, reason=reason)
+            if not current.ready:
+                current.info.status, current.info.reason = ModelStatus.FAILED, reason
+                self._publish(current)
+            raise ModelLoadError(f"{name}:{version}: {reason}") from exc
+        fresh.batcher = DynamicBatcher(name, version, fresh.runtime.predict, fresh.config.batching)  # type: ignore[union-attr]
+        fresh.batcher.start()
+        self._models[name][version] = fresh
+        log.info(
+            "model_loaded",
+            model=name,
+            model_version=version,
+            format=fresh.info.format,
+            n_features=fresh.info.n_features,
+            load_ms=fresh.info.load_ms,
+            warmup_ms=fresh.info.warmup_ms,
+        )
+        metrics.record_load(
+            name, version, (fresh.info.load_ms or 0) / 1000, (fresh.info.warmup_ms or 0) / 1000
+        )
+        self._publish(fresh)
+        if current.batcher is not None:
+            # Requests already queued on the old artifact finish there.
+            await current.batcher.close(current.config.batching.timeout_ms / 1000)
+        return fresh
+
+    async def unload(self, name: str, version: str) -> None:
+        """Stop serving a version (it answers 503 until loaded again)."""
+        current = self.get(name, version)
+        self._models[name][version] = ModelVersion(
+            current.config,
+            ModelInfo(
+                name,
+                version,
+                current.info.format,
+                ModelStatus.UNLOADED,
+                "unloaded by admin",
+                is_default=current.config.default,
+            ),
+        )
+        self._publish(self._models[name][version])
+        if current.batcher is not None:
+            await current.batcher.close(current.config.batching.timeout_ms / 1000)
+
+    async def close(self, timeout_s: float) -> None:
+        """Drain every batcher (queued work finishes) within ``timeout_s`` in total."""
+        batchers = [v.batcher for v in self.versions() if v.batcher is not None]
+        await asyncio.gather(*(b.close(timeout_s) for b in batchers))
+
+    def _publish(self, entry: ModelVersion) -> None:
+        metrics.record_model_state(
+            entry.name, entry.version, entry.info.format, entry.info.status.value, _STATUSES
+        )
+
+
+def _default_version(versions: dict[str, ModelVersion]) -> str:
+    for version, entry in versions.items():
+        if entry.config.default:
+            return version
+    return next(iter(versions))

@@ -1,0 +1,67 @@
+"""TorchScript modules through torch.jit (imported only when such a model is configured)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from modelserve.errors import ModelLoadError
+from modelserve.inference.runtimes.scores import softmax
+from modelserve.inference.types import FloatArray, ModelMetadata, RawOutput
+
+
+class TorchScriptRuntime:
+    """Runs a scripted or traced module in inference mode on CPU (or CUDA when asked)."""
+
+    format = "torchscript"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        n_features: int | None,
+        device: Literal["cpu", "cuda", "auto"],
+        output: Literal["auto", "logits", "probabilities", "raw"],
+        classifier_hint: bool | None,
+    ) -> None:
+        try:
+            import torch
+        except ImportError as exc:
+            raise ModelLoadError(
+                "TorchScript models need torch: pip install 'modelserve[torch]'"
+            ) from exc
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ModelLoadError("torch_device is cuda but CUDA is not available")
+        self._torch = torch
+        self._device = torch.device(device)
+        try:
+            self._module = torch.jit.load(str(path), map_location=self._device)  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            raise ModelLoadError(f"torch.jit.load could not read {path.name}: {exc}") from exc
+        self._module.eval()
+        if output == "auto":
+            output = "logits" if classifier_hint else "raw"
+        self._output = output
+        self._metadata = ModelMetadata(n_features=n_features, is_classifier=output != "raw")
+
+    @property
+    def metadata(self) -> ModelMetadata:
+        return self._metadata
+
+    def predict(self, batch: FloatArray) -> RawOutput:
+        torch = self._torch
+        tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self._device)
+        with torch.inference_mode():
+            out = self._module(tensor)
+        values = out.detach().to("cpu").numpy().astype(np.float64)
+        if self._output == "raw":
+            if values.ndim == 2 and values.shape[1] == 1:
+                values = values[:, 0]
+            return RawOutput(values=values)
+        if self._output == "probabilities":
+            return RawOutput(probabilities=values)
+        return RawOutput(probabilities=softmax(values))

@@ -1,0 +1,106 @@
+"""The transport-agnostic prediction pipeline: preprocess → batch → predict → postprocess.
+
+HTTP routes (and later the Open Inference Protocol) call :class:`PredictionService`; nothing
+here knows about requests or responses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from modelserve.errors import ShuttingDownError
+from modelserve.inference.preprocess import OutOfRange, Row
+from modelserve.inference.registry import ModelRegistry, ModelVersion
+from modelserve.inference.types import Prediction
+from modelserve.observability import metrics
+from modelserve.observability.health import HealthState
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionResult:
+    """Predictions for the rows of one request, and who made them."""
+
+    model: str
+    model_version: str
+    predictions: list[Prediction]
+    latency_ms: float
+    cache_status: str | None = None
+    """HIT, MISS or PARTIAL when a prediction cache is configured."""
+
+
+class PredictionService:
+    """Runs requests through a model version. One instance per process."""
+
+    def __init__(self, registry: ModelRegistry, health: HealthState) -> None:
+        self.registry = registry
+        self.health = health
+
+    async def predict(
+        self,
+        rows: Sequence[Row],
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        caller: str | None = None,
+        top_k: int | None = None,
+    ) -> PredictionResult:
+        """Predict ``rows`` (lists of numbers, or name → number mappings)."""
+        started = time.perf_counter()
+        if not self.health.accepting:
+            raise ShuttingDownError()
+        entry = self.registry.route(model, version, caller)
+        schema, formatter, batcher = entry.schema, entry.formatter, entry.batcher
+        assert schema is not None  # noqa: S101 - a routed version is ready
+        assert formatter is not None  # noqa: S101
+        assert batcher is not None  # noqa: S101
+        try:
+            matrix = schema.to_array(rows)
+            self._report_out_of_range(entry, schema.out_of_range(matrix))
+            raw = await batcher.submit(matrix)
+            predictions = formatter.format(raw, top_k)
+        except Exception as exc:
+            metrics.record_failure(
+                entry.name, entry.version, getattr(exc, "code", "internal_error")
+            )
+            raise
+        self._record(entry, predictions)
+        return PredictionResult(
+            entry.name, entry.version, predictions, (time.perf_counter() - started) * 1000
+        )
+
+    @staticmethod
+    def _report_out_of_range(entry: ModelVersion, found: list[OutOfRange]) -> None:
+        for item in found:
+            metrics.record_out_of_range(entry.name, entry.version, item.feature)
+            log.warning(
+                "feature_out_of_range",
+                model=entry.name,
+                model_version=entry.version,
+                row=item.row,
+                feature=item.feature,
+                value=item.value,
+                low=item.low,
+                high=item.high,
+            )
+
+    @staticmethod
+    def _record(entry: ModelVersion, predictions: list[Prediction]) -> None:
+        if entry.formatter is not None and entry.formatter.is_classifier:
+            metrics.record_predictions(
+                entry.name,
+                entry.version,
+                [str(p.prediction) for p in predictions],
+                [p.confidence for p in predictions if p.confidence is not None],
+            )
+        else:
+            metrics.record_regression(
+                entry.name,
+                entry.version,
+                [p.prediction for p in predictions if isinstance(p.prediction, float)],
+            )

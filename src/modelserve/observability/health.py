@@ -1,0 +1,29 @@
+"""Process health state shared by the probes and the request path."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class HealthState:
+    """Liveness facts of this process. ``draining`` turns true on SIGTERM and never back."""
+
+    started_at: float = field(default_factory=time.time)
+    draining: bool = False
+    accepting: bool = True
+    loading_done: bool = False
+
+    def start_draining(self) -> None:
+        """Fail readiness at once; predictions are still served until ``stop_accepting``."""
+        self.draining = True
+
+    def stop_accepting(self) -> None:
+        """New predictions are refused with 503 shutting_down from now on."""
+        self.draining = True
+        self.accepting = False
+
+    @property
+    def uptime_s(self) -> float:
+        return time.time() - self.started_at

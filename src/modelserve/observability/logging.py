@@ -1,0 +1,74 @@
+"""structlog configuration: JSON lines (orjson) to stdout, or a console renderer for humans."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+import orjson
+import structlog
+
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+LOG_LEVELS["error"] = logging.ERROR
+
+
+def configure_logging(
+    log_format: Literal["json", "console"] = "json",
+    level: Literal["debug", "info", "warning", "error"] = "info",
+) -> None:
+    """Configure structlog once per process; every line has ``timestamp`` and ``level``."""
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if log_format == "json":
+        processors: list[structlog.types.Processor] = [
+            *shared,
+            structlog.processors.dict_tracebacks,
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ]
+        factory: structlog.types.WrappedLogger = structlog.BytesLoggerFactory(sys.stdout.buffer)
+    else:
+        processors = [
+            *shared,
+            structlog.processors.format_exc_info,
+            structlog.dev.ConsoleRenderer(),
+        ]
+        factory = structlog.PrintLoggerFactory(sys.stdout)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(LOG_LEVELS[level]),
+        logger_factory=factory,
+        cache_logger_on_first_use=True,
+    )
+    _route_stdlib_logging(LOG_LEVELS[level])
+
+
+def _route_stdlib_logging(level: int) -> None:
+    """Send uvicorn's and gunicorn's own records through structlog so every line is JSON."""
+    handler = logging.Handler()
+    handler.emit = _emit  # type: ignore[method-assign]
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+    # uvicorn's own access log duplicates ours; ours carries request ids.
+    logging.getLogger("uvicorn.access").handlers = []
+    logging.getLogger("uvicorn.access").propagate = False
+    logging.getLogger("gunicorn.access").propagate = False
+
+
+_stdlib_log = structlog.get_logger("modelserve.server")
+
+
+def _emit(record: logging.LogRecord) -> None:
+    method = {
+        logging.DEBUG: _stdlib_log.debug,
+        logging.INFO: _stdlib_log.info,
+        logging.WARNING: _stdlib_log.warning,
+    }.get(record.levelno, _stdlib_log.error)
+    method("server_message", logger=record.name, message=record.getMessage())

@@ -1,0 +1,209 @@
+"""Every Prometheus metric modelserve exports, defined once, and the helpers that record them.
+
+Under gunicorn the process runs in prometheus-client's multiprocess mode (serving.py sets
+PROMETHEUS_MULTIPROC_DIR before workers start); gauges then use the ``livesum``/``max`` modes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+_MODEL = ("model", "model_version")
+
+HTTP_REQUESTS = Counter(
+    "modelserve_http_requests_total", "HTTP requests answered.", ("route", "method", "status")
+)
+HTTP_DURATION = Histogram(
+    "modelserve_http_request_duration_seconds",
+    "Time from request start to response end.",
+    ("route", "method"),
+    buckets=_LATENCY_BUCKETS,
+)
+HTTP_IN_FLIGHT = Gauge(
+    "modelserve_http_requests_in_flight", "Requests being handled.", multiprocess_mode="livesum"
+)
+PREDICTIONS = Counter("modelserve_predictions_total", "Requests predicted.", _MODEL)
+ROWS = Counter("modelserve_rows_predicted_total", "Rows predicted.", _MODEL)
+INFERENCE_DURATION = Histogram(
+    "modelserve_inference_duration_seconds",
+    "Duration of one model call (one batch).",
+    _MODEL,
+    buckets=_LATENCY_BUCKETS,
+)
+QUEUE_WAIT = Histogram(
+    "modelserve_queue_wait_seconds",
+    "Time a request waited in the batch queue.",
+    _MODEL,
+    buckets=_LATENCY_BUCKETS,
+)
+BATCH_ROWS = Histogram(
+    "modelserve_batch_rows", "Rows per model call.", _MODEL, buckets=_ROW_BUCKETS
+)
+QUEUE_ROWS = Gauge(
+    "modelserve_queue_rows", "Rows waiting in the batch queue.", _MODEL, multiprocess_mode="livesum"
+)
+INFERENCE_ERRORS = Counter(
+    "modelserve_inference_errors_total", "Failed predictions by error code.", (*_MODEL, "code")
+)
+SHED = Counter(
+    "modelserve_requests_shed_total", "Requests refused because the queue was full.", _MODEL
+)
+TIMEOUTS = Counter(
+    "modelserve_timeouts_total", "Requests past their deadline, by where.", (*_MODEL, "stage")
+)
+CANCELLED = Counter(
+    "modelserve_requests_cancelled_total",
+    "Queued requests dropped because the client went away.",
+    _MODEL,
+)
+PREDICTED_CLASS = Counter(
+    "modelserve_predicted_class_total", "Predicted labels.", (*_MODEL, "label")
+)
+CONFIDENCE = Histogram(
+    "modelserve_prediction_confidence", "Top-1 probability.", _MODEL, buckets=_CONFIDENCE_BUCKETS
+)
+REGRESSION_OUTPUT = Histogram(
+    "modelserve_regression_output",
+    "Regression outputs.",
+    _MODEL,
+    buckets=(-1000, -100, -10, -1, 0, 1, 10, 100, 1000, 10000),
+)
+OUT_OF_RANGE = Counter(
+    "modelserve_feature_out_of_range_total",
+    "Feature values outside the declared range.",
+    (*_MODEL, "feature"),
+)
+CACHE = Counter("modelserve_cache_requests_total", "Cache look-ups by result.", (*_MODEL, "result"))
+RATE_LIMITED = Counter("modelserve_rate_limited_total", "Requests refused with 429.", ("route",))
+SHADOW = Counter(
+    "modelserve_shadow_comparisons_total",
+    "Shadow predictions compared with live ones.",
+    ("model", "live_version", "shadow_version", "result"),
+)
+MODEL_INFO = Gauge(
+    "modelserve_model_info",
+    "1 for each configured model version, labelled with its format and status.",
+    (*_MODEL, "format", "status"),
+    multiprocess_mode="max",
+)
+MODEL_READY = Gauge(
+    "modelserve_model_ready",
+    "1 when the version is loaded and warmed.",
+    _MODEL,
+    multiprocess_mode="min",
+)
+LOAD_DURATION = Gauge(
+    "modelserve_model_load_seconds", "Time to load the artifact.", _MODEL, multiprocess_mode="max"
+)
+WARMUP_DURATION = Gauge(
+    "modelserve_model_warmup_seconds", "Time of the warm-up call.", _MODEL, multiprocess_mode="max"
+)
+
+
+def record_batch(model: str, version: str, rows: int, seconds: float) -> None:
+    """One model call of ``rows`` rows that took ``seconds``."""
+    BATCH_ROWS.labels(model, version).observe(rows)
+    INFERENCE_DURATION.labels(model, version).observe(seconds)
+
+
+def record_queue(model: str, version: str, queued_rows: int) -> None:
+    QUEUE_ROWS.labels(model, version).set(queued_rows)
+
+
+def record_queue_wait(model: str, version: str, seconds: float) -> None:
+    QUEUE_WAIT.labels(model, version).observe(seconds)
+
+
+def record_failure(model: str, version: str, code: str) -> None:
+    """A prediction that failed with error ``code`` (shed and timeouts also counted apart)."""
+    INFERENCE_ERRORS.labels(model, version, code).inc()
+    if code == "overloaded":
+        SHED.labels(model, version).inc()
+    elif code in ("queue_timeout", "inference_timeout"):
+        TIMEOUTS.labels(model, version, code.removesuffix("_timeout")).inc()
+
+
+def record_cancelled(model: str, version: str) -> None:
+    CANCELLED.labels(model, version).inc()
+
+
+def record_predictions(
+    model: str, version: str, labels: list[str], confidences: list[float]
+) -> None:
+    """Requests and rows answered by a classifier."""
+    PREDICTIONS.labels(model, version).inc()
+    ROWS.labels(model, version).inc(len(labels))
+    for label in labels:
+        PREDICTED_CLASS.labels(model, version, label).inc()
+    histogram = CONFIDENCE.labels(model, version)
+    for confidence in confidences:
+        histogram.observe(confidence)
+
+
+def record_regression(model: str, version: str, values: list[float]) -> None:
+    PREDICTIONS.labels(model, version).inc()
+    ROWS.labels(model, version).inc(len(values))
+    histogram = REGRESSION_OUTPUT.labels(model, version)
+    for value in values:
+        histogram.observe(value)
+
+
+def record_out_of_range(model: str, version: str, feature: str) -> None:
+    OUT_OF_RANGE.labels(model, version, feature).inc()
+
+
+def record_cache(model: str, version: str, hits: int, misses: int) -> None:
+    if hits:
+        CACHE.labels(model, version, "hit").inc(hits)
+    if misses:
+        CACHE.labels(model, version, "miss").inc(misses)
+
+
+def record_rate_limited(route: str) -> None:
+    RATE_LIMITED.labels(route).inc()
+
+
+def record_shadow(model: str, live: str, shadow: str, result: str) -> None:
+    SHADOW.labels(model, live, shadow, result).inc()
+
+
+def record_model_state(
+    model: str, version: str, fmt: str, status: str, all_statuses: tuple[str, ...]
+) -> None:
+    """Set the info gauge to 1 for the current status and 0 for the others."""
+    for other in all_statuses:
+        MODEL_INFO.labels(model, version, fmt, other).set(1 if other == status else 0)
+    MODEL_READY.labels(model, version).set(1 if status == "ready" else 0)
+
+
+def record_load(model: str, version: str, load_s: float, warmup_s: float) -> None:
+    LOAD_DURATION.labels(model, version).set(load_s)
+    WARMUP_DURATION.labels(model, version).set(warmup_s)
+
+
+def record_http(route: str, method: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(route, method, str(status)).inc()
+    HTTP_DURATION.labels(route, method).observe(seconds)
+
+
+def render_latest() -> tuple[bytes, str]:
+    """The exposition text (aggregated over workers in multiprocess mode) and its type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST

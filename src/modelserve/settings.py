@@ -1,0 +1,373 @@
+"""The one settings tree, read from flags > ``MODELSERVE_*`` environment > YAML file > defaults.
+
+Nested sections are plain models; the root is a ``BaseSettings`` so that
+``MODELSERVE_SERVER__PORT=9000`` overrides ``server.port``. Build it with :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ModelFormat = Literal["auto", "sklearn", "skops", "onnx", "torchscript"]
+TaskKind = Literal["auto", "classifier", "regressor"]
+Scope = Literal["predict", "admin"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=False)
+
+
+class BatchingConfig(_Section):
+    """Dynamic batching and backpressure for one model version."""
+
+    enabled: bool = True
+    """Coalesce concurrent requests into one model call. Off: each request is its own call."""
+    max_batch_size: int = Field(64, ge=1, le=100_000)
+    """Most rows in one model call; larger /predict-batch requests are split and reassembled."""
+    max_delay_ms: float = Field(2.0, ge=0, le=10_000)
+    """Longest a queued row waits for companions once the model is free (never when idle)."""
+    max_queue_rows: int = Field(2048, ge=1)
+    """Rows allowed to wait; beyond it requests are refused at once with 503 overloaded."""
+    timeout_ms: float = Field(10_000, gt=0)
+    """Deadline of a request from enqueue to result: 504 queue_timeout or inference_timeout."""
+    inference_threads: int = Field(1, ge=1, le=64)
+    """Threads running model calls for this version (batches in flight at once)."""
+
+
+class PreprocessorConfig(_Section):
+    """A fitted transformer applied server-side before the model (clients send raw features)."""
+
+    path: Path
+    """joblib/pickle or .skops file of a fitted sklearn transformer or Pipeline."""
+    sha256: str | None = None
+    """Pinned digest, verified before the file is deserialized."""
+    skops_trusted_types: list[str] = Field(default_factory=list)
+    """Types a .skops pre-processor may instantiate beyond skops' safe defaults."""
+
+
+class ModelConfig(_Section):
+    """One served model version."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    """Name used in the API (`?model=`)."""
+    version: str = Field("1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+    """Version label used in the API (`?model_version=`)."""
+    path: Path
+    """Model file. Only configured paths are ever loaded; requests cannot name files."""
+    format: ModelFormat = "auto"
+    """Runtime; `auto` picks by extension (.pkl/.pickle/.joblib, .skops, .onnx, .pt/.pth/.ts)."""
+    sha256: str | None = None
+    """Pinned hex digest of the file; a mismatch refuses to load the model."""
+    default: bool = False
+    """This version answers when a request names none (else the first listed version)."""
+    required: bool = True
+    """Readiness waits for this version; a failed optional version does not fail /ready."""
+    task: TaskKind = "auto"
+    """classifier (labels + probabilities) or regressor (numbers); `auto` asks the model."""
+    labels: list[str] | None = None
+    """Names of the classes in model output order; default: the model's own classes."""
+    feature_names: list[str] | None = None
+    """Enables `{"features": {"name": value}}` and names columns in errors and logs."""
+    feature_ranges: dict[str, tuple[float, float]] | None = None
+    """Expected [min, max] per feature name; values outside are served but logged."""
+    n_features: int | None = Field(None, ge=1)
+    """Input width when the artifact does not declare it (TorchScript)."""
+    warmup_input: list[list[float]] | None = None
+    """Rows used for the warm-up call; default: one row of zeros (ranges' midpoints if given)."""
+    skops_trusted_types: list[str] = Field(default_factory=list)
+    """Types a .skops file may instantiate beyond skops' safe defaults."""
+    torch_device: Literal["cpu", "cuda", "auto"] = "cpu"
+    """TorchScript device; `auto` uses CUDA when available."""
+    torch_output: Literal["auto", "logits", "probabilities", "raw"] = "auto"
+    """How to read a TorchScript output: logits get a softmax, raw values are regression."""
+    label_from: Literal["argmax", "predict"] = "argmax"
+    """Label from argmax of probabilities (one model call) or from a separate predict() call."""
+    top_k: int | None = Field(None, ge=1)
+    """Default number of probabilities returned (all when unset); `?top_k=` overrides."""
+    output_round: int | None = Field(None, ge=0, le=12)
+    """Round regression outputs to this many decimals."""
+    output_clip: tuple[float, float] | None = None
+    """Clip regression outputs to [min, max]."""
+    preprocessor: PreprocessorConfig | None = None
+    """Optional server-side feature transformer."""
+    profile: Path | None = None
+    """Reference profile JSON (made by `modelserve profile`) for drift signals."""
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    """Batching and backpressure."""
+
+    @field_validator("sha256")
+    @classmethod
+    def _check_digest(cls, value: str | None) -> str | None:
+        if value is not None and (
+            len(value) != 64 or any(c not in "0123456789abcdef" for c in value.lower())
+        ):
+            raise ValueError("sha256 must be 64 hexadecimal characters")
+        return value.lower() if value else value
+
+
+class RoutingConfig(_Section):
+    """How requests that name no version are spread over a model's versions."""
+
+    weights: dict[str, float] | None = None
+    """Canary split, e.g. {"1.0": 90, "2.0": 10}; unset: everything to the default version."""
+    sticky: bool = False
+    """Hash the caller (API key or X-Client-ID) so one caller always gets one version."""
+    shadow: str | None = None
+    """Version that gets a copy of live traffic off the request path; its answers are compared."""
+
+    @field_validator("weights")
+    @classmethod
+    def _check_weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and (any(w < 0 for w in value.values()) or sum(value.values()) <= 0):
+            raise ValueError("weights must be non-negative and not all zero")
+        return value
+
+
+class ServerSettings(_Section):
+    """HTTP serving and process lifecycle."""
+
+    host: str = "127.0.0.1"
+    """Interface to bind."""
+    port: int = Field(8000, ge=0, le=65535)
+    """TCP port (0 picks a free one)."""
+    workers: int = Field(1, ge=1, le=64)
+    """Processes; more than 1 runs gunicorn with uvicorn workers."""
+    log_format: Literal["json", "console"] = "json"
+    """JSON lines for machines, console for humans."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level written."""
+    access_log: bool = True
+    """One log line per request."""
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Largest request body; larger bodies get 413 without being read."""
+    max_batch_rows: int = Field(1000, ge=1)
+    """Most rows in one /predict-batch request."""
+    grace_period_s: float = Field(25.0, ge=0)
+    """After SIGTERM: longest time to finish accepted requests before exiting."""
+    prestop_delay_s: float = Field(0.0, ge=0)
+    """After SIGTERM: keep serving this long with /ready at 503 before draining."""
+    strict: bool = False
+    """Exit non-zero at startup when any model fails to load, instead of serving 503 for it."""
+    metrics_enabled: bool = True
+    """Serve Prometheus metrics on /metrics."""
+    max_requests: int = Field(0, ge=0)
+    """Recycle a gunicorn worker after this many requests (0: never)."""
+
+
+class CacheSettings(_Section):
+    """Prediction cache keyed by model, version and the validated row's bytes."""
+
+    backend: Literal["none", "memory", "redis"] = "memory"
+    """`memory` is per process; `redis` is shared by every replica."""
+    maxsize: int = Field(10_000, ge=1)
+    """Entries kept by the memory backend (LRU beyond it)."""
+    ttl_s: float = Field(300.0, gt=0)
+    """Lifetime of an entry."""
+    redis_timeout_ms: float = Field(50.0, gt=0)
+    """Slower Redis answers are treated as misses; the request never fails for the cache."""
+
+
+class RateLimitSettings(_Section):
+    """Per-caller request limits (the `limits` package)."""
+
+    enabled: bool = False
+    """Off by default."""
+    storage: Literal["memory", "redis"] = "memory"
+    """`redis` shares the counters between replicas."""
+    strategy: Literal["moving-window", "fixed-window"] = "moving-window"
+    """Counting strategy."""
+    predict: str = "100/minute"
+    """Limit for POST /predict."""
+    predict_batch: str = "10/minute"
+    """Limit for POST /predict-batch."""
+    count_rows: bool = False
+    """Count /predict-batch by rows instead of requests."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses/CIDRs whose X-Forwarded-For is honoured."""
+    fail_open: bool = True
+    """When storage is unreachable: allow (true) or refuse with 503 (false)."""
+
+
+class ApiKeyConfig(_Section):
+    """One API key, stored as its sha256 so the config never holds the secret."""
+
+    name: str
+    """Who holds it (appears in logs instead of the key)."""
+    sha256: str | None = None
+    """sha256 hex digest of the key."""
+    key: SecretStr | None = None
+    """The key itself (prefer sha256; useful from a secret-mounted env var)."""
+    scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["predict"]))
+    """What the key may do."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ApiKeyConfig:
+        if (self.sha256 is None) == (self.key is None):
+            raise ValueError(f"API key {self.name!r}: give exactly one of sha256 or key")
+        return self
+
+
+class AuthSettings(_Section):
+    """API keys. Off unless keys are configured and enabled."""
+
+    enabled: bool = False
+    """Require a key on prediction and admin routes."""
+    keys: list[ApiKeyConfig] = Field(default_factory=list)
+    """Accepted keys."""
+    protect_probes: bool = False
+    """Require a key on /health and /ready too."""
+    protect_metrics: bool = False
+    """Require a key on /metrics too."""
+
+
+class DriftSettings(_Section):
+    """Live drift signals against each version's reference profile."""
+
+    window: int = Field(1000, ge=10)
+    """Rows in the rolling window."""
+    psi_threshold: float = Field(0.2, gt=0)
+    """PSI above which a warning is logged."""
+    interval_s: float = Field(30.0, gt=0)
+    """Period of the drift and latency_stats log lines."""
+
+
+class TracingSettings(_Section):
+    """OpenTelemetry spans (needs the `tracing` extra)."""
+
+    enabled: bool = False
+    """Emit spans for request, queue wait and inference."""
+    service_name: str = "modelserve"
+    """Resource service.name."""
+
+
+class Settings(BaseSettings):
+    """Everything modelserve reads. See the README's configuration reference."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODELSERVE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        use_attribute_docstrings=True,
+    )
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    """HTTP serving and lifecycle."""
+    models: list[ModelConfig] = Field(default_factory=list)
+    """Served model versions."""
+    default_model: str | None = None
+    """Model answering requests that name none (default: the first listed)."""
+    routing: dict[str, RoutingConfig] = Field(default_factory=dict)
+    """Per-model version routing (canary weights, stickiness, shadow)."""
+    redis_url: SecretStr | None = None
+    """Redis for the shared cache and rate limits, e.g. redis://redis:6379/0."""
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    """Prediction cache."""
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    """Rate limits."""
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    """API keys."""
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    """Drift signals."""
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    """Tracing."""
+
+    _config_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls._config_file))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check_models(self) -> Settings:
+        seen: set[tuple[str, str]] = set()
+        for model in self.models:
+            key = (model.name, model.version)
+            if key in seen:
+                raise ValueError(f"model {model.name!r} version {model.version!r} is listed twice")
+            seen.add(key)
+        names = {m.name for m in self.models}
+        if self.default_model is not None and self.default_model not in names:
+            raise ValueError(f"default_model {self.default_model!r} is not a configured model")
+        for name, route in self.routing.items():
+            versions = {m.version for m in self.models if m.name == name}
+            if name not in names:
+                raise ValueError(f"routing for unknown model {name!r}")
+            named = set(route.weights or {}) | ({route.shadow} if route.shadow else set())
+            if unknown := named - versions:
+                raise ValueError(f"routing for {name!r} names unknown versions {sorted(unknown)}")
+        for name in names:
+            defaults = [m for m in self.models if m.name == name and m.default]
+            if len(defaults) > 1:
+                raise ValueError(f"model {name!r} has more than one default version")
+        if self.auth.enabled and not self.auth.keys:
+            raise ValueError("auth.enabled needs at least one key in auth.keys")
+        uses_redis = self.cache.backend == "redis" or (
+            self.rate_limit.enabled and self.rate_limit.storage == "redis"
+        )
+        if uses_redis and self.redis_url is None:
+            raise ValueError("a redis backend is configured but redis_url is not set")
+        return self
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build settings with precedence flags (``overrides``) > env > YAML file > defaults.
+
+    Overrides use the same nested shape as the file (``server={"port": 9000}``) and are merged
+    into the file's sections rather than replacing them. Relative model paths in a file are
+    resolved against the file's directory, so a config can travel with its models.
+    """
+    path = Path(config_file).resolve() if config_file is not None else None
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    Settings._config_file = path
+    try:
+        base = Settings()
+        merged = _deep_merge(base.model_dump(exclude_unset=True), overrides)
+        settings = Settings(**merged) if overrides else base
+    finally:
+        Settings._config_file = None
+    if path is not None:
+        _resolve_paths(settings, path.parent)
+    return settings
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_paths(settings: Settings, root: Path) -> None:
+    for model in settings.models:
+        model.path = _under(root, model.path)
+        if model.preprocessor is not None:
+            model.preprocessor.path = _under(root, model.preprocessor.path)
+        if model.profile is not None:
+            model.profile = _under(root, model.profile)
+
+
+def _under(root: Path, path: Path) -> Path:
+    return path if path.is_absolute() else (root / path).resolve()
