@@ -7,6 +7,7 @@ when torch is installed), and ``modelserve.yaml`` serving them all with sha256 p
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -141,5 +142,9 @@ def _write_torchscript(
             scaled = (features - self.mean) / self.std  # type: ignore[operator]
             return self.net(scaled)  # type: ignore[no-any-return]
 
-    torch.jit.script(Standardized().eval()).save(str(path))  # type: ignore[no-untyped-call]
+    # TorchScript is the format users ship; torch 2.13 marks it deprecated in favour of export.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(Standardized().eval())
+    scripted.save(str(path))  # type: ignore[no-untyped-call]
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -39,7 +40,9 @@ class TorchScriptRuntime:
         self._torch = torch
         self._device = torch.device(device)
         try:
-            self._module = torch.jit.load(str(path), map_location=self._device)  # type: ignore[no-untyped-call]
+            with warnings.catch_warnings():  # torch 2.13 marks TorchScript deprecated
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._module = torch.jit.load(str(path), map_location=self._device)  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise ModelLoadError(f"torch.jit.load could not read {path.name}: {exc}") from exc
         self._module.eval()

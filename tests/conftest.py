@@ -1,0 +1,168 @@
+"""Shared fixtures: tiny real models built once per run, settings, in-process apps, Redis."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import pytest
+import structlog
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from modelserve.app import create_app
+from modelserve.demo import build_demo
+from modelserve.settings import Settings, load_settings
+from tests import fakes
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def demo_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo models (joblib, ONNX, skops, TorchScript) and their modelserve.yaml."""
+    out = tmp_path_factory.mktemp("demo")
+    build_demo(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def fake_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Pickled test doubles: slow.joblib (1 s per call), failing.joblib, sum.joblib."""
+    out = tmp_path_factory.mktemp("fakes")
+    joblib.dump(fakes.SlowClassifier(1.0).fit(None, None), out / "slow.joblib")
+    joblib.dump(fakes.SlowClassifier(0.2).fit(None, None), out / "slowish.joblib")
+    joblib.dump(fakes.FailingClassifier().fit(None, None), out / "failing.joblib")
+    joblib.dump(fakes.SumRegressor().fit(None, None), out / "sum.joblib")
+    (out / "corrupt.joblib").write_bytes(b"this is not a pickle")
+    return out
+
+
+@pytest.fixture
+def settings_factory(demo_models_dir: Path) -> Callable[..., Settings]:
+    """Settings from the demo config, with overrides in the same nested shape as the file."""
+
+    def make(**overrides: Any) -> Settings:
+        return load_settings(demo_models_dir / "modelserve.yaml", **overrides)
+
+    return make
+
+
+@pytest.fixture
+async def app_client(
+    settings_factory: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Any]]:
+    """Factory: ``async with app_client(settings) as client`` runs the lifespan in-process."""
+    managers: list[Any] = []
+
+    class _Client:
+        def __init__(self, settings: Settings | None = None) -> None:
+            self.settings = settings or settings_factory()
+            self.app: FastAPI = create_app(self.settings)
+
+        async def __aenter__(self) -> httpx.AsyncClient:
+            self._lifespan = LifespanManager(self.app, startup_timeout=60)
+            await self._lifespan.__aenter__()
+            await wait_until_loaded(self.app)
+            self._client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=self._lifespan.app), base_url="http://test"
+            )
+            managers.append(self)
+            return self._client
+
+        async def __aexit__(self, *exc: object) -> None:
+            await self._client.aclose()
+            await self._lifespan.__aexit__(None, None, None)
+
+    yield _Client
+
+
+async def wait_until_loaded(app: FastAPI, timeout_s: float = 60) -> None:
+    """Wait for the background model loading of an in-process app to finish."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    while not app.state.health.loading_done:
+        if time.monotonic() > deadline:
+            raise TimeoutError("models did not finish loading")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Iterator[None]:
+    """Each test starts with structlog's defaults (tests may capture logs)."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free loopback port for the whole run; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed; run the suite with `make test`")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not start")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session Redis, flushed before the test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    client.flushall()
+    client.close()
+    return redis_server
+
+
+def pythonpath_env() -> dict[str, str]:
+    """Environment for subprocesses: tests' doubles importable, no stray MODELSERVE_ vars."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSERVE_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env

@@ -1,0 +1,101 @@
+"""Start the real ``modelserve serve`` on a free port, wait for /ready, stop it by pid."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import free_port, pythonpath_env
+
+MODELSERVE = [sys.executable, "-m", "modelserve"]
+
+
+@dataclass
+class RunningServer:
+    """A modelserve process under test."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_lines(self) -> list[dict[str, object]]:
+        """Every line the server wrote to stdout, parsed (fails on a non-JSON line)."""
+        text = self.log_path.read_bytes().splitlines()
+        return [orjson.loads(line) for line in text if line.strip()]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout_s)
+
+
+def wait_ready(server: RunningServer, timeout_s: float = 60, path: str = "/ready") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {server.proc.returncode}:\n{_tail(server)}")
+        try:
+            if httpx.get(server.base_url + path, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"server not ready after {timeout_s} s:\n{_tail(server)}")
+
+
+def _tail(server: RunningServer) -> str:
+    return "\n".join(server.log_path.read_text(errors="replace").splitlines()[-20:])
+
+
+@pytest.fixture
+def serve_modelserve(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """Factory: ``serve_modelserve(config_or_model_path, *extra_args, wait="/ready")``."""
+    started: list[RunningServer] = []
+
+    def start(
+        target: Path, *extra: str, wait: str | None = "/ready", env: dict[str, str] | None = None
+    ) -> RunningServer:
+        port = free_port()
+        log_path = tmp_path / f"server-{port}.log"
+        source = ["--config", str(target)] if target.suffix in (".yaml", ".yml") else [str(target)]
+        command = [
+            *MODELSERVE,
+            "serve",
+            *source,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *extra,
+        ]
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**pythonpath_env(), **(env or {})},
+            )
+        server = RunningServer(proc, port, log_path)
+        started.append(server)
+        if wait is not None:
+            wait_ready(server, path=wait)
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.proc.kill()
+            server.proc.wait(timeout=10)
