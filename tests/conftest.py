@@ -7,7 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,8 @@ def settings_factory(demo_models_dir: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-async def app_client(
-    settings_factory: Callable[..., Settings],
-) -> AsyncIterator[Callable[..., Any]]:
+def app_client(settings_factory: Callable[..., Settings]) -> Callable[..., Any]:
     """Factory: ``async with app_client(settings) as client`` runs the lifespan in-process."""
-    managers: list[Any] = []
 
     class _Client:
         def __init__(self, settings: Settings | None = None) -> None:
@@ -81,14 +78,13 @@ async def app_client(
             self._client = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=self._lifespan.app), base_url="http://test"
             )
-            managers.append(self)
             return self._client
 
         async def __aexit__(self, *exc: object) -> None:
             await self._client.aclose()
             await self._lifespan.__aexit__(None, None, None)
 
-    yield _Client
+    return _Client
 
 
 async def wait_until_loaded(app: FastAPI, timeout_s: float = 60) -> None:

@@ -111,7 +111,12 @@ def mlserver_spec(venv: PeerVenv, files: dict[str, ModelFile], work_dir: Path) -
         sample_body=json.dumps(
             {
                 "inputs": [
-                    {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}
+                    {
+                        "name": "input-0",
+                        "shape": [1, 4],
+                        "datatype": "FP64",
+                        "data": [5.1, 3.5, 1.4, 0.2],
+                    }
                 ],
                 "outputs": [{"name": "predict_proba"}],
             }

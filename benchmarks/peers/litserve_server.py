@@ -60,9 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     api = IrisAPI(args.model_path, args.max_batch_size, args.batch_timeout)
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=1)
-    server.run(
-        host="127.0.0.1", port=args.port, generate_client_file=False, log_level="warning"
-    )
+    server.run(host="127.0.0.1", port=args.port, generate_client_file=False, log_level="warning")
 
 
 if __name__ == "__main__":
