@@ -1,0 +1,94 @@
+"""The Kubernetes manifests agree with the code: settings names, probe paths, ports, grace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelserve.app import create_app
+from modelserve.settings import Settings, load_settings
+
+BASE = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
+OVERLAY = BASE.parent / "overlays" / "production"
+
+
+def _documents(kustomization: Path) -> list[dict[str, Any]]:
+    spec = yaml.safe_load(kustomization.read_text())
+    docs: list[dict[str, Any]] = []
+    for resource in spec.get("resources", []):
+        path = kustomization.parent / resource
+        if path.is_dir():
+            docs.extend(_documents(path / "kustomization.yaml"))
+        else:
+            docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def _configmap_env() -> dict[str, str]:
+    spec = yaml.safe_load((BASE / "kustomization.yaml").read_text())
+    (generator,) = spec["configMapGenerator"]
+    return dict(item.split("=", 1) for item in generator["literals"])
+
+
+def _pod_spec() -> dict[str, Any]:
+    (deployment,) = [
+        d
+        for d in _documents(BASE / "kustomization.yaml")
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "modelserve"
+    ]
+    pod: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return pod
+
+
+def _container() -> dict[str, Any]:
+    container: dict[str, Any] = _pod_spec()["containers"][0]
+    return container
+
+
+def _env_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key, value in _configmap_env().items():
+        monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+def test_configmap_every_variable_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every MODELSERVE_ variable of the ConfigMap parses into the settings tree."""
+    settings = _env_settings(monkeypatch)
+    assert settings.cache.backend == "redis"
+    assert settings.rate_limit.storage == "redis"
+    assert settings.server.host == "0.0.0.0"  # noqa: S104 - a container must bind all interfaces
+
+
+def test_deployment_probes_hit_real_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Liveness, readiness and startup probes name routes the app serves."""
+    paths = {getattr(route, "path", None) for route in create_app(Settings()).routes}
+    container = _container()
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["path"] in paths
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+
+
+def test_deployment_port_matches_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The container port is the port the settings make the server listen on."""
+    settings = _env_settings(monkeypatch)
+    ports = {p["containerPort"] for p in _container()["ports"]}
+    assert settings.server.port in ports
+
+
+def test_deployment_grace_covers_prestop_and_drain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kubernetes waits longer than the pre-stop delay plus the drain grace period."""
+    settings = _env_settings(monkeypatch)
+    budget = settings.server.prestop_delay_s + settings.server.grace_period_s
+    assert _pod_spec()["terminationGracePeriodSeconds"] > budget
+
+
+def test_overlay_builds_on_base() -> None:
+    """The production overlay includes every base resource and sets the image."""
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in _documents(OVERLAY / "kustomization.yaml")}
+    assert ("Deployment", "modelserve") in kinds
+    assert ("Service", "modelserve-redis") in kinds
+    spec = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    assert spec["images"][0]["name"] == _container()["image"].split(":")[0]
