@@ -59,7 +59,7 @@ def test_configmap_every_variable_is_a_setting(monkeypatch: pytest.MonkeyPatch) 
     settings = _env_settings(monkeypatch)
     assert settings.cache.backend == "redis"
     assert settings.rate_limit.storage == "redis"
-    assert settings.server.host == "0.0.0.0"  # noqa: S104 - a container must bind all interfaces
+    assert settings.server.host == "0.0.0.0"
 
 
 def test_deployment_probes_hit_real_routes(monkeypatch: pytest.MonkeyPatch) -> None:
