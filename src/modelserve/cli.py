@@ -79,3 +79,11 @@ def demo(out: Path) -> None:
 
     for message in build_demo(out):
         click.echo(message)
+
+
+@main.command("config-reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown) that the README embeds."""
+    from modelserve.reference import render_reference
+
+    click.echo(render_reference(), nl=False)
