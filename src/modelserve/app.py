@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from modelserve import __version__
+from modelserve.api.auth import ApiKeyring, AuthMiddleware
 from modelserve.api.errors import install_error_handlers
 from modelserve.api.middleware import RequestContextMiddleware
 from modelserve.api.openapi import build_openapi
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.registry = registry
     app.state.health = state
     app.state.service = PredictionService(registry, state)
+    app.state.api_keys = ApiKeyring(settings.auth)
 
     app.router.routes.extend(
         [
@@ -71,6 +73,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.router.routes.append(Route("/metrics", metrics.metrics_endpoint, methods=["GET"]))
     app.include_router(models.router)
     install_error_handlers(app)
+    # Added first = runs innermost: auth sees the request id set by RequestContextMiddleware.
+    if settings.auth.enabled:
+        app.add_middleware(AuthMiddleware, keyring=app.state.api_keys)
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.server.max_body_bytes,

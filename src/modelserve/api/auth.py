@@ -1,0 +1,172 @@
+"""API keys: who is calling, and may they use this route.
+
+Keys come from ``auth.keys`` (config or ``MODELSERVE_AUTH__KEYS``) and are held only as sha256
+digests. A presented key (``Authorization: Bearer <key>`` or ``X-API-Key: <key>``) is hashed
+and compared with ``hmac.compare_digest`` against *every* configured digest, so the time taken
+does not depend on which key matched or how much of it did.
+
+Contract for route authors:
+
+* When ``auth.enabled``, :class:`AuthMiddleware` runs on every HTTP request (inside the
+  request-id middleware). It authenticates the key, stores the :class:`ApiKey` in
+  ``request.state.api_key`` and its *name* in ``request.state.caller`` (used for sticky routing
+  and rate limits), and enforces :func:`required_scope` by path: ``/admin`` and ``/admin/...``
+  need ``admin``; probes, ``/metrics`` and the docs are open unless ``protect_probes`` /
+  ``protect_metrics``; every other path needs ``predict``. Refusals are 401 ``unauthorized``
+  (with ``WWW-Authenticate: Bearer``) for a missing or unknown key and 403 ``forbidden`` for a
+  key without the scope.
+* FastAPI routes add a second, explicit guard with ``Depends(require_scope("admin"))`` (for
+  instance ``APIRouter(dependencies=[Depends(require_scope("admin"))])``) or the ``AdminKeyDep``
+  annotation. The dependency returns the caller's :class:`ApiKey`, or ``None`` when auth is
+  disabled; it raises :class:`~modelserve.errors.UnauthorizedError` /
+  :class:`~modelserve.errors.ForbiddenError`, which the app's handlers turn into the error body.
+
+Keys never reach a log line: only key names are logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from modelserve.api.errors import error_response
+from modelserve.errors import ForbiddenError, ModelserveError, UnauthorizedError
+from modelserve.settings import AuthSettings
+from modelserve.settings import Scope as KeyScope
+
+log = structlog.get_logger(__name__)
+
+_OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+_PROBE_PATHS = frozenset({"/health", "/ready"})
+_METRICS_PATH = "/metrics"
+_ANY_KEY = "any"
+"""Pseudo-scope: any valid key will do (protected probes and metrics)."""
+_BEARER = b"bearer "
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A configured key, without its secret."""
+
+    name: str
+    scopes: frozenset[str]
+
+
+class ApiKeyring:
+    """The configured keys as sha256 digests; answers "which key is this?" in constant time."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self.enabled = settings.enabled
+        self.protect_probes = settings.protect_probes
+        self.protect_metrics = settings.protect_metrics
+        self._entries: list[tuple[bytes, ApiKey]] = []
+        for config in settings.keys:
+            if config.key is not None:
+                digest = hashlib.sha256(config.key.get_secret_value().encode()).digest()
+            else:
+                assert config.sha256 is not None  # noqa: S101 - the settings validator ensures it
+                digest = bytes.fromhex(config.sha256)
+            self._entries.append((digest, ApiKey(config.name, frozenset(config.scopes))))
+
+    def identify(self, presented: str | None) -> ApiKey | None:
+        """The key whose digest matches ``presented``, or ``None``. Compares against all keys."""
+        if not presented:
+            return None
+        digest = hashlib.sha256(presented.encode()).digest()
+        found: ApiKey | None = None
+        for stored, key in self._entries:
+            if hmac.compare_digest(stored, digest):
+                found = key
+        return found
+
+    def required_scope(self, path: str) -> str | None:
+        """The scope ``path`` needs (``"any"`` for any valid key), or ``None`` when open."""
+        if path in _PROBE_PATHS:
+            return _ANY_KEY if self.protect_probes else None
+        if path == _METRICS_PATH:
+            return _ANY_KEY if self.protect_metrics else None
+        if path in _OPEN_PATHS:
+            return None
+        if path == "/admin" or path.startswith("/admin/"):
+            return "admin"
+        return "predict"
+
+    def check(self, key: ApiKey | None, scope: str) -> None:
+        """Raise 401 without a valid key, 403 when the key lacks ``scope``."""
+        if key is None:
+            raise UnauthorizedError()
+        if scope != _ANY_KEY and scope not in key.scopes:
+            raise ForbiddenError(scope)
+
+
+def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` (preferred) or ``X-API-Key``, if any."""
+    api_key: str | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            if value[:7].lower() == _BEARER:
+                return value[7:].strip().decode("latin-1") or None
+        elif name == b"x-api-key":
+            api_key = value.strip().decode("latin-1") or None
+    return api_key
+
+
+class AuthMiddleware:
+    """Pure ASGI: authenticate the key, set the caller, enforce the path's scope."""
+
+    def __init__(self, app: ASGIApp, *, keyring: ApiKeyring) -> None:
+        self.app = app
+        self.keyring = keyring
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        keyring = self.keyring
+        key = keyring.identify(presented_key(scope["headers"]))
+        state = scope.setdefault("state", {})
+        if key is not None:
+            state["api_key"] = key
+            state["caller"] = key.name
+            structlog.contextvars.bind_contextvars(api_key_name=key.name)
+        needed = keyring.required_scope(scope["path"])
+        if needed is not None:
+            try:
+                keyring.check(key, needed)
+            except ModelserveError as exc:
+                log.warning(
+                    "auth_refused", path=scope["path"], code=exc.code, required_scope=needed
+                )
+                response = error_response(
+                    exc.status_code, exc.code, exc.detail, state.get("request_id"), exc.headers
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def require_scope(scope: KeyScope) -> Callable[[Request], Awaitable[ApiKey | None]]:
+    """A FastAPI dependency: the caller's key if it has ``scope``; ``None`` when auth is off."""
+
+    async def dependency(request: Request) -> ApiKey | None:
+        keyring: ApiKeyring | None = getattr(request.app.state, "api_keys", None)
+        if keyring is None or not keyring.enabled:
+            return None
+        key: ApiKey | None = getattr(request.state, "api_key", None)
+        if key is None:
+            key = keyring.identify(presented_key(request.scope["headers"]))
+        keyring.check(key, scope)
+        return key
+
+    return dependency
+
+
+AdminKeyDep = Annotated[ApiKey | None, Depends(require_scope("admin"))]
+"""Route parameter annotation for admin routes (see the module docstring)."""
