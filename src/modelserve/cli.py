@@ -82,8 +82,12 @@ def demo(out: Path) -> None:
 
 
 @main.command("config-reference")
-def config_reference() -> None:
-    """Print the configuration reference (Markdown) that the README embeds."""
-    from modelserve.reference import render_reference
+@click.option("--update", type=click.Path(exists=True, path_type=Path), help="Rewrite in place.")
+def config_reference(update: Path | None) -> None:
+    """Print the configuration reference (Markdown), or update it inside a README."""
+    from modelserve.reference import embed_reference, render_reference
 
-    click.echo(render_reference(), nl=False)
+    if update is not None:
+        embed_reference(update)
+    else:
+        click.echo(render_reference(), nl=False)

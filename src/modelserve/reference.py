@@ -7,6 +7,7 @@ reference cannot drift from the code. Print it with ``modelserve config-referenc
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -17,6 +18,14 @@ from modelserve.settings import Settings
 
 BEGIN = "<!-- BEGIN CONFIG REFERENCE (generated: modelserve config-reference) -->"
 END = "<!-- END CONFIG REFERENCE -->"
+
+
+def embed_reference(markdown: Path) -> None:
+    """Replace the text between the markers in ``markdown`` with the current reference."""
+    text = markdown.read_text()
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    markdown.write_text(f"{head}{BEGIN}\n{render_reference()}{END}{tail}")
 
 
 def render_reference() -> str:
