@@ -6,15 +6,18 @@ Nested sections are plain models; the root is a ``BaseSettings`` so that
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import yaml
+from limits import parse_many
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
 
 ModelFormat = Literal["auto", "sklearn", "skops", "onnx", "torchscript"]
@@ -174,6 +177,8 @@ class CacheSettings(_Section):
     """Lifetime of an entry."""
     redis_timeout_ms: float = Field(50.0, gt=0)
     """Slower Redis answers are treated as misses; the request never fails for the cache."""
+    redis_prefix: str = "modelserve:cache:"
+    """Prefix of every cache key in Redis (separates deployments sharing one Redis)."""
 
 
 class RateLimitSettings(_Section):
@@ -195,6 +200,29 @@ class RateLimitSettings(_Section):
     """Addresses/CIDRs whose X-Forwarded-For is honoured."""
     fail_open: bool = True
     """When storage is unreachable: allow (true) or refuse with 503 (false)."""
+    redis_timeout_ms: float = Field(100.0, gt=0)
+    """Slower Redis answers count as unreachable (then `fail_open` decides)."""
+    redis_prefix: str = "modelserve:ratelimit"
+    """Prefix of every rate-limit key in Redis."""
+
+    @field_validator("predict", "predict_batch")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '100/minute': {value!r}") from exc
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {item!r} is not an address or CIDR") from exc
+        return value
 
 
 class ApiKeyConfig(_Section):
@@ -280,7 +308,7 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     """Tracing."""
 
-    _config_file: ClassVar[Path | None] = None
+    _config_data: ClassVar[dict[str, Any] | None] = None
 
     @classmethod
     def settings_customise_sources(
@@ -292,8 +320,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if cls._config_file is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=cls._config_file))
+        if cls._config_data is not None:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=cls._config_data))
         return tuple(sources)
 
     @model_validator(mode="after")
@@ -338,16 +366,29 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     path = Path(config_file).resolve() if config_file is not None else None
     if path is not None and not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    Settings._config_file = path
+    Settings._config_data = _read_yaml(path) if path is not None else None
     try:
         base = Settings()
         merged = _deep_merge(base.model_dump(exclude_unset=True), overrides)
         settings = Settings(**merged) if overrides else base
     finally:
-        Settings._config_file = None
+        Settings._config_data = None
     if path is not None:
         _resolve_paths(settings, path.parent)
     return settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The file's mapping; a ValueError naming the file when it is not YAML or not a mapping."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping of settings, not a {type(data).__name__}")
+    return data
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
