@@ -17,6 +17,8 @@ from modelserve.api.errors import install_error_handlers
 from modelserve.api.middleware import RequestContextMiddleware
 from modelserve.api.openapi import build_openapi
 from modelserve.api.routes import health, metrics, models, predict
+from modelserve.cache import build_cache
+from modelserve.inference.cache import PredictionCache
 from modelserve.inference.registry import ModelRegistry
 from modelserve.inference.service import PredictionService
 from modelserve.observability.health import HealthState
@@ -34,6 +36,8 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the application for ``settings``. Models load in the lifespan, not here."""
     registry = ModelRegistry(settings)
     state = HealthState()
+    backend = build_cache(settings)
+    cache = PredictionCache(backend) if backend is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,6 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
             loader.cancel()
             started = time.perf_counter()
             await registry.close(settings.server.grace_period_s)
+            if cache is not None:
+                await cache.close()
             log.info("server_stopped", drain_ms=round((time.perf_counter() - started) * 1000, 3))
 
     app = FastAPI(
@@ -58,7 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.health = state
-    app.state.service = PredictionService(registry, state)
+    app.state.service = PredictionService(registry, state, cache)
     app.state.api_keys = ApiKeyring(settings.auth)
 
     app.router.routes.extend(

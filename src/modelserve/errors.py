@@ -23,6 +23,7 @@ The tree::
     ├── UnauthorizedError (401 unauthorized)
     ├── ForbiddenError (403 forbidden)
     ├── RateLimitedError (429 rate_limited)
+    ├── RateLimitUnavailableError (503 rate_limit_unavailable)
     └── ModelLoadError (load-time only; never sent to a client as such)
         └── ChecksumMismatchError
 
@@ -226,6 +227,20 @@ class RateLimitedError(ModelserveError):
     @property
     def headers(self) -> dict[str, str]:
         return self._headers
+
+
+class RateLimitUnavailableError(ModelserveError):
+    """Rate-limit storage unreachable and ``rate_limit.fail_open`` is false."""
+
+    code = "rate_limit_unavailable"
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self) -> None:
+        super().__init__("rate limits cannot be checked right now; retry later")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class ModelLoadError(ModelserveError):

@@ -1,1 +1,26 @@
-"""cache."""
+"""Storage back-ends shared by the prediction cache and the rate limiter (no web imports)."""
+
+from __future__ import annotations
+
+from modelserve.cache.base import Cache, OutageTracker
+from modelserve.cache.memory import MemoryCache
+from modelserve.cache.redis import RedisCache
+from modelserve.settings import Settings
+
+__all__ = ["Cache", "MemoryCache", "OutageTracker", "RedisCache", "build_cache"]
+
+
+def build_cache(settings: Settings) -> Cache | None:
+    """The back-end ``settings.cache`` asks for, or ``None`` when caching is off."""
+    config = settings.cache
+    if config.backend == "memory":
+        return MemoryCache(maxsize=config.maxsize, ttl_s=config.ttl_s)
+    if config.backend == "redis":
+        assert settings.redis_url is not None  # noqa: S101 - the settings validator ensures it
+        return RedisCache(
+            settings.redis_url.get_secret_value(),
+            ttl_s=config.ttl_s,
+            timeout_ms=config.redis_timeout_ms,
+            prefix=config.redis_prefix,
+        )
+    return None

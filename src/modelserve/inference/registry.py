@@ -16,6 +16,7 @@ from modelserve.errors import (
     VersionNotFoundError,
 )
 from modelserve.inference.batcher import DynamicBatcher
+from modelserve.inference.cache import artifact_fingerprint
 from modelserve.inference.loader import detect_format, load_runtime
 from modelserve.inference.postprocess import OutputFormatter
 from modelserve.inference.preprocess import FeatureSchema
@@ -40,6 +41,8 @@ class ModelVersion:
     formatter: OutputFormatter | None = None
     batcher: DynamicBatcher | None = None
     extras: dict[str, object] = field(default_factory=dict)
+    fingerprint: str = ""
+    """Identity of the loaded artifact and output config (prediction-cache keys use it)."""
 
     @property
     def name(self) -> str:
@@ -93,7 +96,8 @@ def build_version(config: ModelConfig) -> ModelVersion:
     info.task = "classifier" if is_classifier else "regressor"
     info.n_features, info.feature_names, info.labels = n_features, names, labels
     info.load_ms, info.warmup_ms = round(load_s * 1000, 3), round(warmup_s * 1000, 3)
-    return ModelVersion(config, info, runtime, schema, formatter)
+    fingerprint = artifact_fingerprint(config)
+    return ModelVersion(config, info, runtime, schema, formatter, fingerprint=fingerprint)
 
 
 def _format_name(config: ModelConfig) -> str:

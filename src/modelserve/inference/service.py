@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import structlog
 
 from modelserve.errors import ShuttingDownError
+from modelserve.inference.cache import PredictionCache
 from modelserve.inference.preprocess import OutOfRange, Row
 from modelserve.inference.registry import ModelRegistry, ModelVersion
-from modelserve.inference.types import Prediction
+from modelserve.inference.types import FloatArray, Prediction
 from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
 
@@ -37,9 +38,12 @@ class PredictionResult:
 class PredictionService:
     """Runs requests through a model version. One instance per process."""
 
-    def __init__(self, registry: ModelRegistry, health: HealthState) -> None:
+    def __init__(
+        self, registry: ModelRegistry, health: HealthState, cache: PredictionCache | None = None
+    ) -> None:
         self.registry = registry
         self.health = health
+        self.cache = cache
 
     async def predict(
         self,
@@ -62,8 +66,11 @@ class PredictionService:
         try:
             matrix = schema.to_array(rows)
             self._report_out_of_range(entry, schema.out_of_range(matrix))
-            raw = await batcher.submit(matrix)
-            predictions = formatter.format(raw, top_k)
+            if self.cache is None:
+                predictions = formatter.format(await batcher.submit(matrix), top_k)
+                cache_status = None
+            else:
+                predictions, cache_status = await self._predict_cached(entry, matrix, top_k)
         except Exception as exc:
             metrics.record_failure(
                 entry.name, entry.version, getattr(exc, "code", "internal_error")
@@ -71,8 +78,33 @@ class PredictionService:
             raise
         self._record(entry, predictions)
         return PredictionResult(
-            entry.name, entry.version, predictions, (time.perf_counter() - started) * 1000
+            entry.name,
+            entry.version,
+            predictions,
+            (time.perf_counter() - started) * 1000,
+            cache_status,
         )
+
+    async def _predict_cached(
+        self, entry: ModelVersion, matrix: FloatArray, top_k: int | None
+    ) -> tuple[list[Prediction], str]:
+        """Answer cached rows from the cache; only the missing rows go to the batcher."""
+        cache, formatter, batcher = self.cache, entry.formatter, entry.batcher
+        assert cache is not None  # noqa: S101 - called only with a cache
+        assert formatter is not None  # noqa: S101 - a routed version is ready
+        assert batcher is not None  # noqa: S101
+        lookup = await cache.lookup(entry.name, entry.version, entry.fingerprint, top_k, matrix)
+        computed: list[Prediction] = []
+        if lookup.missing:
+            todo = matrix if not lookup.hits else matrix[lookup.missing]
+            computed = formatter.format(await batcher.submit(todo), top_k)
+            await cache.fill(lookup, computed)
+        status = lookup.status
+        metrics.record_cache(entry.name, entry.version, lookup.hits, len(lookup.missing))
+        structlog.contextvars.bind_contextvars(
+            cache=status.value, cache_hits=lookup.hits, cache_misses=len(lookup.missing)
+        )
+        return lookup.merge(computed), status.value
 
     @staticmethod
     def _report_out_of_range(entry: ModelVersion, found: list[OutOfRange]) -> None:
