@@ -260,12 +260,14 @@ class AuthSettings(_Section):
 class DriftSettings(_Section):
     """Live drift signals against each version's reference profile."""
 
-    window: int = Field(1000, ge=10)
-    """Rows in the rolling window."""
+    window: int = Field(1000, ge=10, le=1_000_000)
+    """Rows in each version's rolling drift window (and latencies kept for latency_stats)."""
+    min_rows: int = Field(100, ge=1)
+    """Rows the window needs before PSI is computed (fewer rows give noisy PSI)."""
     psi_threshold: float = Field(0.2, gt=0)
-    """PSI above which a warning is logged."""
+    """PSI above which a `drift_detected` warning is logged (once per crossing)."""
     interval_s: float = Field(30.0, gt=0)
-    """Period of the drift and latency_stats log lines."""
+    """Period of the `drift_stats` and `latency_stats` log lines, per process."""
 
 
 class TracingSettings(_Section):
