@@ -1,0 +1,125 @@
+"""OutputFormatter: raw model outputs → labels, confidence, probabilities, regression values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelserve.inference.postprocess import OutputFormatter
+from modelserve.inference.types import Prediction, RawOutput
+
+LABELS = ["setosa", "versicolor", "virginica"]
+PROBABILITIES = np.array([[0.1, 0.7, 0.2], [0.05, 0.15, 0.8]])
+
+
+def classifier(**options: object) -> OutputFormatter:
+    return OutputFormatter(is_classifier=True, labels=LABELS, **options)  # type: ignore[arg-type]
+
+
+def regressor(**options: object) -> OutputFormatter:
+    return OutputFormatter(is_classifier=False, labels=None, **options)  # type: ignore[arg-type]
+
+
+def test_format_classifier_gives_label_confidence_and_probabilities() -> None:
+    """The label is the most probable class; confidence is its probability."""
+    first, second = classifier().format(RawOutput(probabilities=PROBABILITIES))
+    assert first == Prediction(
+        "versicolor", 0.7, {"setosa": 0.1, "versicolor": 0.7, "virginica": 0.2}
+    )
+    assert (second.prediction, second.confidence) == ("virginica", 0.8)
+
+
+def test_format_classifier_without_labels_uses_class_indices() -> None:
+    """With no labels anywhere, classes are named by their index."""
+    formatter = OutputFormatter(is_classifier=True, labels=None)
+    (answer, _) = formatter.format(RawOutput(probabilities=PROBABILITIES))
+    assert answer.prediction == "1"
+    assert answer.probabilities == {"0": 0.1, "1": 0.7, "2": 0.2}
+
+
+@pytest.mark.parametrize(
+    ("default", "requested", "expected"),
+    [
+        (None, 1, ["versicolor"]),
+        (None, 2, ["versicolor", "virginica"]),
+        (2, None, ["versicolor", "virginica"]),
+        (1, 2, ["versicolor", "virginica"]),
+        (None, 3, ["setosa", "versicolor", "virginica"]),
+        (None, 10, ["setosa", "versicolor", "virginica"]),
+    ],
+    ids=["top-1", "top-2", "config-default", "request-beats-config", "all", "more-than-classes"],
+)
+def test_format_top_k_keeps_the_most_probable_labels(
+    default: int | None, requested: int | None, expected: list[str]
+) -> None:
+    """top_k keeps the k most probable labels, most probable first; the request beats config."""
+    (answer, _) = classifier(top_k=default).format(
+        RawOutput(probabilities=PROBABILITIES), requested
+    )
+    assert answer.probabilities is not None
+    assert sorted(answer.probabilities) == sorted(expected)
+    if len(expected) < len(LABELS):
+        assert list(answer.probabilities) == expected
+
+
+def test_format_top_k_never_changes_the_prediction() -> None:
+    """Even top_k=1 leaves label and confidence those of the full distribution."""
+    (answer, _) = classifier().format(RawOutput(probabilities=PROBABILITIES), 1)
+    assert (answer.prediction, answer.confidence) == ("versicolor", 0.7)
+
+
+def test_format_label_from_predict_maps_classes_to_labels() -> None:
+    """When predict() values are present they decide the label, mapped through the classes."""
+    formatter = OutputFormatter(is_classifier=True, labels=LABELS, classes=["0", "1", "2"])
+    raw = RawOutput(probabilities=PROBABILITIES, values=np.array([2, 2]))
+    assert [p.prediction for p in formatter.format(raw)] == ["virginica", "virginica"]
+
+
+def test_format_classifier_without_probabilities_gives_labels_only() -> None:
+    """A classifier without predict_proba answers its label and no confidence."""
+    formatter = OutputFormatter(is_classifier=True, labels=LABELS, classes=["0", "1", "2"])
+    (answer,) = formatter.format(RawOutput(values=np.array([1])))
+    assert answer == Prediction("versicolor")
+
+
+def test_format_string_classes_pass_through_without_labels() -> None:
+    """A model whose classes are already names answers those names."""
+    formatter = OutputFormatter(is_classifier=True, labels=None, classes=["cat", "dog"])
+    assert formatter.format(RawOutput(values=np.array(["dog"])))[0].prediction == "dog"
+
+
+def test_format_regression_gives_plain_floats() -> None:
+    """A regressor answers one Python float per row, no confidence or probabilities."""
+    answers = regressor().format(RawOutput(values=np.array([1.5, -2.25])))
+    assert answers == [Prediction(1.5), Prediction(-2.25)]
+    assert all(type(a.prediction) is float for a in answers)
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"round_to": 2}, [1.23, -9.88, 100.0]),
+        ({"round_to": 0}, [1.0, -10.0, 100.0]),
+        ({"clip": (-5.0, 50.0)}, [1.23456, -5.0, 50.0]),
+        ({"clip": (-5.0, 50.0), "round_to": 1}, [1.2, -5.0, 50.0]),
+    ],
+    ids=["round-2", "round-0", "clip", "clip-and-round"],
+)
+def test_format_regression_rounds_and_clips(
+    options: dict[str, object], expected: list[float]
+) -> None:
+    """output_round and output_clip shape regression values as configured."""
+    raw = RawOutput(values=np.array([1.23456, -9.8765, 100.0]))
+    assert [p.prediction for p in regressor(**options).format(raw)] == expected
+
+
+def test_format_multi_output_regression_gives_lists() -> None:
+    """A regressor with k outputs answers a list of k numbers per row."""
+    raw = RawOutput(values=np.array([[1.0, 2.0], [3.0, 4.0]]))
+    assert [p.prediction for p in regressor().format(raw)] == [[1.0, 2.0], [3.0, 4.0]]
+
+
+def test_format_empty_output_is_an_error() -> None:
+    """A runtime that returned nothing is a bug, reported as such."""
+    with pytest.raises(ValueError, match="neither probabilities nor values"):
+        regressor().format(RawOutput())
