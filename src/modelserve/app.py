@@ -16,6 +16,7 @@ from modelserve.api.auth import ApiKeyring, AuthMiddleware
 from modelserve.api.errors import install_error_handlers
 from modelserve.api.middleware import RequestContextMiddleware
 from modelserve.api.openapi import build_openapi
+from modelserve.api.ratelimit import RateLimitMiddleware, RouteLimiter
 from modelserve.api.routes import health, metrics, models, predict
 from modelserve.cache import build_cache
 from modelserve.inference.cache import PredictionCache
@@ -38,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     state = HealthState()
     backend = build_cache(settings)
     cache = PredictionCache(backend) if backend is not None else None
+    limiter = _build_limiter(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,6 +55,8 @@ def create_app(settings: Settings) -> FastAPI:
             await registry.close(settings.server.grace_period_s)
             if cache is not None:
                 await cache.close()
+            if limiter is not None:
+                await limiter.close()
             log.info("server_stopped", drain_ms=round((time.perf_counter() - started) * 1000, 3))
 
     app = FastAPI(
@@ -79,7 +83,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.router.routes.append(Route("/metrics", metrics.metrics_endpoint, methods=["GET"]))
     app.include_router(models.router)
     install_error_handlers(app)
-    # Added first = runs innermost: auth sees the request id set by RequestContextMiddleware.
+    # Added first = runs innermost: RequestContext → Auth (sets the caller) → RateLimit → routes.
+    if limiter is not None:
+        app.add_middleware(RateLimitMiddleware, limiter=limiter)
     if settings.auth.enabled:
         app.add_middleware(AuthMiddleware, keyring=app.state.api_keys)
     app.add_middleware(
@@ -89,6 +95,13 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _build_limiter(settings: Settings) -> RouteLimiter | None:
+    if not settings.rate_limit.enabled:
+        return None
+    url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
+    return RouteLimiter(settings.rate_limit, url)
 
 
 async def _load_models(registry: ModelRegistry, state: HealthState, strict: bool) -> None:

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelserve.api.errors import from_validation_error
+from modelserve.api.ratelimit import charge_rows
 from modelserve.api.schemas import BatchPredictRequest, PredictRequest
 from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
 from modelserve.inference.service import PredictionResult, PredictionService
@@ -98,6 +99,7 @@ async def predict_batch(request: Request) -> Response:
         raise EmptyBatchError()
     if len(rows) > limit:
         raise BatchTooLargeError(limit, len(rows))
+    await charge_rows(request, len(rows))
     model, version, top_k = _selection(request)
     result = await service.predict(
         rows, model=model, version=version, caller=_caller(request), top_k=top_k

@@ -1,0 +1,264 @@
+"""Per-caller rate limits on the prediction routes, with the ``limits`` package.
+
+Who is counted: the API key's *name* when auth identified one (``request.state.caller``),
+else the client IP. ``X-Forwarded-For`` is read only when the direct peer is in
+``rate_limit.trusted_proxies``; the client is then the right-most address that is not itself a
+trusted proxy, so a client cannot pick its identity by sending the header.
+
+What is counted: ``POST /predict`` against ``rate_limit.predict`` and ``POST /predict-batch``
+against ``rate_limit.predict_batch`` (one per request, or one per row with ``count_rows``:
+the route then calls :func:`charge_rows` once it knows the row count). Nothing else is
+limited: probes, ``/metrics``, ``/models`` and the docs never are.
+
+Answers: over the limit → 429 ``rate_limited`` with ``Retry-After``; every counted response
+carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (Unix time
+in seconds when the window frees up). Storage unreachable or slower than ``redis_timeout_ms``
+→ allowed without those headers (``fail_open``, the default) or 503
+``rate_limit_unavailable``; either way a warning is logged at most once per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import math
+import time
+from dataclasses import dataclass
+
+import structlog
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    RateLimiter,
+)
+from redis.asyncio import ConnectionPool
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modelserve.api.errors import error_response
+from modelserve.cache.base import OutageTracker
+from modelserve.errors import ModelserveError, RateLimitedError, RateLimitUnavailableError
+from modelserve.observability import metrics
+from modelserve.settings import RateLimitSettings
+
+log = structlog.get_logger(__name__)
+
+PREDICT = "/predict"
+PREDICT_BATCH = "/predict-batch"
+_STATE_KEY = "rate_limit"
+_MAX_IDENTITY_CHARS = 64
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of one charge: allowed or not, and the headers that describe the window."""
+
+    allowed: bool
+    headers: dict[str, str]
+    limit: str = ""
+
+
+class RouteLimiter:
+    """The configured limits per route, their storage, and the caller's identity rules."""
+
+    def __init__(self, settings: RateLimitSettings, redis_url: str | None = None) -> None:
+        self.count_rows = settings.count_rows
+        self.fail_open = settings.fail_open
+        self._limits: dict[str, list[RateLimitItem]] = {
+            PREDICT: parse_many(settings.predict),
+            PREDICT_BATCH: parse_many(settings.predict_batch),
+        }
+        self._trusted: list[IPNetwork] = [
+            ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
+        ]
+        self._timeout_s = settings.redis_timeout_ms / 1000
+        self._pool: ConnectionPool | None = None
+        self._storage: MemoryStorage | RedisStorage
+        if settings.storage == "redis":
+            if redis_url is None:
+                raise ValueError("rate_limit.storage is redis but redis_url is not set")
+            self._pool = ConnectionPool.from_url(
+                redis_url,
+                socket_timeout=self._timeout_s,
+                socket_connect_timeout=self._timeout_s,
+            )
+            self._storage = RedisStorage(
+                "async+" + redis_url,
+                implementation="redispy",
+                key_prefix=settings.redis_prefix,
+                # limits types its options as scalars but hands them to redis-py unchanged.
+                connection_pool=self._pool,  # type: ignore[arg-type]
+            )
+        else:
+            self._storage = MemoryStorage()
+        strategy = (
+            MovingWindowRateLimiter
+            if settings.strategy == "moving-window"
+            else FixedWindowRateLimiter
+        )
+        self._strategy: RateLimiter = strategy(self._storage)
+        self.tracker = OutageTracker(f"{settings.storage} rate limits")
+
+    def limited_route(self, scope: Scope) -> str | None:
+        """The counted route this request is for, or ``None`` when it is never limited."""
+        path = scope["path"]
+        if scope["method"] != "POST" or path not in self._limits:
+            return None
+        return str(path)
+
+    def identity(self, scope: Scope) -> str:
+        """``key:<name>`` for an authenticated caller, else ``ip:<address>``."""
+        caller = scope.get("state", {}).get("caller")
+        if caller:
+            return f"key:{caller}"
+        return f"ip:{self.client_ip(scope)}"
+
+    def client_ip(self, scope: Scope) -> str:
+        """The peer address, or the client a trusted proxy forwarded for."""
+        client = scope.get("client")
+        peer = client[0] if client else "unknown"
+        if not self._trusted or not self._is_trusted(peer):
+            return str(peer)
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        forwarded = [
+            part.strip()
+            for name, value in headers
+            if name == b"x-forwarded-for"
+            for part in value.decode("latin-1").split(",")
+        ]
+        hops = [hop for hop in forwarded if hop]
+        for hop in reversed(hops):
+            if not self._is_trusted(hop):
+                return hop[:_MAX_IDENTITY_CHARS]
+        return hops[0][:_MAX_IDENTITY_CHARS] if hops else str(peer)
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted)
+
+    async def charge(self, route: str, identity: str, cost: int = 1) -> Verdict | None:
+        """Count ``cost`` against every limit of ``route``; ``None`` when storage is down."""
+        if not self.tracker.available():
+            return None
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                verdict = await self._charge(route, identity, cost)
+        except Exception as exc:  # storage failures are decided by fail_open, never a 500
+            self.tracker.failed(exc, "charge")
+            return None
+        self.tracker.succeeded()
+        return verdict
+
+    async def _charge(self, route: str, identity: str, cost: int) -> Verdict:
+        strategy = self._strategy
+        tightest: tuple[int, float, RateLimitItem] | None = None
+        for item in self._limits[route]:
+            allowed = await strategy.hit(item, route, identity, cost=cost)
+            reset_at, remaining = await strategy.get_window_stats(item, route, identity)
+            if not allowed:
+                return Verdict(False, _headers(item, 0, reset_at, refused=True), str(item))
+            if tightest is None or remaining < tightest[0]:
+                tightest = (remaining, reset_at, item)
+        assert tightest is not None  # noqa: S101 - parse_many never returns an empty list
+        remaining, reset_at, item = tightest
+        return Verdict(True, _headers(item, remaining, reset_at, refused=False), str(item))
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+        timer = getattr(self._storage, "timer", None)
+        if timer is not None:
+            timer.cancel()
+
+
+def _headers(
+    item: RateLimitItem, remaining: int, reset_at: float, *, refused: bool
+) -> dict[str, str]:
+    headers = {
+        "X-RateLimit-Limit": str(item.amount),
+        "X-RateLimit-Remaining": str(max(0, remaining)),
+        "X-RateLimit-Reset": str(math.ceil(reset_at)),
+    }
+    if refused:
+        headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
+    return headers
+
+
+class RateLimitMiddleware:
+    """Pure ASGI: charge counted routes before the endpoint runs; add the headers after."""
+
+    def __init__(self, app: ASGIApp, *, limiter: RouteLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limiter = self.limiter
+        route = limiter.limited_route(scope) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        identity = limiter.identity(scope)
+        if route == PREDICT_BATCH and limiter.count_rows:
+            state[_STATE_KEY] = _Deferred(limiter, route, identity)
+        else:
+            try:
+                state[_STATE_KEY] = await _enforce(limiter, route, identity, 1)
+            except ModelserveError as exc:
+                response = error_response(
+                    exc.status_code, exc.code, exc.detail, state.get("request_id"), exc.headers
+                )
+                await response(scope, receive, send)
+                return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                verdict = state.get(_STATE_KEY)
+                if isinstance(verdict, Verdict) and verdict.allowed:
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        *((k.lower().encode(), v.encode()) for k, v in verdict.headers.items()),
+                    ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+@dataclass(frozen=True, slots=True)
+class _Deferred:
+    """A charge the endpoint makes once it knows the cost (rows of a batch)."""
+
+    limiter: RouteLimiter
+    route: str
+    identity: str
+
+
+async def charge_rows(request: Request, rows: int) -> None:
+    """Charge ``rows`` for this request when ``count_rows`` is on; a no-op otherwise.
+
+    Raises :class:`RateLimitedError` (429) or :class:`RateLimitUnavailableError` (503).
+    """
+    deferred = request.scope.get("state", {}).get(_STATE_KEY)
+    if not isinstance(deferred, _Deferred):
+        return
+    state = request.scope["state"]
+    state[_STATE_KEY] = await _enforce(deferred.limiter, deferred.route, deferred.identity, rows)
+
+
+async def _enforce(limiter: RouteLimiter, route: str, identity: str, cost: int) -> Verdict | None:
+    verdict = await limiter.charge(route, identity, cost)
+    if verdict is None:
+        if not limiter.fail_open:
+            raise RateLimitUnavailableError()
+        return None
+    if not verdict.allowed:
+        metrics.record_rate_limited(route)
+        raise RateLimitedError(verdict.limit, verdict.headers)
+    return verdict
