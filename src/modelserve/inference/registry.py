@@ -22,7 +22,7 @@ from modelserve.inference.postprocess import OutputFormatter
 from modelserve.inference.preprocess import FeatureSchema
 from modelserve.inference.routing import VersionRouter
 from modelserve.inference.runtimes.base import Runtime
-from modelserve.inference.types import FloatArray, ModelInfo, ModelStatus
+from modelserve.inference.types import FloatArray, ModelInfo, ModelStatus, RawOutput
 from modelserve.observability import metrics
 from modelserve.settings import ModelConfig, RoutingConfig, Settings
 
@@ -81,6 +81,10 @@ def build_version(config: ModelConfig) -> ModelVersion:
         raise ModelLoadError(str(exc)) from exc
     is_classifier = meta.is_classifier if config.task == "auto" else config.task == "classifier"
     labels = config.labels or meta.classes
+    if config.labels and meta.classes and len(config.labels) != len(meta.classes):
+        raise ModelLoadError(
+            f"{len(config.labels)} labels configured for a model of {len(meta.classes)} classes"
+        )
     formatter = OutputFormatter(
         is_classifier=is_classifier,
         labels=labels,
@@ -131,6 +135,7 @@ def _warm_up(runtime: Runtime, formatter: OutputFormatter, rows: FloatArray, bat
     try:
         for sample in (rows[:1], np.resize(rows, (max(batch, 1), rows.shape[1]))):
             output = runtime.predict(sample)
+            _check_label_count(output, formatter.labels)
             formatted = formatter.format(output)
             if len(formatted) != len(sample):
                 raise ModelLoadError(f"model returned {len(formatted)} rows for {len(sample)}")
@@ -138,6 +143,13 @@ def _warm_up(runtime: Runtime, formatter: OutputFormatter, rows: FloatArray, bat
         raise
     except Exception as exc:
         raise ModelLoadError(f"warm-up prediction failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _check_label_count(output: RawOutput, labels: list[str] | None) -> None:
+    """Labels must match the probability columns, or some answers would fail or be misnamed."""
+    width = None if output.probabilities is None else output.probabilities.shape[-1]
+    if labels is not None and width is not None and width != len(labels):
+        raise ModelLoadError(f"{len(labels)} labels configured for a model of {width} classes")
 
 
 class ModelRegistry:
