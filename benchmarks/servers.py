@@ -64,8 +64,8 @@ def modelserve_config(
                 "name": f.name,
                 "version": "1",
                 "path": str(f.path),
-                "labels": LABELS,
-                "batching": batching_cfg,
+                "labels": list(LABELS),
+                "batching": dict(batching_cfg),
             }
             for f in files.values()
         ],

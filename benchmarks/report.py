@@ -1,0 +1,378 @@
+"""Ratios, targets and the written results (``latest.md`` and ``latest.json``).
+
+Every ratio divides two numbers measured in the same run, on the same machine, minutes
+apart: absolute figures move ±25 % between runs here, ratios much less. Targets are reported
+as PASS/FAIL lines; nothing asserts them. A ratio whose inputs were not measured is N/A with
+the reason, never a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.scenarios import ScenarioResult
+
+PEERS = ("litserve", "mlserver")
+MODELSERVE = "modelserve-batched"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    passed: bool | None
+    """None: not measured (N/A)."""
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+class _Lookup:
+    def __init__(self, results: list[ScenarioResult]) -> None:
+        self.by_id = {r.id: r for r in results if r.status == "ok" and r.wrk is not None}
+
+    def get(self, rid: str) -> ScenarioResult | None:
+        return self.by_id.get(rid)
+
+    def rps(self, rid: str) -> float | None:
+        r = self.get(rid)
+        return r.wrk.rps if r and r.wrk else None
+
+    def rows_per_s(self, rid: str) -> float | None:
+        r = self.get(rid)
+        return r.wrk.rows_per_s if r and r.wrk else None
+
+    def latency(self, rid: str, key: str) -> float | None:
+        r = self.get(rid)
+        return r.wrk.latency_ms[key] if r and r.wrk else None
+
+    def errors(self, *rids: str) -> int:
+        return sum(r.wrk.error_total for rid in rids if (r := self.get(rid)) and r.wrk)
+
+
+def _div(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def compute_ratios(
+    results: list[ScenarioResult], in_process: dict[str, dict[str, float]], batch_rows: int
+) -> dict[str, Any]:
+    """Same-run ratios (None where an input is missing)."""
+    look = _Lookup(results)
+    ratios: dict[str, Any] = {
+        "logreg_c64_vs_noop": _div(
+            look.rps(f"{MODELSERVE}/logreg/predict/c64"), look.rps("noop/logreg/predict/c64")
+        ),
+        "logreg_c64_unbatched_vs_noop": _div(
+            look.rps("modelserve-unbatched/logreg/predict/c64"),
+            look.rps("noop/logreg/predict/c64"),
+        ),
+    }
+    for model in ("logreg", "forest"):
+        ms = look.rps(f"{MODELSERVE}/{model}/predict/c64")
+        ratios[f"{model}_c64_batched_vs_unbatched"] = _div(
+            ms, look.rps(f"modelserve-unbatched/{model}/predict/c64")
+        )
+        ratios[f"{model}_c64_vs_naive"] = _div(ms, look.rps(f"naive/{model}/predict/c64"))
+        peer_rps = {p: look.rps(f"{p}/{model}/predict/c64") for p in PEERS}
+        measured = {p: v for p, v in peer_rps.items() if v is not None}
+        best = max(measured, key=lambda p: measured[p]) if measured else None
+        ratios[f"{model}_c64_best_peer"] = best
+        ratios[f"{model}_c64_vs_best_peer"] = _div(ms, measured[best]) if best else None
+        ratios[f"{model}_c1_p50_vs_naive"] = _div(
+            look.latency(f"{MODELSERVE}/{model}/predict/c1", "p50"),
+            look.latency(f"naive/{model}/predict/c1", "p50"),
+        )
+        batch = next(
+            (
+                r
+                for rid, r in look.by_id.items()
+                if rid.startswith(f"{MODELSERVE}/{model}/predict-batch-{batch_rows}/")
+            ),
+            None,
+        )
+        ratios[f"{model}_batch{batch_rows}_vs_in_process_64"] = _div(
+            batch.wrk.rows_per_s if batch and batch.wrk else None,
+            in_process.get(model, {}).get("64"),
+        )
+        health = next(
+            (
+                r
+                for rid, r in look.by_id.items()
+                if rid.startswith(f"{MODELSERVE}/{model}/health-under-load/")
+            ),
+            None,
+        )
+        if health and health.wrk and health.wrk.requests == 0:
+            # No /health answer at all during the window: report it as the window's length,
+            # a lower bound of the real p99 (and far over any target).
+            ratios[f"{model}_health_p99_under_load_ms"] = health.wrk.duration_s * 1000
+        else:
+            ratios[f"{model}_health_p99_under_load_ms"] = (
+                health.wrk.latency_ms["p99"] if health and health.wrk else None
+            )
+    return ratios
+
+
+def evaluate_targets(
+    results: list[ScenarioResult],
+    ratios: dict[str, Any],
+    batch_rows: int,
+    peers_requested: bool,
+) -> list[Target]:
+    """The issue's targets as PASS/FAIL/N/A lines. A run with errors does not pass."""
+    look = _Lookup(results)
+    targets: list[Target] = []
+
+    def add(name: str, value: float | None, ok: bool, detail: str, *rids: str) -> None:
+        if value is None:
+            targets.append(Target(name, None, "not measured (see skipped/failed below)"))
+            return
+        errors = look.errors(*rids)
+        if errors:
+            ok, detail = False, f"{detail}; {errors} errors in the run"
+        targets.append(Target(name, ok, detail))
+
+    ms64 = f"{MODELSERVE}/logreg/predict/c64"
+    value = ratios["logreg_c64_vs_noop"]
+    if value is not None:
+        stretch = "met" if value >= 0.85 else "not met"
+        detail = f"{value:.2f} x ceiling (stretch 0.85: {stretch})"
+    else:
+        detail = ""
+    add(
+        "logreg single-row @64 conns ≥ 0.5 x no-op ceiling",
+        value,
+        value is not None and value >= 0.5,
+        detail,
+        ms64,
+    )
+    fr = f"{MODELSERVE}/forest/predict/c64"
+    value = ratios["forest_c64_vs_best_peer"]
+    if value is None and not peers_requested:
+        targets.append(
+            Target(
+                "forest single-row @64 conns ≥ 3 x best peer",
+                None,
+                "peers not run (make bench PEERS=1)",
+            )
+        )
+    else:
+        add(
+            "forest single-row @64 conns ≥ 3 x best peer",
+            value,
+            value is not None and value >= 3,
+            f"{_fmt(value)} x {ratios['forest_c64_best_peer']}",
+            fr,
+        )
+    value = ratios["forest_c64_vs_naive"]
+    add(
+        "forest single-row @64 conns ≥ 10 x naive",
+        value,
+        value is not None and value >= 10,
+        f"{_fmt(value)} x naive",
+        fr,
+    )
+    for model in ("logreg", "forest"):
+        value = ratios[f"{model}_c1_p50_vs_naive"]
+        ms_p50 = look.latency(f"{MODELSERVE}/{model}/predict/c1", "p50")
+        naive_p50 = look.latency(f"naive/{model}/predict/c1", "p50")
+        add(
+            f"{model} p50 @1 conn no worse than naive",
+            value,
+            value is not None and value <= 1.0,
+            f"{_fmt(ms_p50)} ms vs naive {_fmt(naive_p50)} ms ({_fmt(value)} x)",
+            f"{MODELSERVE}/{model}/predict/c1",
+        )
+    for model in ("logreg", "forest"):
+        value = ratios[f"{model}_batch{batch_rows}_vs_in_process_64"]
+        rids = [
+            rid
+            for rid in look.by_id
+            if rid.startswith(f"{MODELSERVE}/{model}/predict-batch-{batch_rows}/")
+        ]
+        add(
+            f"{model} batch-{batch_rows} rows/s ≥ 0.5 x in-process rows/s (64-row batches)",
+            value,
+            value is not None and value >= 0.5,
+            f"{_fmt(value)} x in-process",
+            *rids,
+        )
+    for model in ("logreg", "forest"):
+        value = ratios[f"{model}_health_p99_under_load_ms"]
+        rids = [
+            rid for rid in look.by_id if rid.startswith(f"{MODELSERVE}/{model}/health-under-load/")
+        ]
+        add(
+            f"/health p99 < 10 ms while {model} /predict is saturated",
+            value,
+            value is not None and value < 10,
+            f"p99 {_fmt(value)} ms",
+            *rids,
+        )
+    return targets
+
+
+def write_results(
+    out_dir: Path,
+    meta: dict[str, Any],
+    in_process: dict[str, dict[str, float]],
+    results: list[ScenarioResult],
+    skipped: list[dict[str, str]],
+    batch_rows: int,
+    peers_requested: bool,
+) -> tuple[Path, Path]:
+    """Write ``latest.json`` and ``latest.md`` into ``out_dir``."""
+    ratios = compute_ratios(results, in_process, batch_rows)
+    targets = evaluate_targets(results, ratios, batch_rows, peers_requested)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = {
+        "meta": meta,
+        "in_process_rows_per_s": in_process,
+        "scenarios": [r.to_json() for r in results],
+        "ratios": ratios,
+        "targets": [t.to_json() for t in targets],
+        "skipped": skipped,
+    }
+    json_path = out_dir / "latest.json"
+    json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    md_path = out_dir / "latest.md"
+    md_path.write_text(
+        render_markdown(meta, in_process, results, ratios, targets, skipped, batch_rows),
+        encoding="utf-8",
+    )
+    return md_path, json_path
+
+
+def _other(r: ScenarioResult) -> str:
+    return "?" if r.other_cpu_cores is None else f"{r.other_cpu_cores:.2f}"
+
+
+def _row(r: ScenarioResult) -> str:
+    if r.status != "ok" or r.wrk is None:
+        return f"| {r.server_label} | {r.model} | {r.connections} | failed: {r.note} ||||||||"
+    w = r.wrk
+    lat = w.latency_ms
+    if w.requests == 0:
+        return (
+            f"| {r.server_label} | {r.model} | {r.connections} | 0 | 0 | no answer within "
+            f"{w.duration_s:.0f} s |||| {w.error_total} | {_other(r)} |"
+        )
+    return (
+        f"| {r.server_label} | {r.model} | {r.connections} | {w.rps:,.0f} | {w.rows_per_s:,.0f} "
+        f"| {lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | {w.requests:,} "
+        f"| {w.error_total} | {_other(r)} |"
+    )
+
+
+_TABLE_HEAD = (
+    "| server | model | conns | req/s (2xx) | rows/s | p50 ms | p95 ms | p99 ms | requests "
+    "| errors | other CPU (cores) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def _noise_line(results: list[ScenarioResult]) -> str:
+    others = sorted(r.other_cpu_cores for r in results if r.other_cpu_cores is not None)
+    if not others:
+        return "CPU used by other processes during the runs: unknown."
+    median = others[len(others) // 2]
+    line = (
+        f"CPU used by other processes while measuring: median {median:.2f}, "
+        f"max {others[-1]:.2f} of {os.cpu_count()} cores (column *other CPU*)."
+    )
+    if others[-1] >= 0.25:
+        line += (
+            " **Other work shared the machine during this run: rows with a high figure are "
+            "noisy; rerun when the machine is idle.**"
+        )
+    return line
+
+
+def render_markdown(
+    meta: dict[str, Any],
+    in_process: dict[str, dict[str, float]],
+    results: list[ScenarioResult],
+    ratios: dict[str, Any],
+    targets: list[Target],
+    skipped: list[dict[str, str]],
+    batch_rows: int,
+) -> str:
+    """The human report: targets first, then every number they come from."""
+    lines = [
+        "# modelserve benchmark: latest run",
+        "",
+        f"Run {meta['started_at']} on {meta['machine']}; {meta['duration_s']:g} s per scenario "
+        f"after {meta['warmup_s']:g} s warm-up; `{meta['command']}`.",
+        f"Load generator: {meta['wrk_version']}, `wrk -t1 -cN --latency`, on the same cores "
+        "as the servers. Absolute numbers move ±25 % between runs: compare ratios.",
+        _noise_line(results),
+        "",
+        "## Targets (reported, not asserted)",
+        "",
+    ]
+    for t in targets:
+        mark = "N/A" if t.passed is None else ("PASS" if t.passed else "FAIL")
+        lines.append(f"- **{mark}** {t.name}: {t.detail}")
+    lines += ["", "## Ratios (same run)", "", "| ratio | value |", "|---|---:|"]
+    for key, value in ratios.items():
+        shown = value if isinstance(value, str) or value is None else f"{value:.2f}"
+        lines.append(f"| {key} | {shown if shown is not None else 'n/a'} |")
+    single = [r for r in results if r.kind == "predict"]
+    lines += ["", "## Single-row `/predict`", "", _TABLE_HEAD, *map(_row, single)]
+    batch = [r for r in results if r.kind == "predict-batch"]
+    lines += ["", f"## `/predict-batch`, {batch_rows} rows per request", "", _TABLE_HEAD]
+    lines += map(_row, batch)
+    health = [r for r in results if r.kind == "health-under-load"]
+    lines += [
+        "",
+        "## `/health` while `/predict` is saturated",
+        "",
+        "Two wrk at once: one on `/predict` (single rows), one on `/health`.",
+        "",
+        "| server | saturating model | /predict conns | /predict req/s | /predict errors "
+        "| /health conns | /health answers | /health p50 ms | /health p99 ms | /health max ms "
+        "| /health errors | other CPU (cores) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in health:
+        if r.status != "ok" or r.wrk is None or r.load is None:
+            lines.append(f"| {r.server_label} | {r.model} | failed: {r.note} ||||||||||")
+            continue
+        h, ld = r.wrk, r.load
+        if h.requests == 0:
+            latencies = f"no answer within {h.duration_s:.0f} s |||"
+        else:
+            lat = h.latency_ms
+            latencies = f"{lat['p50']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} |"
+        lines.append(
+            f"| {r.server_label} | {r.model} | {r.load_connections} | {ld.rps:,.0f} "
+            f"| {ld.error_total} | {r.connections} | {h.requests:,} | {latencies} "
+            f"{h.error_total} | {_other(r)} |"
+        )
+    lines += [
+        "",
+        "## In-process ceiling (`predict_proba` in the harness process)",
+        "",
+        "Median rows/s of several timed repeats (`time.perf_counter`), no HTTP at all.",
+        "",
+        "| model | 1-row calls | 64-row batches | 1000-row batches |",
+        "|---|---:|---:|---:|",
+    ]
+    for model, rates in in_process.items():
+        lines.append(f"| {model} | {rates['1']:,.0f} | {rates['64']:,.0f} | {rates['1000']:,.0f} |")
+    lines += ["", "## Skipped or failed", ""]
+    failed = [r for r in results if r.status != "ok"]
+    if not skipped and not failed:
+        lines.append("Nothing.")
+    lines += [f"- {s['what']}: {s['reason']}" for s in skipped]
+    lines += [f"- {r.id}: {r.note}" for r in failed]
+    lines += ["", "## Method", "", *[f"- {note}" for note in meta["method"]], ""]
+    return "\n".join(lines)

@@ -1,0 +1,291 @@
+"""Run the benchmark: real servers on 127.0.0.1, wrk as the load, results in benchmarks/results.
+
+``python -m benchmarks.run [--quick] [--duration S] [--peers]`` (``make bench [PEERS=1]``).
+Servers, in order: modelserve with batching on, then off; the naive FastAPI baseline; the
+no-op HTTP ceiling (answering a body the size of modelserve's real response); with
+``--peers``, LitServe and MLServer. Each is started, measured and stopped before the next,
+so no two servers share the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import sklearn
+
+from benchmarks import models, report, servers
+from benchmarks.loadgen import LoadgenError, ensure_wrk, wrk_version
+from benchmarks.peers import PeerUnavailableError
+from benchmarks.peers import launch as peers
+from benchmarks.processes import ServerStartError, free_port
+from benchmarks.scenarios import Runner
+
+ROOT = Path(__file__).resolve().parent
+WORK_DIR = ROOT / ".work"
+RESULTS_DIR = ROOT / "results"
+BATCH_ROWS = 1000
+_FALLBACK_BODY = (
+    b'{"prediction":"setosa","confidence":0.97,"probabilities":{"setosa":0.97,'
+    b'"versicolor":0.03,"virginica":0.0},"model":"logreg","model_version":"1",'
+    b'"latency_ms":0.5,"timestamp":"2026-01-01T00:00:00.000000+00:00",'
+    b'"request_id":"00000000000000000000000000000000"}'
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load")
+    parser.add_argument("--quick", action="store_true", help="3 s scenarios, 1 s warm-up")
+    parser.add_argument("--peers", action="store_true", help="also LitServe and MLServer")
+    parser.add_argument("--connections", type=int, default=64, help="the saturating load")
+    parser.add_argument("--health-connections", type=int, default=2)
+    parser.add_argument(
+        "--batch-connections",
+        type=int,
+        default=2,
+        help="for /predict-batch: 2 x 1000 rows fit modelserve's default 2048-row queue",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="modelserve --workers")
+    parser.add_argument(
+        "--no-access-log", action="store_true", help="run modelserve without its access log"
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated subset: modelserve,naive,noop,litserve,mlserver",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup = 3.0, 1.0
+    if not 1 <= args.duration <= 600 or not 0 <= args.warmup <= 60:
+        parser.error("--duration must be 1..600 s and --warmup 0..60 s")
+    return args
+
+
+def measure_in_process(
+    files: dict[str, models.ModelFile], rows: np.ndarray[Any, Any], quick: bool
+) -> dict[str, dict[str, float]]:
+    """Rows/s of ``predict_proba`` in this process for 1-, 64- and 1000-row calls."""
+    repeats, budget = (3, 0.2) if quick else (5, 0.5)
+    out: dict[str, dict[str, float]] = {}
+    for name, f in files.items():
+        model = joblib.load(f.path)
+        out[name] = {
+            str(size): round(models.in_process_rows_per_s(model, rows, size, repeats, budget), 1)
+            for size in (1, 64, BATCH_ROWS)
+        }
+        print(
+            f"in-process {name}: "
+            + ", ".join(f"{k}-row {v:,.0f} rows/s" for k, v in out[name].items())
+        )
+    return out
+
+
+def _phase(runner: Runner, what: str, body: Callable[[], None]) -> None:
+    """Run one server's scenarios; a server or peer that fails is recorded, not fatal."""
+    try:
+        body()
+    except (ServerStartError, PeerUnavailableError, LoadgenError, OSError) as exc:
+        runner.skip(what, str(exc).strip().replace("\n", " | ")[:1500])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+
+    def wanted(name: str) -> bool:
+        return not only or name in only
+
+    started = time.monotonic()
+    wrk = ensure_wrk()
+    files = models.build_models(WORK_DIR)
+    rows = models.request_rows()
+    rows_csv = models.write_rows_csv(rows, WORK_DIR / "rows.csv")
+    in_process = measure_in_process(files, rows, args.quick)
+    runner = Runner(
+        wrk=wrk,
+        rows_csv=rows_csv,
+        log_dir=WORK_DIR / "logs",
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+    )
+    conns = args.connections
+    single = (1, conns)
+
+    if wanted("modelserve"):
+        for batching in (True, False):
+            config = servers.modelserve_config(
+                files,
+                batching,
+                WORK_DIR / f"modelserve-{'batched' if batching else 'unbatched'}.yaml",
+                access_log=not args.no_access_log,
+            )
+            spec = servers.modelserve_spec(config, free_port(), batching, args.workers)
+
+            def run_modelserve(spec: servers.ServerSpec = spec, batching: bool = batching) -> None:
+                with runner.serve(spec):
+                    for model in spec.models:
+                        for c in single:
+                            runner.predict(spec, model, c)
+                    if batching:
+                        for model in spec.models:
+                            runner.predict_batch(spec, model, args.batch_connections, BATCH_ROWS)
+                        for model in spec.models:
+                            runner.health_under_load(spec, model, conns, args.health_connections)
+
+            _phase(runner, spec.label, run_modelserve)
+
+    if wanted("naive"):
+        naive = servers.naive_spec(files, free_port())
+
+        def run_naive() -> None:
+            with runner.serve(naive):
+                for model in naive.models:
+                    for c in single:
+                        runner.predict(naive, model, c)
+                runner.health_under_load(naive, "forest", conns, args.health_connections)
+
+        _phase(runner, naive.label, run_naive)
+
+    if wanted("noop"):
+        body, source = _noop_body(runner.response_samples)
+        body_file = WORK_DIR / "noop-body.json"
+        body_file.write_bytes(body)
+        noop = servers.noop_spec(body_file, free_port())
+
+        def run_noop() -> None:
+            with runner.serve(noop):
+                for c in single:
+                    runner.predict(noop, "logreg", c)
+
+        _phase(runner, noop.label, run_noop)
+    else:
+        source = "not run"
+
+    if args.peers:
+        _run_peers(runner, files, single, wanted)
+
+    elapsed = time.monotonic() - started
+    meta = _meta(args, wrk, elapsed, source, runner)
+    md_path, json_path = report.write_results(
+        args.out, meta, in_process, runner.results, runner.skipped, BATCH_ROWS, args.peers
+    )
+    print(f"\nwrote {md_path} and {json_path} after {elapsed:.0f} s")
+    print(md_path.read_text(encoding="utf-8").split("## Ratios")[0])
+    return 0
+
+
+def _run_peers(
+    runner: Runner,
+    files: dict[str, models.ModelFile],
+    single: tuple[int, int],
+    wanted: Callable[[str], bool],
+) -> None:
+    if wanted("litserve"):
+
+        def run_litserve() -> None:
+            venv = peers.litserve_venv()
+            for f in files.values():
+                spec = peers.litserve_spec(venv, f)
+                with runner.serve(spec):
+                    for c in single:
+                        runner.predict(spec, f.name, c)
+
+        _phase(runner, "LitServe", run_litserve)
+    if wanted("mlserver"):
+
+        def run_mlserver() -> None:
+            spec = peers.mlserver_spec(peers.mlserver_venv(), files, WORK_DIR)
+            with runner.serve(spec):
+                for model in spec.models:
+                    for c in single:
+                        runner.predict(spec, model, c)
+
+        _phase(runner, "MLServer", run_mlserver)
+
+
+def _noop_body(samples: dict[str, bytes]) -> tuple[bytes, str]:
+    """modelserve's real logreg /predict answer, else the naive one, else a stand-in."""
+    for key in ("modelserve-batched/logreg", "modelserve-unbatched/logreg", "naive/logreg"):
+        if key in samples:
+            return samples[key], f"{key} response ({len(samples[key])} bytes)"
+    return _FALLBACK_BODY, f"stand-in body ({len(_FALLBACK_BODY)} bytes): no server answered"
+
+
+def _git_commit() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=ROOT,
+        )
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def _meta(
+    args: argparse.Namespace, wrk: str, elapsed: float, noop_source: str, runner: Runner
+) -> dict[str, Any]:
+    sizes = {k: len(v) for k, v in runner.response_samples.items()}
+    return {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:])]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "python": platform.python_version(),
+        "scikit_learn": sklearn.__version__,
+        "wrk_version": wrk_version(wrk),
+        "git_commit": _git_commit(),
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "connections": args.connections,
+        "batch_connections": args.batch_connections,
+        "health_connections": args.health_connections,
+        "modelserve_workers": args.workers,
+        "modelserve_access_log": not args.no_access_log,
+        "peers": args.peers,
+        "elapsed_s": round(elapsed, 1),
+        "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+        "noop_body": noop_source,
+        "response_bytes": sizes,
+        "server_exit_codes": runner.exit_codes,
+        "method": [
+            "Each server runs alone: started, checked with one real request, warmed up, "
+            "measured, stopped with SIGTERM.",
+            "Single-row bodies cycle through 10,000 distinct jittered iris rows; "
+            "modelserve's prediction cache is off (`cache.backend: none`).",
+            f"modelserve batching on: max_batch_size 64, max_delay_ms 2; off: one call per "
+            f"request. Access log {'on' if not args.no_access_log else 'off'}; "
+            f"{args.workers} worker(s).",
+            "naive: FastAPI `@app.post` with a Pydantic body, `predict` + `predict_proba` in "
+            "the async handler; no-op: bare Starlette route, `json.loads`, constant body of "
+            "modelserve's response size; both under uvicorn (uvloop, httptools), 1 process, "
+            "no access log.",
+            "req/s counts 2xx answers only; errors = non-2xx + socket errors + timeouts.",
+            f"Batch targets compare modelserve's {BATCH_ROWS}-row /predict-batch rows/s with "
+            "in-process predict_proba on 64-row batches.",
+            "Peers (with --peers) get scikit-learn pinned to the harness's version and "
+            "batching 64 / 5 ms; MLServer is asked for `predict_proba` only.",
+        ],
+        "rows_csv": str(runner.rows_csv),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

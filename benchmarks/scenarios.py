@@ -1,0 +1,249 @@
+"""Scenarios: start a server, check it answers, warm it up, measure it with wrk.
+
+Each measurement becomes a :class:`ScenarioResult` with an id of the form
+``server/model/kind/cN`` (``modelserve-batched/forest/predict/c64``) that the report reads.
+A server that cannot start, or a scenario whose first request fails, is recorded with the
+reason instead of a number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.cpu import CpuMeter
+from benchmarks.loadgen import WrkResult, run_wrk, start_wrk
+from benchmarks.processes import ServerProcess, http_request, start_server
+from benchmarks.servers import ServerSpec
+
+
+@dataclass
+class ScenarioResult:
+    """One measured (or failed) scenario."""
+
+    id: str
+    server: str
+    server_label: str
+    model: str
+    kind: str
+    """``predict``, ``predict-batch`` or ``health-under-load``."""
+    connections: int
+    rows_per_request: int
+    status: str = "ok"
+    """``ok`` or ``failed`` (then ``note`` says why)."""
+    wrk: WrkResult | None = None
+    load: WrkResult | None = None
+    """For ``health-under-load``: the saturating /predict run beside the /health run."""
+    load_connections: int = 0
+    other_cpu_cores: float | None = None
+    """CPU used by processes other than the server, wrk and the harness while measuring."""
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "server": self.server,
+            "server_label": self.server_label,
+            "model": self.model,
+            "kind": self.kind,
+            "connections": self.connections,
+            "rows_per_request": self.rows_per_request,
+            "status": self.status,
+            "note": self.note,
+            "other_cpu_cores": (
+                None if self.other_cpu_cores is None else round(self.other_cpu_cores, 2)
+            ),
+            "result": self.wrk.summary() if self.wrk else None,
+        }
+        if self.kind == "health-under-load":
+            out["load_connections"] = self.load_connections
+            out["load_result"] = self.load.summary() if self.load else None
+        return out
+
+
+@dataclass
+class Runner:
+    """Runs scenarios against servers and collects their results."""
+
+    wrk: str
+    rows_csv: Path
+    log_dir: Path
+    duration_s: float
+    warmup_s: float
+    ready_timeout_s: float = 120.0
+    results: list[ScenarioResult] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    response_samples: dict[str, bytes] = field(default_factory=dict)
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+    _pgid: int | None = None
+
+    @contextlib.contextmanager
+    def serve(self, spec: ServerSpec) -> Iterator[ServerProcess]:
+        """Start ``spec``, wait until it is ready, yield it, stop it (SIGTERM, then wait)."""
+        name = spec.key if len(spec.models) > 1 else f"{spec.key}-{spec.models[0]}"
+        print(f"starting {spec.label} on port {spec.port} (log: {self.log_dir / name}.log)")
+        server = start_server(name, spec.argv, spec.port, self.log_dir, spec.env, spec.cwd)
+        try:
+            started = time.monotonic()
+            server.wait_ready(spec.ready_path, self.ready_timeout_s)
+            for path in spec.extra_ready_paths:
+                server.wait_ready(path, self.ready_timeout_s)
+            print(f"  ready after {time.monotonic() - started:.1f} s")
+            self._pgid = server.proc.pid  # the server leads its own process group
+            yield server
+        finally:
+            self._pgid = None
+            self.exit_codes[name] = server.stop()
+
+    def skip(self, what: str, reason: str) -> None:
+        print(f"SKIPPED {what}: {reason}")
+        self.skipped.append({"what": what, "reason": reason})
+
+    def _record(self, result: ScenarioResult) -> ScenarioResult:
+        self.results.append(result)
+        if result.status != "ok":
+            print(f"  {result.id}: FAILED {result.note}")
+        elif result.wrk is not None:
+            r = result.wrk
+            extra = ""
+            if result.load is not None:
+                extra = f" | /predict under it: {result.load.rps:,.0f} rps"
+            if result.other_cpu_cores is not None:
+                extra += f" | other processes: {result.other_cpu_cores:.2f} cores"
+            print(
+                f"  {result.id}: {r.rps:,.0f} rps, {r.rows_per_s:,.0f} rows/s, "
+                f"p50 {r.latency_ms['p50']:.2f} ms, p99 {r.latency_ms['p99']:.2f} ms, "
+                f"errors {r.error_total}{extra}"
+            )
+        return result
+
+    def _preflight(
+        self, port: int, path: str, body: bytes, timeout_s: float = 15.0
+    ) -> tuple[bool, bytes, str]:
+        """One real request must answer 200 before a server is measured.
+
+        A 503 is retried until ``timeout_s``: wrk stops mid-request, and a server may still
+        be computing (and queueing) what the previous run abandoned.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                status, answer = http_request(port, "POST", path, body, timeout_s=30.0)
+            except OSError as exc:
+                return False, b"", f"first request failed: {exc!r}"
+            if status == 200:
+                return True, answer, ""
+            if status != 503 or time.monotonic() > deadline:
+                return False, answer, f"first request answered {status}: {answer[:300]!r}"
+            time.sleep(0.1)
+
+    def _warm_up(
+        self, spec: ServerSpec, path: str, body: bytes, script: str, args: list[str], conns: int
+    ) -> None:
+        if self.warmup_s > 0:
+            url = f"http://127.0.0.1:{spec.port}{path}"
+            run_wrk(self.wrk, url, script, args, conns, self.warmup_s)
+            time.sleep(0.3)
+            self._preflight(spec.port, path, body)
+
+    def predict(self, spec: ServerSpec, model: str, connections: int) -> ScenarioResult:
+        """Single-row POSTs at ``connections`` concurrent connections."""
+        path = spec.path_for(model)
+        result = ScenarioResult(
+            id=f"{spec.key}/{model}/predict/c{connections}",
+            server=spec.key,
+            server_label=spec.label,
+            model=model,
+            kind="predict",
+            connections=connections,
+            rows_per_request=1,
+        )
+        ok, answer, why = self._preflight(spec.port, path, spec.sample_body)
+        if not ok:
+            result.status, result.note = "failed", why
+            return self._record(result)
+        self.response_samples.setdefault(f"{spec.key}/{model}", answer)
+        url = f"http://127.0.0.1:{spec.port}{path}"
+        args = [str(self.rows_csv), path]
+        self._warm_up(spec, path, spec.sample_body, spec.predict_script, args, connections)
+        meter = CpuMeter(self._pgid)
+        meter.start()
+        result.wrk = run_wrk(self.wrk, url, spec.predict_script, args, connections, self.duration_s)
+        result.other_cpu_cores = meter.stop()
+        return self._record(result)
+
+    def predict_batch(
+        self, spec: ServerSpec, model: str, connections: int, rows: int
+    ) -> ScenarioResult:
+        """``rows``-row batch POSTs at ``connections`` concurrent connections."""
+        if spec.batch_path is None:
+            raise ValueError(f"{spec.key} has no batch route")
+        path = spec.batch_path.format(model=model)
+        result = ScenarioResult(
+            id=f"{spec.key}/{model}/predict-batch-{rows}/c{connections}",
+            server=spec.key,
+            server_label=spec.label,
+            model=model,
+            kind="predict-batch",
+            connections=connections,
+            rows_per_request=rows,
+        )
+        lines = self.rows_csv.read_text(encoding="utf-8").splitlines()[:rows]
+        body = json.dumps({"batch": [[float(v) for v in ln.split(",")] for ln in lines]})
+        ok, _, why = self._preflight(spec.port, path, body.encode())
+        if not ok:
+            result.status, result.note = "failed", why
+            return self._record(result)
+        url = f"http://127.0.0.1:{spec.port}{path}"
+        args = [str(self.rows_csv), path, str(rows)]
+        self._warm_up(spec, path, body.encode(), "batch.lua", args, connections)
+        meter = CpuMeter(self._pgid)
+        meter.start()
+        result.wrk = run_wrk(self.wrk, url, "batch.lua", args, connections, self.duration_s, rows)
+        result.other_cpu_cores = meter.stop()
+        return self._record(result)
+
+    def health_under_load(
+        self, spec: ServerSpec, model: str, load_connections: int, health_connections: int
+    ) -> ScenarioResult:
+        """GET /health at a few connections while /predict is saturated by a second wrk."""
+        path = spec.path_for(model)
+        result = ScenarioResult(
+            id=f"{spec.key}/{model}/health-under-load/c{health_connections}",
+            server=spec.key,
+            server_label=spec.label,
+            model=model,
+            kind="health-under-load",
+            connections=health_connections,
+            rows_per_request=0,
+            load_connections=load_connections,
+        )
+        ok, _, why = self._preflight(spec.port, path, spec.sample_body)
+        if not ok:
+            result.status, result.note = "failed", why
+            return self._record(result)
+        url = f"http://127.0.0.1:{spec.port}{path}"
+        args = [str(self.rows_csv), path]
+        self._warm_up(spec, path, spec.sample_body, spec.predict_script, args, load_connections)
+        meter = CpuMeter(self._pgid)
+        meter.start()
+        # The load runs 2 s longer and /health starts 1 s in, so the whole /health window
+        # sees a saturated server.
+        load = start_wrk(
+            self.wrk, url, spec.predict_script, args, load_connections, self.duration_s + 2
+        )
+        try:
+            time.sleep(1.0)
+            health_url = f"http://127.0.0.1:{spec.port}/health"
+            result.wrk = run_wrk(
+                self.wrk, health_url, "get.lua", [], health_connections, self.duration_s
+            )
+        finally:
+            result.load = load.result()
+        result.other_cpu_cores = meter.stop()
+        return self._record(result)
