@@ -1,0 +1,126 @@
+"""The prediction cache inside the served app (in-process): X-Cache, misses-only batching."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from modelserve.settings import Settings
+from tests.conftest import free_port
+
+SETOSA = [5.1, 3.5, 1.4, 0.2]
+VIRGINICA = [6.7, 3.0, 5.2, 2.3]
+VERSICOLOR = [5.9, 3.0, 4.2, 1.5]
+
+
+@pytest.fixture
+def iris_settings(
+    settings_factory: Callable[..., Settings], demo_models_dir: Path
+) -> Callable[..., Settings]:
+    """Settings serving only iris.joblib (fast to load), with extra overrides."""
+
+    def make(**overrides: Any) -> Settings:
+        model = {
+            "name": "iris",
+            "path": str(demo_models_dir / "iris.joblib"),
+            "labels": ["setosa", "versicolor", "virginica"],
+        }
+        return settings_factory(models=[model], **overrides)
+
+    return make
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_service_cache_serves_repeat_request_as_hit(
+    app_client: Callable[..., Any], iris_settings: Callable[..., Settings]
+) -> None:
+    """The second identical /predict says X-Cache HIT and returns the same prediction."""
+    async with app_client(iris_settings()) as client:
+        first = await client.post("/predict", json={"features": SETOSA})
+        second = await client.post("/predict", json={"features": SETOSA})
+    assert [first.headers["x-cache"], second.headers["x-cache"]] == ["MISS", "HIT"]
+    keys = ("prediction", "confidence", "probabilities")
+    assert {k: second.json()[k] for k in keys} == {k: first.json()[k] for k in keys}
+
+
+async def test_service_cache_sends_only_missing_rows_to_the_model(
+    app_client: Callable[..., Any], iris_settings: Callable[..., Settings]
+) -> None:
+    """A batch with one cached row computes only the other rows and says PARTIAL."""
+    async with app_client(iris_settings()) as client:
+        await client.post("/predict", json={"features": SETOSA})
+        before = _sample("modelserve_batch_rows_sum", model="iris", model_version="1")
+        response = await client.post(
+            "/predict-batch", json={"batch": [SETOSA, VIRGINICA, VERSICOLOR]}
+        )
+        after = _sample("modelserve_batch_rows_sum", model="iris", model_version="1")
+    assert response.headers["x-cache"] == "PARTIAL"
+    assert after - before == 2
+    assert response.json()["predictions"] == ["setosa", "virginica", "versicolor"]
+
+
+async def test_service_cache_counts_hits_and_misses_in_metrics(
+    app_client: Callable[..., Any], iris_settings: Callable[..., Settings]
+) -> None:
+    """Hits and misses are counted per model version in modelserve_cache_requests_total."""
+    labels = {"model": "iris", "model_version": "1"}
+    name = "modelserve_cache_requests_total"
+    async with app_client(iris_settings()) as client:
+        hits, misses = _sample(name, **labels, result="hit"), _sample(name, **labels, result="miss")
+        await client.post("/predict-batch", json={"batch": [SETOSA, VIRGINICA]})
+        await client.post("/predict-batch", json={"batch": [SETOSA, VERSICOLOR]})
+    assert _sample(name, **labels, result="hit") - hits == 1
+    assert _sample(name, **labels, result="miss") - misses == 3
+
+
+async def test_service_cache_misses_for_another_top_k(
+    app_client: Callable[..., Any], iris_settings: Callable[..., Settings]
+) -> None:
+    """A cached answer is not reused for a request asking another top_k."""
+    async with app_client(iris_settings()) as client:
+        await client.post("/predict", json={"features": SETOSA})
+        response = await client.post("/predict?top_k=1", json={"features": SETOSA})
+    assert response.headers["x-cache"] == "MISS"
+    assert list(response.json()["probabilities"]) == ["setosa"]
+
+
+async def test_service_cache_disabled_sends_no_header(
+    app_client: Callable[..., Any], iris_settings: Callable[..., Settings]
+) -> None:
+    """With cache.backend none, responses carry no X-Cache header."""
+    async with app_client(iris_settings(cache={"backend": "none"})) as client:
+        response = await client.post("/predict", json={"features": SETOSA})
+    assert response.status_code == 200
+    assert "x-cache" not in response.headers
+
+
+@pytest.mark.redis
+async def test_service_cache_redis_serves_repeat_request_as_hit(
+    app_client: Callable[..., Any], iris_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    """With the Redis back-end the second identical request is a HIT."""
+    settings = iris_settings(cache={"backend": "redis"}, redis_url=redis_url)
+    async with app_client(settings) as client:
+        await client.post("/predict", json={"features": SETOSA})
+        response = await client.post("/predict", json={"features": SETOSA})
+    assert response.headers["x-cache"] == "HIT"
+
+
+async def test_service_cache_redis_unreachable_still_predicts(
+    app_client: Callable[..., Any], iris_settings: Callable[..., Settings]
+) -> None:
+    """With Redis unreachable every request is answered, as a MISS."""
+    settings = iris_settings(
+        cache={"backend": "redis", "redis_timeout_ms": 100},
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+    )
+    async with app_client(settings) as client:
+        responses = [await client.post("/predict", json={"features": SETOSA}) for _ in range(3)]
+    assert [(r.status_code, r.headers["x-cache"]) for r in responses] == [(200, "MISS")] * 3
