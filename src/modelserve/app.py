@@ -18,11 +18,15 @@ from modelserve.api.middleware import RequestContextMiddleware
 from modelserve.api.openapi import build_openapi
 from modelserve.api.ratelimit import RateLimitMiddleware, RouteLimiter
 from modelserve.api.routes import health, metrics, models, predict
+from modelserve.api.routes.dashboard import dashboard_routes
 from modelserve.cache import build_cache
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.registry import ModelRegistry
 from modelserve.inference.service import PredictionService
 from modelserve.observability.health import HealthState
+from modelserve.observability.monitor import MonitorLoop
+from modelserve.observability.stats import StatsSampler
+from modelserve.observability.tracing import configure_tracing
 from modelserve.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -46,9 +50,15 @@ def create_app(settings: Settings) -> FastAPI:
         loader = asyncio.create_task(_load_models(registry, state, settings.server.strict))
         if settings.server.strict:
             await loader  # a failure propagates and the server exits non-zero
+        monitor_loop = MonitorLoop(
+            lambda: [v.monitor for v in registry.versions() if v.monitor is not None],
+            settings.drift,
+        )
+        monitor_loop.start()
         try:
             yield
         finally:
+            await monitor_loop.stop()
             state.stop_accepting()
             loader.cancel()
             started = time.perf_counter()
@@ -70,6 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.health = state
     app.state.service = PredictionService(registry, state, cache)
     app.state.api_keys = ApiKeyring(settings.auth)
+    app.state.stats_sampler = StatsSampler()
 
     app.router.routes.extend(
         [
@@ -81,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     if settings.server.metrics_enabled:
         app.router.routes.append(Route("/metrics", metrics.metrics_endpoint, methods=["GET"]))
+    app.router.routes.extend(dashboard_routes())
     app.include_router(models.router)
     install_error_handlers(app)
     # Added first = runs innermost: RequestContext → Auth (sets the caller) → RateLimit → routes.
@@ -93,6 +105,11 @@ def create_app(settings: Settings) -> FastAPI:
         max_body_bytes=settings.server.max_body_bytes,
         access_log=settings.server.access_log,
     )
+    tracer = configure_tracing(settings.tracing)
+    if tracer is not None:  # off by default: then not even imported
+        from modelserve.api.tracing import TracingMiddleware
+
+        app.add_middleware(TracingMiddleware, tracer=tracer)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 

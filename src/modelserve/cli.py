@@ -1,4 +1,4 @@
-"""Command line: ``modelserve serve | check | demo``. Flags become settings; no logic here."""
+"""Command line: ``modelserve serve | check | demo | profile``; flags become settings, no logic."""
 
 from __future__ import annotations
 
@@ -79,6 +79,42 @@ def demo(out: Path) -> None:
 
     for message in build_demo(out):
         click.echo(message)
+
+
+@main.command()
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Training data: .csv (header row), .npy, or .parquet (needs modelserve[parquet]).",
+)
+@click.option(
+    "--model",
+    "model_spec",
+    required=True,
+    help="A model file, or NAME[:VERSION] of a model in --config (its labels and names apply).",
+)
+@click.option("--config", "-c", type=click.Path(exists=True, path_type=Path), help="YAML config.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--bins", type=click.IntRange(2, 100), default=10, show_default=True)
+def profile(data: Path, model_spec: str, config: Path | None, out: Path, bins: int) -> None:
+    """Write the reference profile used for drift signals (set it as the model's `profile:`)."""
+    from modelserve.inference.profiler import profile_model, select_model
+    from modelserve.settings import ModelConfig
+
+    try:
+        if config is not None:
+            model = select_model(_settings(config, None).models, model_spec)
+        elif Path(model_spec).is_file():
+            path = Path(model_spec).resolve()
+            model = ModelConfig(name=path.stem.replace(" ", "_"), path=path)
+        else:
+            raise click.UsageError(f"{model_spec} is not a file; give --config to name a model")
+        reference = profile_model(model, data, bins)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    out.write_bytes(reference.to_json())
+    click.echo(f"wrote {out}: {reference.rows} rows, {len(reference.features)} features")
 
 
 @main.command("config-reference")

@@ -2,7 +2,8 @@
 
 Writes, into one folder: ``iris.joblib`` (StandardScaler + LogisticRegression), the same
 pipeline as ``iris.onnx`` and ``iris.skops``, ``iris.pt`` (a small TorchScript classifier,
-when torch is installed), and ``modelserve.yaml`` serving them all with sha256 pins.
+when torch is installed), ``iris.profile.json`` (their reference profile for drift signals),
+and ``modelserve.yaml`` serving them all with sha256 pins.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modelserve.inference.loader import file_sha256
+from modelserve.observability.profile import build_profile
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 LABELS = ["setosa", "versicolor", "virginica"]
 SEED = 42
+PROFILE_FILE = "iris.profile.json"
 
 
 def build_pipeline() -> tuple[Pipeline, npt.NDArray[np.float64], npt.NDArray[np.int64]]:
@@ -63,11 +66,13 @@ def build_demo(out: Path) -> list[str]:
                 "labels": list(LABELS),
                 "feature_names": list(FEATURES),
                 "feature_ranges": {k: list(v) for k, v in ranges.items()},
+                "profile": PROFILE_FILE,
                 **extra,
             }
         )
         messages.append(f"wrote {path}")
 
+    messages.append(_write_profile(model, x, out / PROFILE_FILE))
     joblib.dump(model, out / "iris.joblib")
     add("iris", "iris.joblib", default=True)
 
@@ -88,6 +93,20 @@ def build_demo(out: Path) -> list[str]:
     (out / "modelserve.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     messages.append(f"wrote {out / 'modelserve.yaml'}")
     return messages
+
+
+def _write_profile(model: Pipeline, x: npt.NDArray[np.float64], path: Path) -> str:
+    """The reference profile for drift signals: iris itself and the model's answers on it."""
+    probabilities = model.predict_proba(x)
+    reference = build_profile(
+        x,
+        FEATURES,
+        [LABELS[i] for i in probabilities.argmax(axis=1)],
+        probabilities.max(axis=1).tolist(),
+        source={"data": "scikit-learn iris (150 rows)", "model": "iris.joblib"},
+    )
+    path.write_bytes(reference.to_json())
+    return f"wrote {path}"
 
 
 def _write_onnx(model: Pipeline, path: Path) -> list[str]:

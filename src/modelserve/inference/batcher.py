@@ -36,7 +36,7 @@ from modelserve.errors import (
     ShuttingDownError,
 )
 from modelserve.inference.types import FloatArray, RawOutput
-from modelserve.observability import metrics
+from modelserve.observability import metrics, tracing
 from modelserve.settings import BatchingConfig
 
 log = structlog.get_logger(__name__)
@@ -54,6 +54,7 @@ class _Request:
     taken: int = 0  # rows already placed in a batch
     parts: list[tuple[int, RawOutput]] = field(default_factory=list)
     done_rows: int = 0
+    started_at: float = 0.0  # when its first rows went into a model call
 
     @property
     def remaining(self) -> int:
@@ -131,7 +132,12 @@ class DynamicBatcher:
         self._wakeup.set()
         try:
             async with asyncio.timeout(self._timeout_s):
-                return await request.future
+                output = await request.future
+            if tracing.active_tracer() is not None:
+                tracing.record_batch_stages(
+                    self.model, self.version, n, now, request.started_at, loop.time()
+                )
+            return output
         except TimeoutError:
             started = request.taken > 0
             self._abandon(request)
@@ -229,6 +235,8 @@ class DynamicBatcher:
                 take = min(request.remaining, capacity - rows)
                 if take <= 0:
                     break
+            if not request.taken:
+                request.started_at = now
             batch.append(_Slice(request, request.taken, request.taken + take))
             request.taken += take
             self._queued_rows -= take

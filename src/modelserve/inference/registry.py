@@ -24,6 +24,8 @@ from modelserve.inference.routing import VersionRouter
 from modelserve.inference.runtimes.base import Runtime
 from modelserve.inference.types import FloatArray, ModelInfo, ModelStatus, RawOutput
 from modelserve.observability import metrics
+from modelserve.observability.monitor import VersionMonitor
+from modelserve.observability.profile import ReferenceProfile, load_profile
 from modelserve.settings import ModelConfig, RoutingConfig, Settings
 
 log = structlog.get_logger(__name__)
@@ -43,6 +45,10 @@ class ModelVersion:
     extras: dict[str, object] = field(default_factory=dict)
     fingerprint: str = ""
     """Identity of the loaded artifact and output config (prediction-cache keys use it)."""
+    profile: ReferenceProfile | None = None
+    """Reference profile for drift signals, when the config names one."""
+    monitor: VersionMonitor | None = None
+    """Latency and drift state of this version in this process, once it serves."""
 
     @property
     def name(self) -> str:
@@ -79,6 +85,13 @@ def build_version(config: ModelConfig) -> ModelVersion:
         schema = FeatureSchema(n_features, names, config.feature_ranges)
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
+    profile = None
+    if config.profile is not None:
+        try:
+            profile = load_profile(config.profile)
+            profile.check_fits(n_features, names)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
     is_classifier = meta.is_classifier if config.task == "auto" else config.task == "classifier"
     labels = config.labels or meta.classes
     if config.labels and meta.classes and len(config.labels) != len(meta.classes):
@@ -101,7 +114,9 @@ def build_version(config: ModelConfig) -> ModelVersion:
     info.n_features, info.feature_names, info.labels = n_features, names, labels
     info.load_ms, info.warmup_ms = round(load_s * 1000, 3), round(warmup_s * 1000, 3)
     fingerprint = artifact_fingerprint(config)
-    return ModelVersion(config, info, runtime, schema, formatter, fingerprint=fingerprint)
+    return ModelVersion(
+        config, info, runtime, schema, formatter, fingerprint=fingerprint, profile=profile
+    )
 
 
 def _format_name(config: ModelConfig) -> str:
@@ -157,6 +172,7 @@ class ModelRegistry:
 
     def __init__(self, settings: Settings) -> None:
         self._models: dict[str, dict[str, ModelVersion]] = {}
+        self._drift = settings.drift
         for config in settings.models:
             info = ModelInfo(
                 config.name,
@@ -247,6 +263,14 @@ class ModelRegistry:
             raise ModelLoadError(f"{name}:{version}: {reason}") from exc
         fresh.batcher = DynamicBatcher(name, version, fresh.runtime.predict, fresh.config.batching)  # type: ignore[union-attr]
         fresh.batcher.start()
+        fresh.monitor = VersionMonitor(
+            name,
+            version,
+            n_features=fresh.info.n_features or 0,
+            is_classifier=fresh.info.task == "classifier",
+            profile=fresh.profile,
+            settings=self._drift,
+        )
         self._models[name][version] = fresh
         log.info(
             "model_loaded",

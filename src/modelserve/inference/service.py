@@ -75,8 +75,12 @@ class PredictionService:
             metrics.record_failure(
                 entry.name, entry.version, getattr(exc, "code", "internal_error")
             )
+            if entry.monitor is not None:
+                entry.monitor.observe_failure()
             raise
         self._record(entry, predictions)
+        if entry.monitor is not None:  # drift and latency windows: cheap ring-buffer copies
+            entry.monitor.observe(matrix, predictions, time.perf_counter() - started)
         return PredictionResult(
             entry.name,
             entry.version,
