@@ -237,6 +237,15 @@ class ApiKeyConfig(_Section):
     scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["predict"]))
     """What the key may do."""
 
+    @field_validator("sha256")
+    @classmethod
+    def _check_key_digest(cls, value: str | None) -> str | None:
+        if value is not None and (
+            len(value) != 64 or any(c not in "0123456789abcdef" for c in value.lower())
+        ):
+            raise ValueError("sha256 must be the 64 hexadecimal characters of the key's digest")
+        return value.lower() if value else value
+
     @model_validator(mode="after")
     def _one_of(self) -> ApiKeyConfig:
         if (self.sha256 is None) == (self.key is None):

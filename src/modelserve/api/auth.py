@@ -10,9 +10,10 @@ Contract for route authors:
 * When ``auth.enabled``, :class:`AuthMiddleware` runs on every HTTP request (inside the
   request-id middleware). It authenticates the key, stores the :class:`ApiKey` in
   ``request.state.api_key`` and its *name* in ``request.state.caller`` (used for sticky routing
-  and rate limits), and enforces :func:`required_scope` by path: ``/admin`` and ``/admin/...``
-  need ``admin``; probes, ``/metrics`` and the docs are open unless ``protect_probes`` /
-  ``protect_metrics``; every other path needs ``predict``. Refusals are 401 ``unauthorized``
+  and rate limits), and enforces :meth:`ApiKeyring.required_scope` by path: ``/admin`` and
+  ``/admin/...`` need ``admin``; the docs are open; probes are open unless ``protect_probes``;
+  ``/metrics``, ``/stats`` and ``/dashboard`` are open unless ``protect_metrics`` (then any
+  valid key will do); every other path needs ``predict``. Refusals are 401 ``unauthorized``
   (with ``WWW-Authenticate: Bearer``) for a missing or unknown key and 403 ``forbidden`` for a
   key without the scope.
 * FastAPI routes add a second, explicit guard with ``Depends(require_scope("admin"))`` (for
@@ -45,7 +46,9 @@ log = structlog.get_logger(__name__)
 
 _OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _PROBE_PATHS = frozenset({"/health", "/ready"})
-_METRICS_PATH = "/metrics"
+# Operational views with the same exposure as /metrics: protected by protect_metrics.
+_METRICS_PATHS = frozenset({"/metrics", "/stats", "/dashboard"})
+_METRICS_PREFIX = "/dashboard/"
 _ANY_KEY = "any"
 """Pseudo-scope: any valid key will do (protected probes and metrics)."""
 _BEARER = b"bearer "
@@ -90,7 +93,7 @@ class ApiKeyring:
         """The scope ``path`` needs (``"any"`` for any valid key), or ``None`` when open."""
         if path in _PROBE_PATHS:
             return _ANY_KEY if self.protect_probes else None
-        if path == _METRICS_PATH:
+        if path in _METRICS_PATHS or path.startswith(_METRICS_PREFIX):
             return _ANY_KEY if self.protect_metrics else None
         if path in _OPEN_PATHS:
             return None
