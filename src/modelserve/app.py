@@ -17,7 +17,7 @@ from modelserve.api.errors import install_error_handlers
 from modelserve.api.middleware import RequestContextMiddleware
 from modelserve.api.openapi import build_openapi
 from modelserve.api.ratelimit import RateLimitMiddleware, RouteLimiter
-from modelserve.api.routes import health, metrics, models, predict
+from modelserve.api.routes import admin, health, metrics, models, predict
 from modelserve.api.routes.dashboard import dashboard_routes
 from modelserve.cache import build_cache
 from modelserve.inference.cache import PredictionCache
@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
             state.stop_accepting()
             loader.cancel()
             started = time.perf_counter()
+            await app.state.service.shadow.close()  # shadow copies never delay a drain
             await registry.close(settings.server.grace_period_s)
             if cache is not None:
                 await cache.close()
@@ -94,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.router.routes.append(Route("/metrics", metrics.metrics_endpoint, methods=["GET"]))
     app.router.routes.extend(dashboard_routes())
     app.include_router(models.router)
+    app.include_router(admin.router)
     install_error_handlers(app)
     # Added first = runs innermost: RequestContext → Auth (sets the caller) → RateLimit → routes.
     if limiter is not None:

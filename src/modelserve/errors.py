@@ -14,6 +14,8 @@ The tree::
     ├── BodyTooLargeError (413 body_too_large)
     ├── ModelNotFoundError (404 model_not_found)
     ├── VersionNotFoundError (404 version_not_found)
+    ├── VersionInUseError (409 version_in_use)
+    ├── VersionNotLoadedError (409 version_not_loaded)
     ├── ModelNotReadyError (503 model_not_ready)
     ├── OverloadedError (503 overloaded)
     ├── ShuttingDownError (503 shutting_down)
@@ -24,7 +26,7 @@ The tree::
     ├── ForbiddenError (403 forbidden)
     ├── RateLimitedError (429 rate_limited)
     ├── RateLimitUnavailableError (503 rate_limit_unavailable)
-    └── ModelLoadError (load-time only; never sent to a client as such)
+    └── ModelLoadError (409 model_load_failed; admin load/reload only, never on predict)
         └── ChecksumMismatchError
 
 Inference code raises these; the interface layer turns them into JSON bodies.
@@ -137,6 +139,31 @@ class VersionNotFoundError(ModelserveError):
         )
 
 
+class VersionInUseError(ModelserveError):
+    """An admin unload of a version that the model's routing still names."""
+
+    code = "version_in_use"
+    status_code = HTTPStatus.CONFLICT
+
+    def __init__(self, name: str, version: str, role: str) -> None:
+        super().__init__(
+            f"model {name!r} version {version!r} is still named by its routing ({role}); "
+            "route traffic away from it first"
+        )
+
+
+class VersionNotLoadedError(ModelserveError):
+    """An admin routing change that would send traffic to a version that does not serve."""
+
+    code = "version_not_loaded"
+    status_code = HTTPStatus.CONFLICT
+
+    def __init__(self, name: str, version: str, status: str) -> None:
+        super().__init__(
+            f"model {name!r} version {version!r} is {status}; load it before routing to it"
+        )
+
+
 class ModelNotReadyError(ModelserveError):
     code = "model_not_ready"
     status_code = HTTPStatus.SERVICE_UNAVAILABLE
@@ -244,7 +271,11 @@ class RateLimitUnavailableError(ModelserveError):
 
 
 class ModelLoadError(ModelserveError):
+    """An artifact that cannot be loaded or warmed up. At startup the version answers 503; on an
+    admin load/reload the call answers 409 and the previous artifact, if any, keeps serving."""
+
     code = "model_load_failed"
+    status_code = HTTPStatus.CONFLICT
 
 
 class ChecksumMismatchError(ModelLoadError):

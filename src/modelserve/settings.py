@@ -126,6 +126,10 @@ class RoutingConfig(_Section):
     """Hash the caller (API key or X-Client-ID) so one caller always gets one version."""
     shadow: str | None = None
     """Version that gets a copy of live traffic off the request path; its answers are compared."""
+    shadow_tolerance: float = Field(0.0, ge=0)
+    """Regressors: a shadow answer within this absolute difference of the live one agrees."""
+    shadow_max_pending: int = Field(64, ge=1, le=100_000)
+    """Shadow requests of this model in progress at once; more are dropped and counted."""
 
     @field_validator("weights")
     @classmethod
@@ -320,6 +324,8 @@ class Settings(BaseSettings):
     """Tracing."""
 
     _config_data: ClassVar[dict[str, Any] | None] = None
+    _source: tuple[Path | None, dict[str, Any]] | None = None
+    """How load_settings built this tree (file and overrides), so pins can be re-read."""
 
     @classmethod
     def settings_customise_sources(
@@ -386,7 +392,32 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         Settings._config_data = None
     if path is not None:
         _resolve_paths(settings, path.parent)
+    settings._source = (path, overrides)
     return settings
+
+
+def reread_pins(settings: Settings, config: ModelConfig) -> ModelConfig:
+    """``config`` with the sha256 pins (model and pre-processor) that its source says now.
+
+    The settings are built again exactly as :func:`load_settings` built them (same file, same
+    environment, same overrides), so a pin edited in the YAML file is seen without a restart.
+    Only the pins are taken: every other field keeps its running value. Settings not made by
+    ``load_settings`` keep their pins. Raises ValueError when the source no longer lists it.
+    """
+    if settings._source is None:
+        return config
+    path, overrides = settings._source
+    fresh = load_settings(path, **overrides)
+    found = next(
+        (m for m in fresh.models if (m.name, m.version) == (config.name, config.version)), None
+    )
+    if found is None:
+        raise ValueError(f"the configuration no longer lists {config.name}:{config.version}")
+    update: dict[str, Any] = {"sha256": found.sha256}
+    if config.preprocessor is not None:
+        pin = found.preprocessor.sha256 if found.preprocessor is not None else None
+        update["preprocessor"] = config.preprocessor.model_copy(update={"sha256": pin})
+    return config.model_copy(update=update)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
+
+from modelserve.settings import RoutingConfig
 
 # Strict: "5.1" or true are type errors (422), not silently coerced numbers. JSON NaN,
 # Infinity and 1e999 parse here and are refused by the inference layer with their position.
@@ -71,6 +73,22 @@ class BatchPredictRequest(BaseModel):
 class BatchPredictResponse(BaseModel):
     """Answers for every row, in request order."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "predictions": ["setosa", "virginica"],
+                    "confidences": [0.979, 0.944],
+                    "model": "iris",
+                    "model_version": "1",
+                    "latency_ms": 0.52,
+                    "timestamp": "2026-11-25T17:00:00.000000Z",
+                    "request_id": "4f1c0e1b9a0a4d4e8d1f3f7f3c2a9b10",
+                }
+            ]
+        }
+    )
+
     predictions: list[str | float | list[float]]
     confidences: list[float] | None = Field(None, description="Top-1 probability per row.")
     probabilities: list[dict[str, float]] | None = Field(
@@ -103,8 +121,26 @@ class ErrorBody(BaseModel):
     request_id: str | None = None
 
 
+_MODEL_VERSION_EXAMPLE = {
+    "name": "iris",
+    "version": "1",
+    "format": "sklearn",
+    "status": "ready",
+    "reason": None,
+    "is_default": True,
+    "task": "classifier",
+    "n_features": 4,
+    "feature_names": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+    "labels": ["setosa", "versicolor", "virginica"],
+    "load_ms": 12.3,
+    "warmup_ms": 0.8,
+}
+
+
 class ModelVersionResponse(BaseModel):
     """One model version as GET /models shows it."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_MODEL_VERSION_EXAMPLE]})
 
     name: str
     version: str
@@ -112,6 +148,10 @@ class ModelVersionResponse(BaseModel):
     status: str = Field(description="loading, ready, failed or unloaded.")
     reason: str | None = Field(None, description="Why the version is not ready.")
     is_default: bool
+    traffic_percent: float = Field(
+        0.0, description="Share of the requests naming no version that this version answers."
+    )
+    shadow: bool = Field(False, description="Receives a copy of live traffic (shadow mode).")
     task: str | None
     n_features: int | None
     feature_names: list[str] | None
@@ -123,12 +163,31 @@ class ModelVersionResponse(BaseModel):
 class ModelsResponse(BaseModel):
     """Every configured model version."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"default_model": "iris", "models": [_MODEL_VERSION_EXAMPLE]}]
+        }
+    )
+
     default_model: str | None
     models: list[ModelVersionResponse]
 
 
 class HealthResponse(BaseModel):
     """Liveness: the process serves. Says which model versions are ready."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "draining": False,
+                    "uptime_s": 42.5,
+                    "models": {"iris:1": "ready", "iris-onnx:1": "loading"},
+                }
+            ]
+        }
+    )
 
     status: str
     draining: bool
@@ -139,5 +198,54 @@ class HealthResponse(BaseModel):
 class ReadyResponse(BaseModel):
     """Readiness: every required model is loaded and warmed, and the server is not draining."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"ready": True, "reasons": []}]})
+
     ready: bool
     reasons: list[str] = Field(default_factory=list)
+
+
+class RoutingRequest(RoutingConfig):
+    """A model's complete new routing: the `routing.<model>` config section plus `default`.
+
+    Omitted fields take their defaults (no weights, not sticky, no shadow), except `default`,
+    which keeps the current default version when omitted.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"default": "1.0", "weights": {"1.0": 90, "2.0": 10}, "sticky": True},
+                {"default": "1.0", "shadow": "2.0"},
+            ]
+        }
+    )
+
+    default: str | None = None
+    """Version answering requests that name none when no weights are set (and the fallback)."""
+
+
+class RoutingResponse(BaseModel):
+    """A model's routing as it is now."""
+
+    model: str
+    default: str
+    weights: dict[str, float] | None
+    sticky: bool
+    shadow: str | None
+    shadow_tolerance: float
+    shadow_max_pending: int
+    traffic_percent: dict[str, float] = Field(
+        description="Share of the requests naming no version, per version, in percent."
+    )
+
+
+class VersionActionResponse(BaseModel):
+    """A model version after an admin load, reload or unload."""
+
+    model: str
+    version: str
+    action: Literal["load", "reload", "unload"]
+    status: str = Field(description="loading, ready, failed or unloaded.")
+    changed: bool = Field(description="False when the version already was in the asked state.")
+    load_ms: float | None = None
+    warmup_ms: float | None = None

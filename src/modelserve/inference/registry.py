@@ -13,7 +13,10 @@ from modelserve.errors import (
     ModelLoadError,
     ModelNotFoundError,
     ModelNotReadyError,
+    ShuttingDownError,
+    VersionInUseError,
     VersionNotFoundError,
+    VersionNotLoadedError,
 )
 from modelserve.inference.batcher import DynamicBatcher
 from modelserve.inference.cache import artifact_fingerprint
@@ -26,7 +29,7 @@ from modelserve.inference.types import FloatArray, ModelInfo, ModelStatus, RawOu
 from modelserve.observability import metrics
 from modelserve.observability.monitor import VersionMonitor
 from modelserve.observability.profile import ReferenceProfile, load_profile
-from modelserve.settings import ModelConfig, RoutingConfig, Settings
+from modelserve.settings import ModelConfig, RoutingConfig, Settings, reread_pins
 
 log = structlog.get_logger(__name__)
 _STATUSES = tuple(s.value for s in ModelStatus)
@@ -49,6 +52,9 @@ class ModelVersion:
     """Reference profile for drift signals, when the config names one."""
     monitor: VersionMonitor | None = None
     """Latency and drift state of this version in this process, once it serves."""
+    in_flight: int = 0
+    """Requests using this version right now (see :meth:`acquire`)."""
+    _drained: asyncio.Event | None = field(default=None, init=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -61,6 +67,30 @@ class ModelVersion:
     @property
     def ready(self) -> bool:
         return self.info.status is ModelStatus.READY
+
+    def acquire(self) -> None:
+        """A request starts using this version; pair with :meth:`release` in a ``finally``.
+
+        A reload or unload retires the replaced version only once every holder has released
+        it, so requests routed before the swap finish on the artifact they started with.
+        """
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._drained is not None:
+            self._drained.set()
+
+    async def wait_released(self, timeout_s: float) -> bool:
+        """Wait until no request holds this version; False if some still do at the timeout."""
+        if self.in_flight == 0:
+            return True
+        self._drained = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
 
 def build_version(config: ModelConfig) -> ModelVersion:
@@ -171,8 +201,11 @@ class ModelRegistry:
     """All configured versions, grouped by model name, in configuration order."""
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._models: dict[str, dict[str, ModelVersion]] = {}
         self._drift = settings.drift
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._closing = False
         for config in settings.models:
             info = ModelInfo(
                 config.name,
@@ -210,11 +243,19 @@ class ModelRegistry:
         return versions[chosen]
 
     def route(self, name: str | None, version: str | None, caller: str | None) -> ModelVersion:
-        """Pick the version for a request: explicit version, else the model's routing."""
+        """Pick the version for a request: explicit version, else the model's routing.
+
+        A routed (not explicitly named) version that does not serve falls back to the default
+        version, so a canary that failed to load never fails the requests routed to it.
+        """
         model = name or self.default_model
-        if version is None and model in self.routers:
-            version = self.routers[model].choose(caller)
-        entry = self.get(model, version)
+        router = self.routers.get(model) if version is None and model is not None else None
+        if router is None:
+            entry = self.get(model, version)
+        else:
+            entry = self.get(model, router.choose(caller))
+            if not entry.ready:
+                entry = self.get(model, router.default_version)
         if not entry.ready:
             raise ModelNotReadyError(entry.name, entry.version, entry.info.reason or "loading")
         return entry
@@ -243,15 +284,26 @@ class ModelRegistry:
                 if strict:
                     raise
 
-    async def load(self, name: str, version: str) -> ModelVersion:
+    async def load(self, name: str, version: str, *, reread: bool = False) -> ModelVersion:
         """(Re)load one version beside the current one and swap it in atomically on success.
 
-        On failure the previous artifact, if one was serving, keeps serving.
+        The artifact at the configured path loads and warms up in a thread while the current
+        one keeps serving; one assignment then sends new requests to it, and the old one
+        retires once the requests already using it have finished. On failure the previous
+        artifact, if one was serving, keeps serving. ``reread`` first takes the sha256 pins
+        from the configuration source again (:func:`~modelserve.settings.reread_pins`).
         """
-        current = self.get(name, version)
+        async with self._lock(name, version):
+            current = self.get(name, version)
+            return await self._swap_in(current, reread)
+
+    async def _swap_in(self, current: ModelVersion, reread: bool) -> ModelVersion:
+        name, version = current.name, current.version
         log.info("model_loading", model=name, model_version=version, path=str(current.config.path))
         try:
-            fresh = await asyncio.to_thread(build_version, current.config)
+            # Re-read on the loop: load_settings is not thread-safe, and a YAML file is small.
+            config = reread_pins(self._settings, current.config) if reread else current.config
+            fresh = await asyncio.to_thread(build_version, config)
         except Exception as exc:
             reason = (
                 exc.detail if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
@@ -261,6 +313,8 @@ class ModelRegistry:
                 current.info.status, current.info.reason = ModelStatus.FAILED, reason
                 self._publish(current)
             raise ModelLoadError(f"{name}:{version}: {reason}") from exc
+        if self._closing:
+            raise ShuttingDownError()
         fresh.batcher = DynamicBatcher(name, version, fresh.runtime.predict, fresh.config.batching)  # type: ignore[union-attr]
         fresh.batcher.start()
         fresh.monitor = VersionMonitor(
@@ -285,31 +339,79 @@ class ModelRegistry:
             name, version, (fresh.info.load_ms or 0) / 1000, (fresh.info.warmup_ms or 0) / 1000
         )
         self._publish(fresh)
-        if current.batcher is not None:
-            # Requests already queued on the old artifact finish there.
-            await current.batcher.close(current.config.batching.timeout_ms / 1000)
+        await self._retire(current)
         return fresh
 
-    async def unload(self, name: str, version: str) -> None:
-        """Stop serving a version (it answers 503 until loaded again)."""
-        current = self.get(name, version)
-        self._models[name][version] = ModelVersion(
-            current.config,
-            ModelInfo(
-                name,
-                version,
-                current.info.format,
-                ModelStatus.UNLOADED,
-                "unloaded by admin",
-                is_default=current.config.default,
-            ),
+    async def unload(self, name: str, version: str) -> ModelVersion:
+        """Stop serving a version (it answers 503 until loaded again).
+
+        Refused while the model's routing names it (default, weighted or shadow version).
+        """
+        async with self._lock(name, version):
+            current = self.get(name, version)
+            role = self.routers[name].roles().get(version)
+            if role is not None:
+                raise VersionInUseError(name, version, role)
+            unloaded = ModelVersion(
+                current.config,
+                ModelInfo(
+                    name,
+                    version,
+                    current.info.format,
+                    ModelStatus.UNLOADED,
+                    "unloaded by admin",
+                    is_default=current.config.default,
+                ),
+            )
+            self._models[name][version] = unloaded
+            self._publish(unloaded)
+            log.info("model_unloaded", model=name, model_version=version)
+            await self._retire(current)
+            return unloaded
+
+    def set_routing(
+        self, name: str, config: RoutingConfig, default_version: str | None = None
+    ) -> VersionRouter:
+        """Replace a model's routing in one assignment, once every version it names serves."""
+        if name not in self._models:
+            raise ModelNotFoundError(name, self.names())
+        versions = self._models[name]
+        router = VersionRouter(default_version or self.routers[name].default_version, config)
+        for version in router.roles():
+            if version not in versions:
+                raise VersionNotFoundError(name, version, list(versions))
+            if not versions[version].ready:
+                status = versions[version].info.status.value
+                raise VersionNotLoadedError(name, version, status)
+        self.routers[name] = router
+        log.info(
+            "routing_changed",
+            model=name,
+            default_version=router.default_version,
+            weights=config.weights,
+            sticky=config.sticky,
+            shadow=config.shadow,
         )
-        self._publish(self._models[name][version])
-        if current.batcher is not None:
-            await current.batcher.close(current.config.batching.timeout_ms / 1000)
+        return router
+
+    async def _retire(self, old: ModelVersion) -> None:
+        """Stop ``old`` once the requests already using it finish (within its timeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + old.config.batching.timeout_ms / 1000
+        if not await old.wait_released(old.config.batching.timeout_ms / 1000):
+            log.warning(
+                "retire_timed_out", model=old.name, model_version=old.version, left=old.in_flight
+            )
+        if old.batcher is not None:
+            await old.batcher.close(max(deadline - loop.time(), 0.0))
+
+    def _lock(self, name: str, version: str) -> asyncio.Lock:
+        """One load/unload at a time per version (a routing change needs none: it never waits)."""
+        return self._locks.setdefault((name, version), asyncio.Lock())
 
     async def close(self, timeout_s: float) -> None:
         """Drain every batcher (queued work finishes) within ``timeout_s`` in total."""
+        self._closing = True
         batchers = [v.batcher for v in self.versions() if v.batcher is not None]
         await asyncio.gather(*(b.close(timeout_s) for b in batchers))
 

@@ -1,4 +1,9 @@
-"""Which version answers a request that names none: default, weighted canary, sticky callers."""
+"""Which version answers a request that names none: default, weighted canary, sticky callers.
+
+A :class:`VersionRouter` is immutable once built. The admin API changes a model's routing by
+building a new router and replacing the old one in a single assignment, so every request sees
+either the old routing or the new one, never a mix.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,14 @@ _HASH_SPACE = float(1 << 64)
 
 
 class VersionRouter:
-    """Routing state of one model. Replaced atomically by the admin API (one assignment)."""
+    """Routing state of one model: its default version and its :class:`RoutingConfig`."""
 
     def __init__(self, default_version: str, config: RoutingConfig) -> None:
         self.default_version = default_version
-        self.config = config
+        self.config = config.model_copy(deep=True)  # never shared with a mutable settings tree
         self._versions: list[str] = []
         self._cumulative: list[float] = []
+        self._share: dict[str, float] = {}
         if config.weights:
             total = sum(config.weights.values())
             running = 0.0
@@ -27,6 +33,9 @@ class VersionRouter:
                     running += weight / total
                     self._versions.append(version)
                     self._cumulative.append(running)
+                    self._share[version] = weight / total
+        else:
+            self._share[default_version] = 1.0
 
     @property
     def shadow(self) -> str | None:
@@ -40,6 +49,21 @@ class VersionRouter:
         point = _stable_unit(caller) if self.config.sticky and caller else random.random()  # noqa: S311
         index = min(bisect.bisect_right(self._cumulative, point), len(self._versions) - 1)
         return self._versions[index]
+
+    def share(self, version: str) -> float:
+        """Fraction (0 to 1) of the requests naming no version that ``version`` receives."""
+        return self._share.get(version, 0.0)
+
+    def roles(self) -> dict[str, str]:
+        """Every version this routing depends on, with why: default, its weight, or shadow."""
+        named: dict[str, str] = {}
+        for version, weight in (self.config.weights or {}).items():
+            if weight > 0:
+                named[version] = f"weight {weight:g}"
+        if self.config.shadow is not None:
+            named.setdefault(self.config.shadow, "shadow")
+        named[self.default_version] = "default"
+        return named
 
 
 def _stable_unit(caller: str) -> float:

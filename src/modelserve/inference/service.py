@@ -16,6 +16,7 @@ from modelserve.errors import ShuttingDownError
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.preprocess import OutOfRange, Row
 from modelserve.inference.registry import ModelRegistry, ModelVersion
+from modelserve.inference.shadow import ShadowRunner
 from modelserve.inference.types import FloatArray, Prediction
 from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
@@ -44,6 +45,7 @@ class PredictionService:
         self.registry = registry
         self.health = health
         self.cache = cache
+        self.shadow = ShadowRunner(registry)
 
     async def predict(
         self,
@@ -63,6 +65,7 @@ class PredictionService:
         assert schema is not None  # noqa: S101 - a routed version is ready
         assert formatter is not None  # noqa: S101
         assert batcher is not None  # noqa: S101
+        entry.acquire()  # a reload retires this artifact only after we are done with it
         try:
             matrix = schema.to_array(rows)
             self._report_out_of_range(entry, schema.out_of_range(matrix))
@@ -78,9 +81,12 @@ class PredictionService:
             if entry.monitor is not None:
                 entry.monitor.observe_failure()
             raise
+        finally:
+            entry.release()
         self._record(entry, predictions)
         if entry.monitor is not None:  # drift and latency windows: cheap ring-buffer copies
             entry.monitor.observe(matrix, predictions, time.perf_counter() - started)
+        self.shadow.mirror(entry, rows, predictions)
         return PredictionResult(
             entry.name,
             entry.version,

@@ -177,8 +177,8 @@ def record_rate_limited(route: str) -> None:
     RATE_LIMITED.labels(route).inc()
 
 
-def record_shadow(model: str, live: str, shadow: str, result: str) -> None:
-    SHADOW.labels(model, live, shadow, result).inc()
+def record_shadow(model: str, live: str, shadow: str, result: str, rows: int = 1) -> None:
+    SHADOW.labels(model, live, shadow, result).inc(rows)
 
 
 def record_model_state(

@@ -12,7 +12,11 @@ router = APIRouter(tags=["models"])
 
 @router.get("/models", response_model=ModelsResponse, summary="List model versions")
 async def list_models(registry: RegistryDep) -> ModelsResponse:
-    """Every model version with its format, input width, feature names, labels and status."""
+    """Every model version with its format, input width, feature names, labels and status.
+
+    `is_default`, `traffic_percent` and `shadow` show the model's routing as it is now.
+    """
+    routers = registry.routers
     return ModelsResponse(
         default_model=registry.default_model,
         models=[
@@ -22,7 +26,9 @@ async def list_models(registry: RegistryDep) -> ModelsResponse:
                 format=v.info.format,
                 status=v.info.status.value,
                 reason=v.info.reason,
-                is_default=v.version == registry.routers[v.name].default_version,
+                is_default=v.version == routers[v.name].default_version,
+                traffic_percent=round(routers[v.name].share(v.version) * 100, 6),
+                shadow=v.version == routers[v.name].shadow,
                 task=v.info.task,
                 n_features=v.info.n_features,
                 feature_names=v.info.feature_names,
