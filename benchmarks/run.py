@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load")
     parser.add_argument("--quick", action="store_true", help="3 s scenarios, 1 s warm-up")
     parser.add_argument("--peers", action="store_true", help="also LitServe and MLServer")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="measure each scenario N times, keep the median"
+    )
     parser.add_argument("--connections", type=int, default=64, help="the saturating load")
     parser.add_argument("--health-connections", type=int, default=2)
     parser.add_argument(
@@ -71,8 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 3.0, 1.0
-    if not 1 <= args.duration <= 600 or not 0 <= args.warmup <= 60:
-        parser.error("--duration must be 1..600 s and --warmup 0..60 s")
+    if not 1 <= args.duration <= 600 or not 0 <= args.warmup <= 60 or not 1 <= args.repeats <= 9:
+        parser.error("--duration must be 1..600 s, --warmup 0..60 s, --repeats 1..9")
     return args
 
 
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         log_dir=WORK_DIR / "logs",
         duration_s=args.duration,
         warmup_s=args.warmup,
+        repeats=args.repeats,
     )
     conns = args.connections
     single = (1, conns)
@@ -254,6 +258,7 @@ def _meta(
         "git_commit": _git_commit(),
         "duration_s": args.duration,
         "warmup_s": args.warmup,
+        "repeats": args.repeats,
         "connections": args.connections,
         "batch_connections": args.batch_connections,
         "health_connections": args.health_connections,
@@ -277,7 +282,12 @@ def _meta(
             "the async handler; no-op: bare Starlette route, `json.loads`, constant body of "
             "modelserve's response size; both under uvicorn (uvloop, httptools), 1 process, "
             "no access log.",
-            "req/s counts 2xx answers only; errors = non-2xx + socket errors + timeouts.",
+            "req/s counts 2xx answers only; errors = non-2xx + socket errors + timeouts "
+            "(wrk --timeout 5s).",
+            f"Each scenario measured {args.repeats} time(s); with more than one the median run "
+            "is shown and every run's figure is in latest.json (`repeats`).",
+            "Other CPU: busy time of the whole machine minus the server's process group, wrk "
+            "and the harness, in cores, while measuring.",
             f"Batch targets compare modelserve's {BATCH_ROWS}-row /predict-batch rows/s with "
             "in-process predict_proba on 64-row batches.",
             "Peers (with --peers) get scikit-learn pinned to the harness's version and "
