@@ -49,7 +49,7 @@ fmt: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 bench: $(VENV)/.dev
-	$(PY) -m benchmarks.run $(if $(PEERS),--peers,)
+	$(PY) -m benchmarks.run $(if $(PEERS),--peers,) $(BENCH_ARGS)
 
 loadtest: $(VENV)/.dev
 	$(VENV)/bin/locust -f benchmarks/locustfile.py --headless -u $${USERS:-32} -r $${RATE:-8} -t $${DURATION:-30s} --host http://$(HOST):$(PORT) --only-summary
