@@ -38,6 +38,25 @@ _ERRORS = {
     "504": "Queue or inference deadline passed.",
 }
 
+_METRICS_OPERATION: dict[str, Any] = {
+    "summary": "Prometheus metrics",
+    "description": "Prometheus text exposition (aggregated over workers under gunicorn).",
+    "tags": ["probes"],
+    "operationId": "metrics_get",
+    "responses": {
+        "200": {
+            "description": "Metrics in the Prometheus text format.",
+            "content": {
+                "text/plain": {
+                    "schema": {"type": "string"},
+                    "example": "# TYPE modelserve_predictions_total counter\n"
+                    'modelserve_predictions_total{model="iris",model_version="1"} 3.0\n',
+                }
+            },
+        }
+    },
+}
+
 
 @dataclass(frozen=True)
 class Operation:
@@ -131,6 +150,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             entry["requestBody"] = {"required": True, **_content(op.request.__name__, "")}
             del entry["requestBody"]["description"]
         doc.setdefault("paths", {}).setdefault(op.path, {})[op.method] = entry
+    if any(getattr(route, "path", None) == "/metrics" for route in app.routes):
+        doc.setdefault("paths", {})["/metrics"] = {"get": _METRICS_OPERATION}
     app.openapi_schema = doc
     return doc
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic.config import JsonDict
 
 from modelserve.settings import RoutingConfig
 
@@ -121,7 +122,7 @@ class ErrorBody(BaseModel):
     request_id: str | None = None
 
 
-_MODEL_VERSION_EXAMPLE = {
+_MODEL_VERSION_EXAMPLE: JsonDict = {
     "name": "iris",
     "version": "1",
     "format": "sklearn",
