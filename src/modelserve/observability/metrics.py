@@ -1,12 +1,16 @@
 """Every Prometheus metric modelserve exports, defined once, and the helpers that record them.
 
 Under gunicorn the process runs in prometheus-client's multiprocess mode (serving.py sets
-PROMETHEUS_MULTIPROC_DIR before workers start); gauges then use the ``livesum``/``max`` modes.
+PROMETHEUS_MULTIPROC_DIR before workers start, workers.py marks dead workers). Counters and
+histograms then add up over every worker that ever ran; each gauge says how its per-worker
+values combine with a ``live*`` mode, so a dead worker's last value never lingers.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,8 +22,32 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client.metrics_core import Metric
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# Fine below 10 ms, where a batched model server lives, so interpolated quantiles stay honest.
+_LATENCY_BUCKETS = (
+    0.00025,
+    0.0005,
+    0.00075,
+    0.001,
+    0.0015,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+)
 _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 _MODEL = ("model", "model_version")
@@ -38,6 +66,12 @@ HTTP_IN_FLIGHT = Gauge(
 )
 PREDICTIONS = Counter("modelserve_predictions_total", "Requests predicted.", _MODEL)
 ROWS = Counter("modelserve_rows_predicted_total", "Rows predicted.", _MODEL)
+PREDICTION_DURATION = Histogram(
+    "modelserve_prediction_duration_seconds",
+    "Server time of a successful prediction request: preprocess, queue, model, postprocess.",
+    _MODEL,
+    buckets=_LATENCY_BUCKETS,
+)
 INFERENCE_DURATION = Histogram(
     "modelserve_inference_duration_seconds",
     "Duration of one model call (one batch).",
@@ -91,26 +125,74 @@ CACHE = Counter("modelserve_cache_requests_total", "Cache look-ups by result.", 
 RATE_LIMITED = Counter("modelserve_rate_limited_total", "Requests refused with 429.", ("route",))
 SHADOW = Counter(
     "modelserve_shadow_comparisons_total",
-    "Shadow predictions compared with live ones.",
+    "Rows mirrored to a shadow version, by result: agree, disagree, error or dropped.",
     ("model", "live_version", "shadow_version", "result"),
 )
 MODEL_INFO = Gauge(
     "modelserve_model_info",
     "1 for each configured model version, labelled with its format and status.",
     (*_MODEL, "format", "status"),
-    multiprocess_mode="max",
+    multiprocess_mode="livemax",
 )
 MODEL_READY = Gauge(
     "modelserve_model_ready",
-    "1 when the version is loaded and warmed.",
+    "1 when the version is loaded and warmed (in every live worker).",
     _MODEL,
-    multiprocess_mode="min",
+    multiprocess_mode="livemin",
 )
 LOAD_DURATION = Gauge(
-    "modelserve_model_load_seconds", "Time to load the artifact.", _MODEL, multiprocess_mode="max"
+    "modelserve_model_load_seconds",
+    "Time to load the artifact.",
+    _MODEL,
+    multiprocess_mode="livemax",
 )
 WARMUP_DURATION = Gauge(
-    "modelserve_model_warmup_seconds", "Time of the warm-up call.", _MODEL, multiprocess_mode="max"
+    "modelserve_model_warmup_seconds",
+    "Time of the warm-up calls.",
+    _MODEL,
+    multiprocess_mode="livemax",
+)
+# Drift: each worker compares its own rolling window (a random share of the traffic) with the
+# reference profile; across workers the worst value is reported, which is what alerts want.
+DRIFT_PSI = Gauge(
+    "modelserve_drift_feature_psi",
+    "Population stability index of a feature's recent values against the reference profile.",
+    (*_MODEL, "feature"),
+    multiprocess_mode="livemax",
+)
+DRIFT_CLASS_SHIFT = Gauge(
+    "modelserve_drift_class_mix_shift",
+    "Total variation distance between the recent and the reference predicted-class mix (0-1).",
+    _MODEL,
+    multiprocess_mode="livemax",
+)
+DRIFT_CONFIDENCE = Gauge(
+    "modelserve_drift_mean_confidence",
+    "Mean top-1 probability over the recent window.",
+    _MODEL,
+    multiprocess_mode="livemin",
+)
+DRIFT_WINDOW_ROWS = Gauge(
+    "modelserve_drift_window_rows",
+    "Rows in the rolling drift window.",
+    _MODEL,
+    multiprocess_mode="livesum",
+)
+# Process metrics that stay right under gunicorn (prometheus-client's own process_* collector
+# is not available in multiprocess mode). Per-worker series carry a ``pid`` label there.
+WORKERS = Gauge("modelserve_workers", "Serving processes alive.", multiprocess_mode="livesum")
+RESIDENT_MEMORY = Gauge(
+    "modelserve_process_resident_memory_bytes",
+    "Resident memory of a serving process.",
+    multiprocess_mode="liveall",
+)
+OPEN_FDS = Gauge(
+    "modelserve_process_open_fds",
+    "Open file descriptors of a serving process.",
+    multiprocess_mode="liveall",
+)
+CPU_SECONDS = Counter(
+    "modelserve_process_cpu_seconds", "CPU time (user + system) of the serving processes."
 )
 
 
@@ -200,10 +282,77 @@ def record_http(route: str, method: str, status: int, seconds: float) -> None:
     HTTP_DURATION.labels(route, method).observe(seconds)
 
 
-def render_latest() -> tuple[bytes, str]:
-    """The exposition text (aggregated over workers in multiprocess mode) and its type."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def record_prediction_duration(model: str, version: str, seconds: float) -> None:
+    PREDICTION_DURATION.labels(model, version).observe(seconds)
+
+
+def record_drift(
+    model: str,
+    version: str,
+    window_rows: int,
+    psi: dict[str, float],
+    class_mix_shift: float | None,
+    mean_confidence: float | None,
+) -> None:
+    """Publish the latest drift figures of one version (``None``: not measured yet)."""
+    DRIFT_WINDOW_ROWS.labels(model, version).set(window_rows)
+    for feature, value in psi.items():
+        DRIFT_PSI.labels(model, version, feature).set(value)
+    if class_mix_shift is not None:
+        DRIFT_CLASS_SHIFT.labels(model, version).set(class_mix_shift)
+    if mean_confidence is not None:
+        DRIFT_CONFIDENCE.labels(model, version).set(mean_confidence)
+
+
+class _ProcessSampler:
+    """Reads this process's memory, descriptors and CPU time (Linux /proc; CPU everywhere)."""
+
+    def __init__(self) -> None:
+        self._cpu_seen = 0.0
+        self._page_size = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def sample(self) -> None:
+        WORKERS.set(1)
+        times = os.times()
+        cpu = times.user + times.system
+        if cpu > self._cpu_seen:
+            CPU_SECONDS.inc(cpu - self._cpu_seen)
+            self._cpu_seen = cpu
+        try:
+            pages = int(Path("/proc/self/statm").read_text().split()[1])
+            RESIDENT_MEMORY.set(pages * self._page_size)
+            OPEN_FDS.set(len(os.listdir("/proc/self/fd")))
+        except OSError:
+            pass  # not Linux: memory and descriptors stay unexported
+
+
+_process = _ProcessSampler()
+
+
+def record_process() -> None:
+    """Refresh this process's own metrics (called periodically and before each scrape)."""
+    _process.sample()
+
+
+def _multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def _registry() -> CollectorRegistry:
+    if _multiprocess():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST
+        return registry
+    return DEFAULT_REGISTRY
+
+
+def collect() -> Iterable[Metric]:
+    """Every metric family, aggregated over the workers in multiprocess mode."""
+    record_process()
+    return list(_registry().collect())
+
+
+def render_latest() -> tuple[bytes, str]:
+    """The exposition text (aggregated over workers in multiprocess mode) and its type."""
+    record_process()
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST

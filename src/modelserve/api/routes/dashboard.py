@@ -1,0 +1,62 @@
+"""GET /dashboard (a page shipped in the package) and GET /stats (the JSON it polls)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib import resources
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from modelserve.inference.registry import ModelRegistry
+from modelserve.observability import metrics
+from modelserve.observability.health import HealthState
+from modelserve.observability.stats import StatsSampler, VersionFacts, summarize, take_snapshot
+from modelserve.settings import Settings
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def dashboard_routes() -> list[BaseRoute]:
+    """The page, its static assets, and the JSON endpoint."""
+    return [
+        Route("/dashboard", dashboard, methods=["GET"]),
+        Mount("/dashboard/static", StaticFiles(packages=[("modelserve", "static")])),
+        Route("/stats", stats, methods=["GET"]),
+    ]
+
+
+async def dashboard(request: Request) -> Response:
+    """The live dashboard page; its script refreshes from GET /stats every two seconds."""
+    page = resources.files("modelserve").joinpath("static/dashboard.html").read_bytes()
+    return Response(page, media_type="text/html; charset=utf-8", headers=_NO_STORE)
+
+
+async def stats(request: Request) -> Response:
+    """Throughput, latency, errors and, per model version, class mix, confidence and drift."""
+    state = request.app.state
+    registry: ModelRegistry = state.registry
+    health: HealthState = state.health
+    settings: Settings = state.settings
+    sampler: StatsSampler = state.stats_sampler
+    for entry in registry.versions():
+        if entry.monitor is not None:
+            entry.monitor.refresh()  # this worker's drift gauges, fresh for the read below
+    window = sampler.window(take_snapshot(metrics.collect()))
+    facts = [
+        VersionFacts(v.name, v.version, v.info.format, v.info.status.value, v.info.task, v.profile)
+        for v in registry.versions()
+    ]
+    ready, reasons = registry.readiness()
+    body = {
+        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "uptime_s": round(health.uptime_s, 1),
+        "ready": ready and not health.draining and health.loading_done,
+        "draining": health.draining,
+        "reasons": reasons,
+        **summarize(window, facts, settings.drift.psi_threshold),
+    }
+    return Response(orjson.dumps(body), media_type="application/json", headers=_NO_STORE)

@@ -1,0 +1,152 @@
+"""Live drift signals: a bounded window of recent rows compared with the reference profile.
+
+Adding rows is a copy into preallocated ring buffers (cheap enough for the request path);
+the comparison (per-feature PSI, class-mix shift, mean confidence) runs only when asked, from
+the periodic task or GET /stats.
+
+PSI (population stability index) of a feature is ``sum((a - e) * ln(a / e))`` over its bins,
+``e`` the reference share and ``a`` the recent share of rows in each bin (both floored at
+``PSI_FLOOR`` so an empty bin does not make it infinite). Rules of thumb: below 0.1 stable,
+0.1 to 0.2 moderate shift, above 0.2 a real shift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from modelserve.observability.profile import ReferenceProfile
+
+PSI_FLOOR = 1e-4
+MAX_CLASSES = 256
+"""Distinct labels tracked per version; more (a misconfigured model) are pooled as ``other``."""
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def psi(expected: Sequence[float] | FloatArray, actual: Sequence[float] | FloatArray) -> float:
+    """Population stability index between two distributions over the same bins."""
+    e = np.maximum(np.asarray(expected, dtype=np.float64), PSI_FLOOR)
+    a = np.maximum(np.asarray(actual, dtype=np.float64), PSI_FLOOR)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def total_variation(expected: dict[str, float], actual: dict[str, float]) -> float:
+    """Half the L1 distance between two label mixes: the share of predictions that moved."""
+    labels = set(expected) | set(actual)
+    return 0.5 * sum(abs(expected.get(k, 0.0) - actual.get(k, 0.0)) for k in labels)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReport:
+    """Drift figures of one version's recent window (``None``: not measurable yet)."""
+
+    window_rows: int
+    psi: dict[str, float]
+    """PSI per feature; empty without a profile or with fewer than ``min_rows`` rows."""
+    class_mix: dict[str, float]
+    """Share of each predicted label in the window (classifiers)."""
+    class_mix_shift: float | None
+    mean_confidence: float | None
+
+
+class DriftWindow:
+    """The last ``capacity`` rows a version served, with their labels and confidences."""
+
+    def __init__(self, n_features: int, capacity: int) -> None:
+        self.capacity = capacity
+        self._rows = np.zeros((capacity, n_features))
+        self._labels = np.full(capacity, -1, dtype=np.int16)
+        self._confidences = np.full(capacity, np.nan)
+        self._next = 0
+        self._filled = 0
+        self._label_index: dict[str, int] = {}
+        self._label_names: list[str] = []
+
+    @property
+    def rows(self) -> int:
+        return self._filled
+
+    def add(
+        self,
+        matrix: FloatArray,
+        labels: Sequence[str] | None = None,
+        confidences: Sequence[float | None] | None = None,
+    ) -> None:
+        """Remember ``matrix``'s rows (and their predicted labels/confidences) as the newest."""
+        n = len(matrix)
+        if n == 0 or matrix.shape[1] != self._rows.shape[1]:
+            return
+        skip = max(0, n - self.capacity)  # only the newest rows can stay
+        label_ids = self._ids(labels[skip:]) if labels is not None else None
+        confidence_values = (
+            np.array([np.nan if c is None else c for c in confidences[skip:]], dtype=np.float64)
+            if confidences is not None
+            else None
+        )
+        rows = matrix[skip:]
+        start, count = self._next, len(rows)
+        first = min(count, self.capacity - start)
+        for target, source in (
+            (slice(start, start + first), slice(0, first)),
+            (slice(0, count - first), slice(first, count)),
+        ):
+            self._rows[target] = rows[source]
+            self._labels[target] = -1 if label_ids is None else label_ids[source]
+            self._confidences[target] = (
+                np.nan if confidence_values is None else confidence_values[source]
+            )
+        self._next = (start + count) % self.capacity
+        self._filled = min(self.capacity, self._filled + count)
+
+    def report(self, profile: ReferenceProfile | None, min_rows: int) -> DriftReport:
+        """Compare the window with ``profile``; PSI only once ``min_rows`` rows are in."""
+        n = self._filled
+        rows = self._rows[:n]
+        psi_by_feature: dict[str, float] = {}
+        if profile is not None and n >= min(min_rows, self.capacity):
+            for column, feature in enumerate(profile.features):
+                actual = feature.bin_counts(rows[:, column]) / n
+                psi_by_feature[feature.name] = round(psi(feature.proportions, actual), 6)
+        class_mix = self._class_mix()
+        shift = None
+        if profile is not None and profile.class_mix and class_mix:
+            shift = round(total_variation(profile.class_mix, class_mix), 6)
+        confidences = self._confidences[:n]
+        known = confidences[~np.isnan(confidences)]
+        mean_confidence = round(float(known.mean()), 6) if len(known) else None
+        return DriftReport(n, psi_by_feature, class_mix, shift, mean_confidence)
+
+    def _class_mix(self) -> dict[str, float]:
+        labels = self._labels[: self._filled]
+        labels = labels[labels >= 0]
+        if not len(labels):
+            return {}
+        counts = np.bincount(labels, minlength=len(self._label_names))
+        return {
+            name: round(float(counts[i]) / len(labels), 6)
+            for i, name in enumerate(self._label_names)
+            if counts[i]
+        }
+
+    def _ids(self, labels: Sequence[str]) -> npt.NDArray[np.int16]:
+        ids = np.empty(len(labels), dtype=np.int16)
+        index = self._label_index
+        for i, label in enumerate(labels):
+            found = index.get(label)
+            if found is None:
+                found = self._new_label(label)
+            ids[i] = found
+        return ids
+
+    def _new_label(self, label: str) -> int:
+        if len(self._label_names) >= MAX_CLASSES - 1:
+            label = "other"
+            if label in self._label_index:
+                return self._label_index[label]
+        self._label_index[label] = len(self._label_names)
+        self._label_names.append(label)
+        return self._label_index[label]

@@ -1,0 +1,297 @@
+"""The numbers behind GET /stats and the dashboard, read from the Prometheus metrics.
+
+Reading the metrics (rather than per-process state) keeps the figures right under gunicorn:
+in multiprocess mode they are aggregated over every worker, whichever worker answers. Rates,
+percentiles, class mix and the confidence histogram cover a recent window: the difference
+between now and a snapshot about ``window_s`` old (kept per process, at most one per second),
+as Prometheus' ``rate()`` and ``histogram_quantile()`` would compute them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.metrics_core import Metric
+
+from modelserve.observability.profile import ReferenceProfile
+
+STATS_WINDOW_S = 60.0
+MIN_SNAPSHOT_SPACING_S = 1.0
+MONITORING_ROUTES = frozenset(
+    {
+        "/metrics",
+        "/stats",
+        "/dashboard",
+        "/dashboard/static",
+        "/health",
+        "/ready",
+        "/docs",
+        "/redoc",
+        "/openapi.json",
+        "unmatched",
+    }
+)
+"""Routes left out of the traffic figures: probes, scrapes, the dashboard's own polling."""
+
+Labels = dict[str, str]
+Where = Callable[[Labels], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every ``modelserve_`` sample at one moment: sample name → [(labels, value)]."""
+
+    taken_at: float
+    samples: dict[str, list[tuple[Labels, float]]]
+
+    def total(self, name: str, where: Where | None = None) -> float:
+        return sum(v for labels, v in self.samples.get(name, ()) if where is None or where(labels))
+
+    def label_values(self, name: str, label: str, where: Where | None = None) -> set[str]:
+        return {
+            labels[label]
+            for labels, _ in self.samples.get(name, ())
+            if label in labels and (where is None or where(labels))
+        }
+
+
+def take_snapshot(families: Iterable[Metric], now: float | None = None) -> Snapshot:
+    """Keep the ``modelserve_`` samples of ``families`` (``_created`` timestamps dropped)."""
+    samples: dict[str, list[tuple[Labels, float]]] = {}
+    for family in families:
+        if not family.name.startswith("modelserve_"):
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_created"):
+                samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+    return Snapshot(time.monotonic() if now is None else now, samples)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The change between two snapshots."""
+
+    base: Snapshot
+    current: Snapshot
+
+    @property
+    def seconds(self) -> float:
+        return max(self.current.taken_at - self.base.taken_at, 1e-9)
+
+    def delta(self, name: str, where: Where | None = None) -> float:
+        now = self.current.total(name, where)
+        before = self.base.total(name, where)
+        return now - before if now >= before else now  # a reset (worker restart) starts over
+
+    def rate(self, name: str, where: Where | None = None) -> float:
+        return self.delta(name, where) / self.seconds
+
+    def by_label(self, name: str, label: str, where: Where | None = None) -> dict[str, float]:
+        out = {}
+        for value in sorted(self.current.label_values(name, label, where)):
+            count = self.delta(name, _and(where, _is(label, value)))
+            if count > 0:
+                out[value] = count
+        return out
+
+    def buckets(self, histogram: str, where: Where | None = None) -> list[tuple[float, float]]:
+        """Cumulative (upper bound, count) pairs of a histogram's change, ascending."""
+        name = histogram + "_bucket"
+        bounds = sorted(self.current.label_values(name, "le", where), key=float)
+        return [(float(le), self.delta(name, _and(where, _is("le", le)))) for le in bounds]
+
+    def quantile(self, histogram: str, q: float, where: Where | None = None) -> float | None:
+        return bucket_quantile(self.buckets(histogram, where), q)
+
+
+def bucket_quantile(buckets: Sequence[tuple[float, float]], q: float) -> float | None:
+    """Quantile ``q`` from cumulative buckets, interpolated as ``histogram_quantile`` does."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower  # above the highest finite bucket: its bound is all we know
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower
+
+
+class StatsSampler:
+    """Remembers recent snapshots (bounded) so each summary covers about ``window_s``."""
+
+    def __init__(self, window_s: float = STATS_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._start = Snapshot(time.monotonic(), {})
+        self._history: deque[Snapshot] = deque()
+
+    def window(self, current: Snapshot) -> Window:
+        """The window from the newest snapshot at least ``window_s`` old (or the oldest kept)."""
+        history = self._history
+        cutoff = current.taken_at - self.window_s
+        while len(history) >= 2 and history[1].taken_at <= cutoff:
+            history.popleft()
+        base = history[0] if history else self._start
+        if not history or current.taken_at - history[-1].taken_at >= MIN_SNAPSHOT_SPACING_S:
+            history.append(current)
+        return Window(base, current)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionFacts:
+    """What the registry knows of a version, beside its metrics."""
+
+    model: str
+    version: str
+    format: str
+    status: str
+    task: str | None
+    profile: ReferenceProfile | None
+
+
+def summarize(
+    window: Window, versions: Sequence[VersionFacts], psi_threshold: float
+) -> dict[str, Any]:
+    """The /stats document: server-wide traffic figures and one entry per model version."""
+    traffic: Where = lambda labels: labels.get("route") not in MONITORING_ROUTES  # noqa: E731
+    requests = window.delta("modelserve_http_requests_total", traffic)
+    by_status = window.by_label("modelserve_http_requests_total", "status", traffic)
+    server_errors = sum(n for status, n in by_status.items() if status.startswith("5"))
+    client_errors = sum(n for status, n in by_status.items() if status.startswith("4"))
+    shed = window.delta("modelserve_requests_shed_total")
+    duration = "modelserve_http_request_duration_seconds"
+    return {
+        "window_s": round(window.seconds, 3),
+        "workers": int(window.current.total("modelserve_workers")) or 1,
+        "traffic": {
+            "requests": int(requests),
+            "requests_total": int(window.current.total("modelserve_http_requests_total", traffic)),
+            "requests_per_s": _round(requests / window.seconds),
+            "rows_per_s": _round(window.rate("modelserve_rows_predicted_total")),
+            "latency_ms": _percentiles(window, duration, traffic),
+            "error_rate": _ratio(server_errors, requests),
+            "client_error_rate": _ratio(client_errors, requests),
+            "shed_rate": _ratio(shed, requests),
+            "rate_limited": int(window.delta("modelserve_rate_limited_total")),
+            "status": {k: int(v) for k, v in by_status.items()},
+        },
+        "models": [_version(window, facts, psi_threshold) for facts in versions],
+    }
+
+
+def _version(window: Window, facts: VersionFacts, psi_threshold: float) -> dict[str, Any]:
+    mine: Where = lambda labels: (  # noqa: E731
+        labels.get("model") == facts.model and labels.get("model_version") == facts.version
+    )
+    predictions = window.delta("modelserve_predictions_total", mine)
+    errors_by_code = window.by_label("modelserve_inference_errors_total", "code", mine)
+    errors = sum(errors_by_code.values())
+    attempts = predictions + errors
+    hits = window.delta("modelserve_cache_requests_total", _and(mine, _is("result", "hit")))
+    misses = window.delta("modelserve_cache_requests_total", _and(mine, _is("result", "miss")))
+    calls = window.delta("modelserve_batch_rows_count", mine)
+    classes = window.by_label("modelserve_predicted_class_total", "label", mine)
+    confidences = window.buckets("modelserve_prediction_confidence", mine)
+    confidence_count = window.delta("modelserve_prediction_confidence_count", mine)
+    profile = facts.profile
+    return {
+        "model": facts.model,
+        "model_version": facts.version,
+        "format": facts.format,
+        "status": facts.status,
+        "task": facts.task,
+        "predictions": int(predictions),
+        "predictions_total": int(window.current.total("modelserve_predictions_total", mine)),
+        "predictions_per_s": _round(predictions / window.seconds),
+        "rows_per_s": _round(window.rate("modelserve_rows_predicted_total", mine)),
+        "latency_ms": _percentiles(window, "modelserve_prediction_duration_seconds", mine),
+        "error_rate": _ratio(errors, attempts),
+        "errors": {code: int(n) for code, n in errors_by_code.items()},
+        "shed_rate": _ratio(window.delta("modelserve_requests_shed_total", mine), attempts),
+        "timeouts": int(window.delta("modelserve_timeouts_total", mine)),
+        "cache_hit_rate": _ratio(hits, hits + misses),
+        "queue_rows": int(window.current.total("modelserve_queue_rows", mine)),
+        "batch_rows": {
+            "mean": _round(window.delta("modelserve_batch_rows_sum", mine) / calls)
+            if calls
+            else None,
+            "p95": _round(window.quantile("modelserve_batch_rows", 0.95, mine)),
+            "calls": int(calls),
+        },
+        "class_mix": _shares(classes),
+        "confidence": {
+            "mean": _round(
+                window.delta("modelserve_prediction_confidence_sum", mine) / confidence_count, 4
+            )
+            if confidence_count
+            else None,
+            "histogram": _histogram(confidences),
+        },
+        "drift": {
+            "has_profile": profile is not None,
+            "psi": {
+                labels["feature"]: _round(value, 4)
+                for labels, value in window.current.samples.get("modelserve_drift_feature_psi", ())
+                if mine(labels)
+            },
+            "psi_threshold": psi_threshold,
+            "class_mix_shift": _gauge(window, "modelserve_drift_class_mix_shift", mine),
+            "mean_confidence": _gauge(window, "modelserve_drift_mean_confidence", mine),
+            "window_rows": int(window.current.total("modelserve_drift_window_rows", mine)),
+            "reference_class_mix": profile.class_mix if profile else None,
+            "reference_mean_confidence": profile.mean_confidence if profile else None,
+        },
+    }
+
+
+def _percentiles(window: Window, histogram: str, where: Where) -> dict[str, float | None]:
+    return {
+        name: _round(None if (v := window.quantile(histogram, q, where)) is None else v * 1000)
+        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+    }
+
+
+def _histogram(cumulative: list[tuple[float, float]]) -> list[dict[str, float | int | None]]:
+    out: list[dict[str, float | int | None]] = []
+    below = 0.0
+    for bound, count in cumulative:
+        out.append({"le": None if math.isinf(bound) else bound, "count": int(count - below)})
+        below = count
+    return out
+
+
+def _shares(counts: dict[str, float]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {k: round(v / total, 4) for k, v in counts.items()} if total else {}
+
+
+def _gauge(window: Window, name: str, where: Where) -> float | None:
+    values = [v for labels, v in window.current.samples.get(name, ()) if where(labels)]
+    return _round(max(values)) if values else None
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, digits)
+
+
+def _is(label: str, value: str) -> Where:
+    return lambda labels: labels.get(label) == value
+
+
+def _and(first: Where | None, second: Where) -> Where:
+    if first is None:
+        return second
+    return lambda labels: first(labels) and second(labels)
