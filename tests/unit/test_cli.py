@@ -1,0 +1,192 @@
+"""The command line: check prints its table and exit status, demo writes everything it promises."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from modelserve import __version__
+from modelserve.cli import main
+from modelserve.inference.loader import file_sha256
+from modelserve.settings import load_settings
+
+DEMO_FILES = ["iris.joblib", "iris.onnx", "iris.skops", "iris.pt", "modelserve.yaml"]
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def write_config(directory: Path, models: list[dict[str, object]]) -> Path:
+    path = directory / "modelserve.yaml"
+    path.write_text(yaml.safe_dump({"models": models}))
+    return path
+
+
+def test_cli_version(runner: CliRunner) -> None:
+    """--version prints the package version."""
+    result = runner.invoke(main, ["--version"])
+    assert (result.exit_code, result.output.strip()) == (0, f"modelserve, version {__version__}")
+
+
+def test_check_demo_config_prints_table_and_exits_0(
+    runner: CliRunner, demo_models_dir: Path
+) -> None:
+    """check loads every demo model and prints one ok row per version under the header."""
+    result = runner.invoke(main, ["check", "--config", str(demo_models_dir / "modelserve.yaml")])
+    assert result.exit_code == 0, result.output
+    header, *rows = result.output.strip().splitlines()
+    assert header.split() == [
+        "name",
+        "version",
+        "format",
+        "features",
+        "load",
+        "ms",
+        "warm-up",
+        "ms",
+        "status",
+    ]
+    assert [row.split()[:4] for row in rows] == [
+        ["iris", "1", "sklearn", "4"],
+        ["iris-onnx", "1", "onnx", "4"],
+        ["iris-skops", "1", "skops", "4"],
+        ["iris-torch", "1", "torchscript", "4"],
+    ]
+    assert all(row.split()[-1] == "ok" for row in rows)
+
+
+def test_check_reports_load_and_warmup_durations(runner: CliRunner, demo_models_dir: Path) -> None:
+    """The load ms and warm-up ms columns hold numbers."""
+    result = runner.invoke(main, ["check", "--config", str(demo_models_dir / "modelserve.yaml")])
+    first = result.output.strip().splitlines()[1].split()
+    assert float(first[4]) >= 0
+    assert float(first[5]) >= 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        ("missing", "FAILED: model file not found"),
+        ("corrupt", "FAILED: could not load corrupt.joblib"),
+        ("mismatch", "FAILED: sha256 of"),
+    ],
+    ids=["missing-file", "corrupt-file", "hash-mismatch"],
+)
+def test_check_broken_model_exits_1_with_reason(
+    runner: CliRunner,
+    tmp_path: Path,
+    demo_models_dir: Path,
+    fake_models_dir: Path,
+    setup: str,
+    reason: str,
+) -> None:
+    """A model that cannot load makes check exit 1 with the reason in its row."""
+    entries: dict[str, dict[str, object]] = {
+        "missing": {"name": "m", "path": "absent.joblib"},
+        "corrupt": {"name": "m", "path": str(fake_models_dir / "corrupt.joblib")},
+        "mismatch": {"name": "m", "path": str(demo_models_dir / "iris.joblib"), "sha256": "0" * 64},
+    }
+    good: dict[str, object] = {"name": "iris", "path": str(demo_models_dir / "iris.joblib")}
+    result = runner.invoke(
+        main, ["check", "--config", str(write_config(tmp_path, [good, entries[setup]]))]
+    )
+    assert result.exit_code == 1
+    rows = result.stdout.strip().splitlines()
+    assert rows[1].split()[-1] == "ok"
+    assert reason in rows[2]
+    assert "check failed" in result.stderr
+
+
+def test_check_without_models_exits_1(runner: CliRunner, tmp_path: Path) -> None:
+    """A config that serves nothing fails the check."""
+    result = runner.invoke(main, ["check", "--config", str(write_config(tmp_path, []))])
+    assert result.exit_code == 1
+    assert "no models configured" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("models: [\n", "is not valid YAML"),
+        ("- just\n- a list\n", "must hold a mapping"),
+        ("modles: []\n", "Extra inputs are not permitted"),
+        ("models:\n  - name: m\n", "path"),
+    ],
+    ids=["yaml-syntax", "yaml-list", "misspelt-key", "missing-field"],
+)
+def test_check_broken_config_exits_2_with_clear_message(
+    runner: CliRunner, tmp_path: Path, text: str, message: str
+) -> None:
+    """An unreadable or invalid config is a usage error with the problem, not a traceback."""
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    result = runner.invoke(main, ["check", "--config", str(path)])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_check_missing_config_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:
+    """A --config path that does not exist is refused by the option itself."""
+    result = runner.invoke(main, ["check", "--config", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+def test_serve_without_model_or_config_is_a_usage_error(runner: CliRunner) -> None:
+    """serve needs a MODEL_PATH or --config."""
+    result = runner.invoke(main, ["serve"])
+    assert result.exit_code == 2
+    assert "give a MODEL_PATH or --config" in result.stderr
+
+
+def test_serve_invalid_flag_value_is_a_usage_error(
+    runner: CliRunner, demo_models_dir: Path
+) -> None:
+    """A flag value the settings refuse is reported before anything starts."""
+    result = runner.invoke(main, ["serve", str(demo_models_dir / "iris.joblib"), "--port", "70000"])
+    assert result.exit_code == 2
+    assert "port" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`modelserve demo --out` run once: the folder and what the command printed."""
+    out = tmp_path_factory.mktemp("cli-demo") / "models"
+    result = CliRunner().invoke(main, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_demo_writes_every_artifact_and_config(demo_run: tuple[Path, str]) -> None:
+    """demo --out writes the four models and the config, and says so for each."""
+    out, output = demo_run
+    written = [line.removeprefix("wrote ") for line in output.splitlines()]
+    for name in DEMO_FILES:
+        assert (out / name).is_file()
+        assert str(out / name) in written
+
+
+def test_demo_config_serves_every_artifact_with_pins(demo_run: tuple[Path, str]) -> None:
+    """The demo config names each artifact once, pinned by its real sha256, iris the default."""
+    settings = load_settings(demo_run[0] / "modelserve.yaml")
+    assert settings.default_model == "iris"
+    assert sorted(m.path.name for m in settings.models) == sorted(DEMO_FILES[:-1])
+    assert all(m.path.is_file() for m in settings.models)
+    assert all(m.sha256 == file_sha256(m.path) for m in settings.models)
+
+
+def test_demo_config_travels_with_its_models(
+    runner: CliRunner, demo_run: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A demo folder copied elsewhere still checks clean (paths are relative to the config)."""
+    moved = Path(shutil.copytree(demo_run[0], tmp_path / "moved"))
+    result = runner.invoke(main, ["check", "--config", str(moved / "modelserve.yaml")])
+    assert result.exit_code == 0, result.output
