@@ -252,6 +252,26 @@ def write_results(
     return md_path, json_path
 
 
+def _describe(key: str, batch_rows: int) -> str:
+    """One line saying what a ratio divides by what."""
+    model, _, rest = key.partition("_")
+    ms = f"modelserve {model}"
+    meanings = {
+        "c64_vs_noop": f"{ms} req/s at 64 conns (batching on) / no-op ceiling",
+        "c64_unbatched_vs_noop": f"{ms} req/s at 64 conns (batching off) / no-op ceiling",
+        "c64_batched_vs_unbatched": f"{ms} req/s at 64 conns, batching on / off",
+        "c64_vs_naive": f"{ms} req/s at 64 conns / naive FastAPI",
+        "c64_best_peer": f"fastest peer for {model} at 64 conns",
+        "c64_vs_best_peer": f"{ms} req/s at 64 conns / fastest peer",
+        "c1_p50_vs_naive": f"{ms} p50 at 1 conn / naive p50 (lower is better)",
+        f"batch{batch_rows}_vs_in_process_64": (
+            f"{ms} /predict-batch ({batch_rows} rows) rows/s / in-process rows/s, 64-row batches"
+        ),
+        "health_p99_under_load_ms": f"/health p99 in ms while {model} /predict is saturated",
+    }
+    return meanings.get(rest, "")
+
+
 def _other(r: ScenarioResult) -> str:
     return "?" if r.other_cpu_cores is None else f"{r.other_cpu_cores:.2f}"
 
@@ -321,10 +341,12 @@ def render_markdown(
     for t in targets:
         mark = "N/A" if t.passed is None else ("PASS" if t.passed else "FAIL")
         lines.append(f"- **{mark}** {t.name}: {t.detail}")
-    lines += ["", "## Ratios (same run)", "", "| ratio | value |", "|---|---:|"]
+    lines += ["", "## Ratios (same run)", "", "| ratio | meaning | value |", "|---|---|---:|"]
     for key, value in ratios.items():
         shown = value if isinstance(value, str) or value is None else f"{value:.2f}"
-        lines.append(f"| {key} | {shown if shown is not None else 'n/a'} |")
+        lines.append(
+            f"| {key} | {_describe(key, batch_rows)} | {shown if shown is not None else 'n/a'} |"
+        )
     single = [r for r in results if r.kind == "predict"]
     lines += ["", "## Single-row `/predict`", "", _TABLE_HEAD, *map(_row, single)]
     batch = [r for r in results if r.kind == "predict-batch"]
