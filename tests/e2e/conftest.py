@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -9,10 +10,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
+import yaml
 
 from tests.conftest import free_port, pythonpath_env
 
@@ -60,16 +63,38 @@ def _tail(server: RunningServer) -> str:
     return "\n".join(server.log_path.read_text(errors="replace").splitlines()[-20:])
 
 
+def write_config(directory: Path, data: dict[str, Any], name: str = "modelserve.yaml") -> Path:
+    """Write a YAML config for a server under test; returns its path."""
+    path = directory / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 @pytest.fixture
 def serve_modelserve(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
     """Factory: ``serve_modelserve(config_or_model_path, *extra_args, wait="/ready")``."""
+    with _server_factory(tmp_path) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def serve_modelserve_module(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., RunningServer]]:
+    """The same factory for servers shared by a whole test module (killed at its end)."""
+    with _server_factory(tmp_path_factory.mktemp("servers")) as start:
+        yield start
+
+
+@contextlib.contextmanager
+def _server_factory(directory: Path) -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
     def start(
         target: Path, *extra: str, wait: str | None = "/ready", env: dict[str, str] | None = None
     ) -> RunningServer:
         port = free_port()
-        log_path = tmp_path / f"server-{port}.log"
+        log_path = directory / f"server-{port}.log"
         source = ["--config", str(target)] if target.suffix in (".yaml", ".yml") else [str(target)]
         command = [
             *MODELSERVE,
