@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import joblib
 import pytest
 from prometheus_client import REGISTRY
 
 from modelserve.settings import Settings
+from tests import fakes
 from tests.conftest import free_port
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
@@ -124,3 +128,59 @@ async def test_service_cache_redis_unreachable_still_predicts(
     async with app_client(settings) as client:
         responses = [await client.post("/predict", json={"features": SETOSA}) for _ in range(3)]
     assert [(r.status_code, r.headers["x-cache"]) for r in responses] == [(200, "MISS")] * 3
+
+
+@pytest.mark.redis
+async def test_service_cache_misses_for_another_version(
+    app_client: Callable[..., Any], iris_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    """A row cached for version 1 is a MISS for version 2 of the same artifact."""
+    settings = iris_settings(cache={"backend": "redis"}, redis_url=redis_url)
+    second = settings.models[0].model_copy(update={"version": "2"})
+    settings.models.append(second)
+    async with app_client(settings) as client:
+        await client.post("/predict?model_version=1", json={"features": SETOSA})
+        statuses = [
+            (await client.post(f"/predict?model_version={v}", json={"features": SETOSA})).headers[
+                "x-cache"
+            ]
+            for v in ("1", "2", "2")
+        ]
+    assert statuses == ["HIT", "MISS", "HIT"]
+
+
+@pytest.mark.redis
+async def test_service_cache_misses_after_reload_of_changed_artifact(
+    app_client: Callable[..., Any],
+    iris_settings: Callable[..., Settings],
+    redis_url: str,
+    tmp_path: Path,
+    demo_models_dir: Path,
+) -> None:
+    """After iris:1 is reloaded from a changed file, the old cached answer is never served."""
+    artifact = tmp_path / "iris.joblib"
+    shutil.copy(demo_models_dir / "iris.joblib", artifact)
+    settings = iris_settings(cache={"backend": "redis"}, redis_url=redis_url)
+    settings.models[0].path = artifact
+    async with app_client(settings) as client:
+        await client.post("/predict", json={"features": SETOSA})
+        joblib.dump(fakes.SlowClassifier(0.0).fit(None, None), artifact)
+        reload = await client.post("/admin/models/iris/versions/1/reload")
+        response = await client.post("/predict", json={"features": SETOSA})
+    assert reload.status_code == 200, reload.text
+    assert response.headers["x-cache"] == "MISS"
+    assert response.json()["probabilities"] == {"setosa": 1.0, "versicolor": 0.0, "virginica": 0.0}
+
+
+@pytest.mark.redis
+async def test_service_cache_redis_entries_expire_after_ttl(
+    app_client: Callable[..., Any], iris_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    """With the Redis back-end an entry older than ttl_s is computed again."""
+    settings = iris_settings(cache={"backend": "redis", "ttl_s": 0.5}, redis_url=redis_url)
+    async with app_client(settings) as client:
+        await client.post("/predict", json={"features": SETOSA})
+        fresh = await client.post("/predict", json={"features": SETOSA})
+        await asyncio.sleep(0.8)
+        expired = await client.post("/predict", json={"features": SETOSA})
+    assert [fresh.headers["x-cache"], expired.headers["x-cache"]] == ["HIT", "MISS"]
