@@ -68,6 +68,9 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "log_config": None,
         "access_log": False,
         "server_header": False,
+        # Client addresses come from the socket; rate limits honour X-Forwarded-For
+        # only from rate_limit.trusted_proxies (uvicorn would trust any loopback peer).
+        "proxy_headers": False,
         "timeout_graceful_shutdown": max(settings.server.grace_period_s, 0.1),
     }
 

@@ -55,6 +55,7 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
             "lifespan": "on",
             "access_log": False,
             "server_header": False,
+            "proxy_headers": uvicorn_options["proxy_headers"],
             "timeout_graceful_shutdown": uvicorn_options["timeout_graceful_shutdown"],
         }
         super().__init__()
