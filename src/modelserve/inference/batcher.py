@@ -28,6 +28,7 @@ import numpy as np
 import structlog
 
 from modelserve.errors import (
+    EmptyBatchError,
     InferenceTimeoutError,
     ModelserveError,
     OverloadedError,
@@ -112,6 +113,8 @@ class DynamicBatcher:
         if self._closing:
             raise ShuttingDownError()
         n = len(rows)
+        if n == 0:
+            raise EmptyBatchError()  # zero rows never fill a batch: the dispatcher would spin
         limit = self._config.max_queue_rows
         # A request bigger than the whole queue is still served when the queue is empty.
         if self._queued_rows and self._queued_rows + n > limit:
@@ -264,9 +267,9 @@ class DynamicBatcher:
                 batch_size=len(rows),
                 exc_info=exc,
             )
-            error = exc if isinstance(exc, ModelserveError) else PredictionFailedError()
             for piece in batch:
                 if not piece.request.future.done():
+                    error = exc if isinstance(exc, ModelserveError) else PredictionFailedError()
                     piece.request.future.set_exception(error)
         else:
             metrics.record_batch(self.model, self.version, len(rows), time.perf_counter() - started)

@@ -1,0 +1,332 @@
+"""DynamicBatcher driven directly on the event loop with runtime doubles."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+from http import HTTPStatus
+from typing import Any
+
+import numpy as np
+import pytest
+from structlog.testing import capture_logs
+
+from modelserve.errors import (
+    EmptyBatchError,
+    InferenceTimeoutError,
+    OverloadedError,
+    PredictionFailedError,
+    QueueTimeoutError,
+    ShuttingDownError,
+)
+from modelserve.inference.batcher import DynamicBatcher
+from modelserve.inference.types import FloatArray, RawOutput
+from modelserve.settings import BatchingConfig
+from tests.fakes import EchoRuntime, FailingRuntime
+
+BatcherFactory = Callable[..., DynamicBatcher]
+
+
+def rows_of(*firsts: float) -> FloatArray:
+    """Rows whose first feature is each of ``firsts`` (what EchoRuntime echoes back)."""
+    matrix = np.zeros((len(firsts), 4))
+    matrix[:, 0] = firsts
+    return matrix
+
+
+def echoed(output: RawOutput) -> list[float]:
+    assert output.values is not None
+    return [float(v) for v in output.values]
+
+
+async def wait_for_calls(runtime: EchoRuntime, count: int, timeout_s: float = 5.0) -> None:
+    """Wait until the runtime has started ``count`` model calls."""
+    async with asyncio.timeout(timeout_s):
+        # Polling: the runtime records calls from its worker thread, not on the event loop.
+        while len(runtime.batch_sizes) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def make_batcher() -> AsyncIterator[BatcherFactory]:
+    """Factory: a started batcher over ``runtime`` with BatchingConfig overrides; closed after."""
+    made: list[DynamicBatcher] = []
+
+    def make(runtime: EchoRuntime, **config: Any) -> DynamicBatcher:
+        batcher = DynamicBatcher("fake", "1", runtime.predict, BatchingConfig(**config))
+        batcher.start()
+        made.append(batcher)
+        return batcher
+
+    yield make
+    for batcher in made:
+        await batcher.close(timeout_s=5)
+
+
+async def test_batcher_returns_each_callers_rows_in_order(make_batcher: BatcherFactory) -> None:
+    """Concurrent single-row, multi-row and split requests each get exactly their own rows."""
+    runtime = EchoRuntime(delay_s=0.002)
+    batcher = make_batcher(runtime, max_batch_size=8, max_delay_ms=5)
+    generator = random.Random(7)
+    requests: list[list[float]] = []
+    for i in range(60):
+        size = generator.choice([1, 1, 1, 3, 8, 13])
+        requests.append([i * 100 + j for j in range(size)])
+
+    results = await asyncio.gather(*(batcher.submit(rows_of(*r)) for r in requests))
+
+    assert [echoed(result) for result in results] == requests
+
+
+async def test_batcher_coalesces_requests_that_queue_while_the_model_is_busy(
+    make_batcher: BatcherFactory,
+) -> None:
+    """Requests arriving during a model call are sent together in the next call."""
+    runtime = EchoRuntime(delay_s=0.05)
+    batcher = make_batcher(runtime, max_batch_size=64, max_delay_ms=2)
+    first = asyncio.create_task(batcher.submit(rows_of(0)))
+    await wait_for_calls(runtime, 1)
+
+    await asyncio.gather(first, *(batcher.submit(rows_of(i)) for i in range(1, 11)))
+
+    assert runtime.batch_sizes == [1, 10]
+
+
+async def test_batcher_splits_a_request_larger_than_max_batch_size(
+    make_batcher: BatcherFactory,
+) -> None:
+    """A 10-row request with max_batch_size 4 runs as 4 + 4 + 2 rows and comes back whole."""
+    runtime = EchoRuntime()
+    batcher = make_batcher(runtime, max_batch_size=4)
+
+    result = await batcher.submit(rows_of(*range(10)))
+
+    assert runtime.batch_sizes == [4, 4, 2]
+    assert echoed(result) == list(range(10))
+
+
+async def test_batcher_never_exceeds_max_batch_size(make_batcher: BatcherFactory) -> None:
+    """Under concurrent load of mixed sizes, no model call gets more than max_batch_size rows."""
+    runtime = EchoRuntime(delay_s=0.003)
+    batcher = make_batcher(runtime, max_batch_size=5, max_delay_ms=5)
+
+    await asyncio.gather(*(batcher.submit(rows_of(*range(i % 7 + 1))) for i in range(50)))
+
+    assert max(runtime.batch_sizes) <= 5
+    assert sum(runtime.batch_sizes) == sum(i % 7 + 1 for i in range(50))
+
+
+async def test_batcher_sends_a_lone_request_at_once_when_idle(
+    make_batcher: BatcherFactory,
+) -> None:
+    """An idle model computes a lone request without waiting out a 10 s max_delay_ms."""
+    runtime = EchoRuntime()
+    batcher = make_batcher(runtime, max_delay_ms=10_000, timeout_ms=60_000)
+
+    async with asyncio.timeout(2):
+        result = await batcher.submit(rows_of(1.5))
+
+    assert echoed(result) == [1.5]
+
+
+async def test_batcher_without_batching_calls_the_model_once_per_request(
+    make_batcher: BatcherFactory,
+) -> None:
+    """With batching disabled, queued requests are never merged."""
+    runtime = EchoRuntime(delay_s=0.02)
+    batcher = make_batcher(runtime, enabled=False)
+
+    await asyncio.gather(*(batcher.submit(rows_of(i, i)) for i in range(5)))
+
+    assert runtime.batch_sizes == [2, 2, 2, 2, 2]
+
+
+async def test_batcher_model_failure_fails_only_the_requests_in_that_batch(
+    make_batcher: BatcherFactory,
+) -> None:
+    """A poisoned batch fails its two requests; the batches before and after succeed."""
+    runtime = FailingRuntime(delay_s=0.05)
+    batcher = make_batcher(runtime, max_batch_size=2)
+    before = asyncio.create_task(batcher.submit(rows_of(1)))
+    await wait_for_calls(runtime, 1)
+    poisoned = asyncio.create_task(batcher.submit(rows_of(-1)))
+    companion = asyncio.create_task(batcher.submit(rows_of(2)))
+    after = asyncio.create_task(batcher.submit(rows_of(3, 4)))
+
+    outcomes = await asyncio.gather(before, poisoned, companion, after, return_exceptions=True)
+
+    assert echoed(outcomes[0]) == [1]  # type: ignore[arg-type]
+    assert isinstance(outcomes[1], PredictionFailedError)
+    assert isinstance(outcomes[2], PredictionFailedError)
+    assert echoed(outcomes[3]) == [3, 4]  # type: ignore[arg-type]
+
+
+async def test_batcher_model_failure_answers_500_without_internal_detail(
+    make_batcher: BatcherFactory,
+) -> None:
+    """The caller sees a generic prediction_failed error, never the model's message."""
+    batcher = make_batcher(FailingRuntime())
+
+    with pytest.raises(PredictionFailedError) as caught:
+        await batcher.submit(rows_of(-1))
+
+    assert caught.value.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert caught.value.code == "prediction_failed"
+    assert "internal detail" not in caught.value.detail
+
+
+async def test_batcher_model_failure_logs_batch_failed_with_traceback(
+    make_batcher: BatcherFactory,
+) -> None:
+    """The model's exception is logged once, as batch_failed, with its traceback."""
+    batcher = make_batcher(FailingRuntime())
+
+    with capture_logs() as logs, pytest.raises(PredictionFailedError):
+        await batcher.submit(rows_of(-1))
+
+    failures = [entry for entry in logs if entry["event"] == "batch_failed"]
+    assert len(failures) == 1
+    assert isinstance(failures[0]["exc_info"], RuntimeError)
+    assert failures[0]["batch_size"] == 1
+
+
+async def test_batcher_keeps_serving_after_a_model_failure(make_batcher: BatcherFactory) -> None:
+    """The request after a failed batch is computed normally."""
+    batcher = make_batcher(FailingRuntime())
+    with pytest.raises(PredictionFailedError):
+        await batcher.submit(rows_of(-1))
+
+    result = await batcher.submit(rows_of(5))
+
+    assert echoed(result) == [5]
+
+
+async def test_batcher_queue_deadline_raises_queue_timeout(make_batcher: BatcherFactory) -> None:
+    """A request still queued at its deadline gets 504 queue_timeout and is never computed."""
+    runtime = EchoRuntime(delay_s=0.3)
+    batcher = make_batcher(runtime, timeout_ms=100)
+    running = asyncio.create_task(batcher.submit(rows_of(1)))
+    await wait_for_calls(runtime, 1)
+
+    with pytest.raises(QueueTimeoutError) as caught:
+        await batcher.submit(rows_of(2))
+
+    assert (caught.value.status_code, caught.value.code) == (504, "queue_timeout")
+    with pytest.raises(InferenceTimeoutError):
+        await running
+    await batcher.close(timeout_s=5)
+    assert runtime.batch_sizes == [1]
+
+
+async def test_batcher_slow_model_call_raises_inference_timeout(
+    make_batcher: BatcherFactory,
+) -> None:
+    """A model call still running at the deadline answers 504 inference_timeout."""
+    batcher = make_batcher(EchoRuntime(delay_s=0.3), timeout_ms=50)
+
+    with pytest.raises(InferenceTimeoutError) as caught:
+        await batcher.submit(rows_of(1))
+
+    assert (caught.value.status_code, caught.value.code) == (504, "inference_timeout")
+
+
+async def test_batcher_full_queue_refuses_at_once_with_overloaded(
+    make_batcher: BatcherFactory,
+) -> None:
+    """Rows beyond max_queue_rows are refused with 503 overloaded and a Retry-After header."""
+    runtime = EchoRuntime(delay_s=0.2)
+    batcher = make_batcher(runtime, max_queue_rows=4)
+    running = asyncio.create_task(batcher.submit(rows_of(1)))
+    await wait_for_calls(runtime, 1)
+    queued = asyncio.create_task(batcher.submit(rows_of(1, 2, 3, 4)))
+    await asyncio.sleep(0)
+
+    with pytest.raises(OverloadedError) as caught:
+        await batcher.submit(rows_of(5))
+
+    assert (caught.value.status_code, caught.value.code) == (503, "overloaded")
+    assert int(caught.value.headers["Retry-After"]) >= 1
+    await asyncio.gather(running, queued)
+
+
+async def test_batcher_large_request_is_accepted_by_an_empty_queue(
+    make_batcher: BatcherFactory,
+) -> None:
+    """A request bigger than max_queue_rows still runs when nothing else is queued."""
+    batcher = make_batcher(EchoRuntime(), max_queue_rows=2, max_batch_size=2)
+
+    result = await batcher.submit(rows_of(1, 2, 3, 4, 5))
+
+    assert echoed(result) == [1, 2, 3, 4, 5]
+
+
+async def test_batcher_does_not_compute_requests_of_cancelled_callers(
+    make_batcher: BatcherFactory,
+) -> None:
+    """A queued request whose caller went away is dropped before the model sees it."""
+    runtime = EchoRuntime(delay_s=0.1)
+    batcher = make_batcher(runtime)
+    running = asyncio.create_task(batcher.submit(rows_of(1)))
+    await wait_for_calls(runtime, 1)
+    abandoned = asyncio.create_task(batcher.submit(rows_of(2, 3)))
+    await asyncio.sleep(0)
+
+    abandoned.cancel()
+    await running
+    after = await batcher.submit(rows_of(4))
+
+    assert echoed(after) == [4]
+    assert runtime.batch_sizes == [1, 1]
+    assert abandoned.cancelled()
+
+
+async def test_batcher_refuses_empty_requests(make_batcher: BatcherFactory) -> None:
+    """Zero rows are refused rather than queued (they could never form a batch)."""
+    batcher = make_batcher(EchoRuntime())
+
+    with pytest.raises(EmptyBatchError):
+        await batcher.submit(np.zeros((0, 4)))
+
+
+async def test_batcher_close_finishes_queued_work(make_batcher: BatcherFactory) -> None:
+    """close() lets the running call and every queued request finish with results."""
+    runtime = EchoRuntime(delay_s=0.05)
+    batcher = make_batcher(runtime, max_batch_size=2)
+    pending = [asyncio.create_task(batcher.submit(rows_of(i))) for i in range(5)]
+    await wait_for_calls(runtime, 1)
+
+    await batcher.close(timeout_s=5)
+
+    assert [echoed(task.result()) for task in pending] == [[i] for i in range(5)]
+
+
+async def test_batcher_close_then_refuses_with_shutting_down(
+    make_batcher: BatcherFactory,
+) -> None:
+    """After close() a new request gets 503 shutting_down."""
+    batcher = make_batcher(EchoRuntime())
+    await batcher.close(timeout_s=5)
+
+    with pytest.raises(ShuttingDownError) as caught:
+        await batcher.submit(rows_of(1))
+
+    assert (caught.value.status_code, caught.value.code) == (503, "shutting_down")
+
+
+async def test_batcher_close_past_its_timeout_fails_what_is_still_queued(
+    make_batcher: BatcherFactory,
+) -> None:
+    """Queued requests that cannot finish within the drain timeout get shutting_down."""
+    runtime = EchoRuntime(delay_s=0.3)
+    batcher = make_batcher(runtime)
+    running = asyncio.create_task(batcher.submit(rows_of(1)))
+    await wait_for_calls(runtime, 1)
+    queued = asyncio.create_task(batcher.submit(rows_of(2)))
+    await asyncio.sleep(0)
+
+    await batcher.close(timeout_s=0.05)
+
+    with pytest.raises(ShuttingDownError):
+        await queued
+    assert echoed(await running) == [1]
