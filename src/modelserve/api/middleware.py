@@ -11,6 +11,7 @@ import time
 import uuid
 
 import structlog
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve.api.errors import error_response
@@ -74,9 +75,7 @@ class RequestContextMiddleware:
         finally:
             metrics.HTTP_IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", _UNMATCHED)
-            metrics.record_http(template, scope["method"], status, elapsed)
+            metrics.record_http(route_template(scope), scope["method"], status, elapsed)
             if self.access_log:
                 log.info(
                     "request_completed",
@@ -102,6 +101,26 @@ class RequestContextMiddleware:
             return message
 
         return receive_limited
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/predict``), or ``unmatched``; never the raw path.
+
+    FastAPI's router stores the route object only for its own APIRoutes; for plain Starlette
+    routes and mounts it leaves just the matched endpoint, which is found among the app's routes.
+    """
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", _UNMATCHED))
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return _UNMATCHED
+    for candidate in getattr(scope.get("app"), "routes", ()):
+        if getattr(candidate, "endpoint", None) is endpoint or (
+            isinstance(candidate, Mount) and candidate.app is endpoint
+        ):
+            return str(candidate.path)
+    return _UNMATCHED
 
 
 def _request_id(scope: Scope) -> str:
