@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -75,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        **_without_native_tracing(),
     )
     app.state.settings = settings
     app.state.registry = registry
@@ -121,6 +124,14 @@ def _build_limiter(settings: Settings) -> RouteLimiter | None:
         return None
     url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
     return RouteLimiter(settings.rate_limit, url)
+
+
+def _without_native_tracing() -> dict[str, Any]:
+    """Recent FastAPI traces by itself once any OpenTelemetry provider exists; modelserve's
+    own spans (``tracing.enabled``) cover requests, so FastAPI's would only duplicate them."""
+    if "telemetry" in inspect.signature(FastAPI).parameters:
+        return {"telemetry": {"tracing": False}}
+    return {}
 
 
 async def _load_models(registry: ModelRegistry, state: HealthState, strict: bool) -> None:

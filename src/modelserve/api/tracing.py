@@ -12,6 +12,8 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelserve.api.middleware import route_template
+
 
 class TracingMiddleware:
     """Wraps each HTTP request in a SERVER span."""
@@ -43,10 +45,9 @@ class TracingMiddleware:
             try:
                 await self.app(scope, receive, send_recording_status)
             finally:
-                route = getattr(scope.get("route"), "path", None)
-                if route is not None:
-                    span.update_name(f"{method} {route}")
-                    span.set_attribute("http.route", route)
+                route = route_template(scope)
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))

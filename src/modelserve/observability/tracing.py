@@ -3,8 +3,10 @@
 Off by default (``tracing.enabled``) and then free: nothing is imported, no middleware is
 installed, and the batcher's one check is a ``None`` test. On, it needs the ``tracing`` extra.
 modelserve uses the process's tracer provider when one is configured already (for instance by
-``opentelemetry-instrument``); otherwise it installs an SDK provider named ``service_name``
+``opentelemetry-instrument``); otherwise it makes its own SDK provider named ``service_name``
 that exports over OTLP/HTTP (configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables).
+It does not install that provider globally, so libraries that trace on their own as soon as a
+global provider exists (FastAPI's native telemetry) stay off.
 
 Queue wait and inference are recorded when the request's answer arrives, as children of the
 current (request) span, with the times they really started and ended: one model call serves
@@ -21,6 +23,7 @@ import structlog
 from modelserve.settings import TracingSettings
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Tracer
 
 log = structlog.get_logger(__name__)
@@ -43,8 +46,7 @@ def configure_tracing(settings: TracingSettings) -> Tracer | None:
         return None
     try:
         from opentelemetry import trace
-        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     except ImportError as exc:
         raise RuntimeError(
             "tracing.enabled needs the tracing extra: pip install 'modelserve[tracing]'"
@@ -52,19 +54,30 @@ def configure_tracing(settings: TracingSettings) -> Tracer | None:
     from modelserve import __version__
 
     provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider(resource=Resource.create({SERVICE_NAME: settings.service_name}))
-        _add_otlp_exporter(provider)
-        trace.set_tracer_provider(provider)
+    if not isinstance(provider, SdkTracerProvider):
+        provider = _own_provider(settings.service_name)
     _tracer = provider.get_tracer(INSTRUMENTATION_NAME, __version__)
     return _tracer
 
 
-def _add_otlp_exporter(provider: object) -> None:
-    from opentelemetry.sdk.trace import TracerProvider
+_providers: dict[str, TracerProvider] = {}
+
+
+def _own_provider(service_name: str) -> TracerProvider:
+    """One SDK provider per service name and process (each has its export thread)."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+
+    if service_name not in _providers:
+        provider = SdkTracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+        _add_otlp_exporter(provider)
+        _providers[service_name] = provider
+    return _providers[service_name]
+
+
+def _add_otlp_exporter(provider: TracerProvider) -> None:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    assert isinstance(provider, TracerProvider)  # noqa: S101 - built by the caller
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:
