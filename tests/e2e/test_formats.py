@@ -1,0 +1,162 @@
+"""Every format served by a real process answers exactly what its own library computes."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import pytest
+import skops.io as sio
+import torch
+import yaml
+from sklearn.datasets import load_iris
+
+from modelserve.demo import LABELS
+from tests.e2e.conftest import RunningServer, write_config
+
+pytestmark = pytest.mark.e2e
+
+ROWS = load_iris().data[::7].astype(np.float64)  # 22 rows, all three classes
+Probabilities = npt.NDArray[np.float64]
+
+
+@pytest.fixture(scope="module")
+def server(
+    serve_modelserve_module: Callable[..., RunningServer],
+    demo_models_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> RunningServer:
+    """The demo config plus the same pipeline as a plain pickle, served by one process."""
+    directory = tmp_path_factory.mktemp("formats")
+    demo = yaml.safe_load((demo_models_dir / "modelserve.yaml").read_text())
+    models = [_absolute_paths(m, demo_models_dir) for m in demo["models"]]
+    with (directory / "iris.pkl").open("wb") as fh:
+        pickle.dump(joblib.load(demo_models_dir / "iris.joblib"), fh)
+    models.append({"name": "iris-pickle", "path": "iris.pkl", "labels": LABELS})
+    return serve_modelserve_module(write_config(directory, {**demo, "models": models}))
+
+
+def _absolute_paths(model: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """A demo model entry whose file paths still point into the demo folder."""
+    return {
+        key: str(directory / value) if key in ("path", "profile") else value
+        for key, value in model.items()
+    }
+
+
+def sklearn_probabilities(demo_models_dir: Path) -> Probabilities:
+    return np.asarray(joblib.load(demo_models_dir / "iris.joblib").predict_proba(ROWS))
+
+
+def pickle_probabilities(demo_models_dir: Path) -> Probabilities:
+    with (demo_models_dir / "iris.joblib").open("rb") as fh:
+        model = joblib.load(fh)
+    return np.asarray(model.predict_proba(ROWS))
+
+
+def skops_probabilities(demo_models_dir: Path) -> Probabilities:
+    path = demo_models_dir / "iris.skops"
+    model = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+    return np.asarray(model.predict_proba(ROWS))
+
+
+def onnx_probabilities(demo_models_dir: Path) -> Probabilities:
+    session = ort.InferenceSession(
+        str(demo_models_dir / "iris.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (output,) = session.run(["probabilities"], {"X": ROWS.astype(np.float32)})
+    return np.asarray(output, dtype=np.float64)
+
+
+def torch_probabilities(demo_models_dir: Path) -> Probabilities:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(demo_models_dir / "iris.pt"))  # type: ignore[no-untyped-call]
+    with torch.inference_mode():
+        logits = module(torch.tensor(ROWS, dtype=torch.float32))
+        return torch.softmax(logits, dim=1).numpy().astype(np.float64)
+
+
+# (model name, reference computation, tolerance): float32 softmax in torch differs from ours
+# in the last bits; every other format must match exactly.
+FORMATS: list[tuple[str, Callable[[Path], Probabilities], float]] = [
+    ("iris", sklearn_probabilities, 0.0),
+    ("iris-pickle", pickle_probabilities, 0.0),
+    ("iris-skops", skops_probabilities, 0.0),
+    ("iris-onnx", onnx_probabilities, 0.0),
+    ("iris-torch", torch_probabilities, 1e-6),
+]
+IDS = ["joblib", "pickle", "skops", "onnx", "torchscript"]
+
+
+def served_batch(server: RunningServer, model: str) -> dict[str, Any]:
+    response = httpx.post(
+        server.base_url + "/predict-batch",
+        params={"model": model, "probabilities": "true"},
+        json={"batch": ROWS.tolist()},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@pytest.mark.parametrize(("model", "reference", "tolerance"), FORMATS, ids=IDS)
+def test_served_probabilities_equal_library_output(
+    server: RunningServer,
+    demo_models_dir: Path,
+    model: str,
+    reference: Callable[[Path], Probabilities],
+    tolerance: float,
+) -> None:
+    """The per-label probabilities served for each row equal the library's own output."""
+    expected = reference(demo_models_dir)
+    served = np.array(
+        [[row[label] for label in LABELS] for row in served_batch(server, model)["probabilities"]]
+    )
+    np.testing.assert_allclose(served, expected, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize(("model", "reference", "tolerance"), FORMATS, ids=IDS)
+def test_served_predictions_equal_library_argmax(
+    server: RunningServer,
+    demo_models_dir: Path,
+    model: str,
+    reference: Callable[[Path], Probabilities],
+    tolerance: float,
+) -> None:
+    """The served labels and confidences are the library's top class and its probability."""
+    expected = reference(demo_models_dir)
+    body = served_batch(server, model)
+    assert body["predictions"] == [LABELS[i] for i in expected.argmax(axis=1)]
+    np.testing.assert_allclose(body["confidences"], expected.max(axis=1), rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize(("model", "reference", "tolerance"), FORMATS, ids=IDS)
+def test_single_row_predict_equals_library_output(
+    server: RunningServer,
+    demo_models_dir: Path,
+    model: str,
+    reference: Callable[[Path], Probabilities],
+    tolerance: float,
+) -> None:
+    """/predict on one row answers the same probabilities as the library on that row."""
+    expected = reference(demo_models_dir)[-1]
+    response = httpx.post(
+        server.base_url + "/predict",
+        params={"model": model},
+        json={"features": ROWS[-1].tolist()},
+        timeout=30,
+    )
+    body = response.json()
+    assert body["model"] == model
+    served = np.array([body["probabilities"][label] for label in LABELS])
+    np.testing.assert_allclose(served, expected, rtol=0, atol=tolerance)
