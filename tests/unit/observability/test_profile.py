@@ -1,0 +1,128 @@
+"""Reference profiles: built from data, written as JSON, read back, checked against a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+from modelserve.observability.profile import PROFILE_FORMAT, build_profile, load_profile
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def _iris() -> np.ndarray:
+    return np.asarray(load_iris().data, dtype=np.float64)
+
+
+def test_build_profile_bins_hold_every_row() -> None:
+    """Each feature's bin shares add up to one and its edges ascend."""
+    profile = build_profile(_iris(), FEATURES)
+
+    for feature in profile.features:
+        assert sum(feature.proportions) == pytest.approx(1.0)
+        assert list(feature.edges) == sorted(feature.edges)
+        assert len(feature.proportions) == len(feature.edges) + 1
+
+
+def test_build_profile_quantile_bins_are_about_equal_for_continuous_data() -> None:
+    """With 10 bins over continuous values every bin holds about a tenth of the rows."""
+    values = np.random.default_rng(0).normal(size=(10_000, 1))
+
+    (feature,) = build_profile(values, bins=10).features
+
+    assert len(feature.proportions) == 10
+    assert max(abs(p - 0.1) for p in feature.proportions) < 0.002
+
+
+def test_build_profile_records_mean_std_and_range() -> None:
+    """Summary statistics match numpy's for every column."""
+    x = _iris()
+
+    profile = build_profile(x, FEATURES)
+
+    assert [f.mean for f in profile.features] == pytest.approx(x.mean(axis=0).tolist())
+    assert [f.std for f in profile.features] == pytest.approx(x.std(axis=0).tolist())
+    assert [f.min for f in profile.features] == pytest.approx(x.min(axis=0).tolist())
+    assert [f.max for f in profile.features] == pytest.approx(x.max(axis=0).tolist())
+
+
+def test_build_profile_class_mix_is_the_share_of_each_label() -> None:
+    """The class mix counts the predicted labels given."""
+    labels = ["a"] * 3 + ["b"]
+
+    profile = build_profile(np.zeros((4, 1)) + np.arange(4)[:, None], ["f"], labels, [0.5] * 4)
+
+    assert profile.class_mix == {"a": 0.75, "b": 0.25}
+    assert profile.mean_confidence == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("matrix", "message"),
+    [
+        (np.zeros((0, 2)), "non-empty"),
+        (np.array([[1.0, np.nan]]), "NaN"),
+    ],
+    ids=["empty", "nan"],
+)
+def test_build_profile_refuses_unusable_data(matrix: np.ndarray, message: str) -> None:
+    """Empty or non-finite reference data is refused with a reason."""
+    with pytest.raises(ValueError, match=message):
+        build_profile(matrix)
+
+
+def test_profile_survives_a_json_round_trip(tmp_path: Path) -> None:
+    """What to_json writes, load_profile reads back unchanged."""
+    profile = build_profile(_iris(), FEATURES, ["setosa"] * 150, [0.9] * 150)
+    path = tmp_path / "profile.json"
+    path.write_bytes(profile.to_json())
+
+    loaded = load_profile(path)
+
+    assert loaded == profile
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not json", "not JSON"),
+        (b'{"format": "other/1"}', PROFILE_FORMAT),
+        (b'{"format": "' + PROFILE_FORMAT.encode() + b'", "rows": 1}', "features"),
+    ],
+    ids=["not-json", "wrong-format", "no-features"],
+)
+def test_load_profile_names_the_file_when_invalid(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    """A file that is not a profile raises ValueError naming the file and the problem."""
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+
+    with pytest.raises(ValueError, match=message) as info:
+        load_profile(path)
+
+    assert "bad.json" in str(info.value)
+
+
+def test_load_profile_reports_a_missing_file(tmp_path: Path) -> None:
+    """A missing file is a ValueError saying it cannot be read."""
+    with pytest.raises(ValueError, match="cannot read profile"):
+        load_profile(tmp_path / "absent.json")
+
+
+def test_check_fits_refuses_another_width() -> None:
+    """A profile of 4 features does not fit a model of 3."""
+    profile = build_profile(_iris(), FEATURES)
+
+    with pytest.raises(ValueError, match="4 features, the model expects 3"):
+        profile.check_fits(3, None)
+
+
+def test_check_fits_refuses_other_feature_names() -> None:
+    """Same width but different names is a mismatch too."""
+    profile = build_profile(_iris(), FEATURES)
+
+    with pytest.raises(ValueError, match="differ"):
+        profile.check_fits(4, ["a", "b", "c", "d"])
