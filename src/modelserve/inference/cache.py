@@ -25,6 +25,8 @@ from modelserve.inference.types import FloatArray, Prediction
 from modelserve.settings import ModelConfig
 
 _DIGEST_BYTES = 16
+_MAX_SCOPES = 4096
+"""Per-scope hash keys remembered (model x version x fingerprint x top_k); cleared beyond."""
 # Configuration that changes what a version answers for the same row and artifact.
 _OUTPUT_FIELDS = {"task", "labels", "label_from", "torch_output", "output_round", "output_clip"}
 
@@ -88,19 +90,27 @@ class PredictionCache:
 
     def __init__(self, backend: Cache) -> None:
         self.backend = backend
+        self._secrets: dict[tuple[str, str, str, int | None], bytes] = {}
 
-    @staticmethod
     def row_keys(
-        model: str, version: str, fingerprint: str, top_k: int | None, matrix: FloatArray
+        self, model: str, version: str, fingerprint: str, top_k: int | None, matrix: FloatArray
     ) -> list[bytes]:
         """One key per row of ``matrix``."""
-        scope = f"{model}\0{version}\0{fingerprint}\0{top_k}".encode()
-        secret = hashlib.blake2b(scope, digest_size=32).digest()
-        # Adding 0.0 turns -0.0 into 0.0, so equal numbers have equal bytes.
-        canonical = np.ascontiguousarray(matrix, dtype=np.float64) + 0.0
+        scope = (model, version, fingerprint, top_k)
+        secret = self._secrets.get(scope)
+        if secret is None:
+            if len(self._secrets) >= _MAX_SCOPES:
+                self._secrets.clear()
+            text = "\0".join(map(str, scope)).encode()
+            secret = self._secrets[scope] = hashlib.blake2b(text, digest_size=32).digest()
+        # Adding 0.0 turns -0.0 into 0.0, so equal numbers have equal bytes. Slicing one
+        # bytes object is cheaper than a numpy view per row.
+        data = np.add(matrix, 0.0, dtype=np.float64).tobytes()
+        width = 8 * matrix.shape[1]
+        blake2b = hashlib.blake2b
         return [
-            hashlib.blake2b(row.tobytes(), key=secret, digest_size=_DIGEST_BYTES).digest()
-            for row in canonical
+            blake2b(data[start : start + width], key=secret, digest_size=_DIGEST_BYTES).digest()
+            for start in range(0, len(data), width)
         ]
 
     async def lookup(

@@ -22,7 +22,7 @@ CLASSIFIED = Prediction(
 def _keys(
     matrix: np.ndarray, *, version: str = "1", fingerprint: str = "f", top_k: int | None = None
 ) -> list[bytes]:
-    return PredictionCache.row_keys("iris", version, fingerprint, top_k, matrix)
+    return _cache().row_keys("iris", version, fingerprint, top_k, matrix)
 
 
 def _cache() -> PredictionCache:
