@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
+from modelserve.observability import metrics
 from modelserve.observability.profile import ReferenceProfile
 
 STATS_WINDOW_S = 60.0
@@ -129,10 +130,16 @@ def bucket_quantile(buckets: Sequence[tuple[float, float]], q: float) -> float |
 class StatsSampler:
     """Remembers recent snapshots (bounded) so each summary covers about ``window_s``."""
 
-    def __init__(self, window_s: float = STATS_WINDOW_S) -> None:
+    def __init__(self, window_s: float = STATS_WINDOW_S, start: Snapshot | None = None) -> None:
+        """``start`` (default: the metrics now) is the base until a newer snapshot is kept."""
         self.window_s = window_s
-        self._start = Snapshot(time.monotonic(), {})
+        self._start = take_snapshot(metrics.collect()) if start is None else start
         self._history: deque[Snapshot] = deque()
+
+    @property
+    def kept(self) -> int:
+        """Snapshots held (bounded by ``window_s / MIN_SNAPSHOT_SPACING_S`` + 2)."""
+        return len(self._history)
 
     def window(self, current: Snapshot) -> Window:
         """The window from the newest snapshot at least ``window_s`` old (or the oldest kept)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -61,17 +60,17 @@ def test_window_counter_reset_counts_from_zero() -> None:
 
 
 def test_sampler_first_window_starts_at_creation() -> None:
-    """The first summary covers everything since the sampler was made."""
-    sampler = StatsSampler(window_s=60)
+    """The first summary covers the change since the sampler's start snapshot."""
+    sampler = StatsSampler(window_s=60, start=Snapshot(10.0, {"c_total": [({}, 4.0)]}))
 
-    window = sampler.window(Snapshot(time.monotonic() + 5, {}))
+    window = sampler.window(Snapshot(15.0, {"c_total": [({}, 6.0)]}))
 
-    assert window.seconds == pytest.approx(5, abs=0.5)
+    assert (window.seconds, window.delta("c_total")) == (5.0, 2.0)
 
 
 def test_sampler_uses_the_newest_snapshot_at_least_a_window_old() -> None:
     """With snapshots every 20 s, a 60 s window starts at the one taken 60 s before."""
-    sampler = StatsSampler(window_s=60)
+    sampler = StatsSampler(window_s=60, start=Snapshot(0.0, {}))
     for t in (0.0, 20.0, 40.0, 60.0, 80.0):
         sampler.window(Snapshot(t, {}))
 
@@ -82,7 +81,7 @@ def test_sampler_uses_the_newest_snapshot_at_least_a_window_old() -> None:
 
 def test_sampler_history_stays_bounded() -> None:
     """Snapshots closer than a second apart are not kept, so polling cannot grow memory."""
-    sampler = StatsSampler(window_s=60)
+    sampler = StatsSampler(window_s=60, start=Snapshot(0.0, {}))
     for i in range(10_000):
         sampler.window(Snapshot(i * 0.01, {}))
 
