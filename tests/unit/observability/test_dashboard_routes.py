@@ -18,6 +18,7 @@ SettingsMaker = Callable[..., Settings]
 
 def _iris(stats: dict[str, Any]) -> dict[str, Any]:
     (model,) = [m for m in stats["models"] if m["model"] == "iris"]
+    assert isinstance(model, dict)
     return model
 
 
