@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,3 +25,18 @@ def test_serve_demo_predicts_setosa(
     assert body["prediction"] == "setosa"
     assert body["model"] == "iris"
     assert server.stop() == 0
+
+
+def test_serve_model_file_with_zero_configuration(
+    serve_modelserve: Callable[..., RunningServer], demo_models_dir: Path, tmp_path: Path
+) -> None:
+    """`modelserve serve path/to/model.joblib` serves that file, named after it, with no config."""
+    model = tmp_path / "flowers.joblib"
+    shutil.copy(demo_models_dir / "iris.joblib", model)
+    server = serve_modelserve(model)
+    response = httpx.post(server.base_url + "/predict", json={"features": [5.1, 3.5, 1.4, 0.2]})
+    body = response.json()
+    assert (response.status_code, body["model"], body["model_version"]) == (200, "flowers", "1")
+    assert body["prediction"] == "0"  # without configured labels, the model's own classes
+    (listed,) = httpx.get(server.base_url + "/models").json()["models"]
+    assert (listed["format"], listed["n_features"], listed["status"]) == ("sklearn", 4, "ready")
