@@ -92,7 +92,7 @@ def start_server(
 
 
 async def reload_under_load(
-    server: RunningServer, replace: Callable[[], None]
+    server: RunningServer, replace: Callable[[], object]
 ) -> tuple[Load, httpx.Response, float, float]:
     """Run the load, replace the artifact file, reload, keep loading; return what happened."""
     load = Load(server)
