@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import joblib
 import orjson
 import pytest
+import sklearn
 
 from modelserve.demo import FEATURES, LABELS
 from tests.e2e.conftest import RunningServer, write_config
@@ -44,9 +47,9 @@ def session(
         "feature_names": FEATURES,
         "feature_ranges": {"sepal_length": [4.0, 8.0]},
     }
-    config = write_config(
-        tmp_path_factory.mktemp("logging"), {"models": [model], "cache": {"backend": "none"}}
-    )
+    directory = tmp_path_factory.mktemp("logging")
+    old = {"name": "old", "path": str(_old_sklearn_pickle(demo_models_dir, directory))}
+    config = write_config(directory, {"models": [model, old], "cache": {"backend": "none"}})
     server = serve_modelserve_module(config)
     url = server.base_url
     answers = {
@@ -71,6 +74,16 @@ def session(
     return Session(answers, server.log_lines(), raw, exit_code)
 
 
+def _old_sklearn_pickle(demo_models_dir: Path, directory: Path) -> Path:
+    """The demo pipeline as if pickled by another scikit-learn: unpickling it warns."""
+    data = pickle.dumps(joblib.load(demo_models_dir / "iris.joblib"))
+    current = sklearn.__version__.encode()
+    other = (b"1" if current.startswith(b"0") else b"0") + current[1:]
+    path = directory / "old.pkl"
+    path.write_bytes(data.replace(current, other))
+    return path
+
+
 def access_line(session: Session, request_id: str) -> Line:
     (line,) = [
         line
@@ -93,6 +106,13 @@ def test_every_line_is_json_with_timestamp_and_level(session: Session) -> None:
         assert line["level"] in ("debug", "info", "warning", "error", "critical"), raw
         stamp = dt.datetime.fromisoformat(str(line["timestamp"]))
         assert stamp.utcoffset() == dt.timedelta(0), raw
+
+
+def test_library_warnings_are_json_lines(session: Session) -> None:
+    """A Python warning (an old scikit-learn pickle loading) is a JSON warning line, not stderr."""
+    warnings = [line for line in session.lines if "InconsistentVersionWarning" in str(line)]
+    assert warnings, "the old pickle did not warn"
+    assert all(line["level"] == "warning" for line in warnings)
 
 
 def test_access_line_has_request_fields(session: Session) -> None:
@@ -149,8 +169,8 @@ def test_out_of_range_feature_is_served_and_logged(session: Session) -> None:
 
 def test_startup_lines_for_model_load_and_warm_up(session: Session) -> None:
     """Startup logs the model load and warm-up with their durations."""
-    (loading,) = events(session, "model_loading")
-    (loaded,) = events(session, "model_loaded")
+    (loading, _) = events(session, "model_loading")
+    (loaded, _) = events(session, "model_loaded")
     assert (loading["model"], loaded["model"], loaded["model_version"]) == ("iris", "iris", "1")
     assert isinstance(loaded["load_ms"], float)
     assert isinstance(loaded["warmup_ms"], float)

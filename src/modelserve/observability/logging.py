@@ -53,6 +53,9 @@ def _route_stdlib_logging(level: int) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    # Python warnings (e.g. scikit-learn unpickling a model from another version) would
+    # otherwise go to stderr as plain text; route them through logging as JSON lines.
+    logging.captureWarnings(True)
     for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
