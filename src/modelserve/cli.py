@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,16 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     return {"server": server} if server else {}
 
 
+def _model_name(path: Path) -> str:
+    """A valid model name from a file name: other characters become underscores."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem).lstrip("_.-")[:64]
+    return name or "model"
+
+
 def _settings(config: Path | None, model_path: Path | None, **flags: Any) -> Settings:
     overrides = _overrides(**flags)
     if model_path is not None:
-        overrides["models"] = [
-            {"name": model_path.stem.replace(" ", "_"), "path": model_path.resolve()}
-        ]
+        overrides["models"] = [{"name": _model_name(model_path), "path": model_path.resolve()}]
     try:
         return load_settings(config, **overrides)
     except (FileNotFoundError, ValueError) as exc:
@@ -107,7 +112,7 @@ def profile(data: Path, model_spec: str, config: Path | None, out: Path, bins: i
             model = select_model(_settings(config, None).models, model_spec)
         elif Path(model_spec).is_file():
             path = Path(model_spec).resolve()
-            model = ModelConfig(name=path.stem.replace(" ", "_"), path=path)
+            model = ModelConfig(name=_model_name(path), path=path)
         else:
             raise click.UsageError(f"{model_spec} is not a file; give --config to name a model")
         reference = profile_model(model, data, bins)
