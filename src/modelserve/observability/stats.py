@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
+from modelserve.errors import ModelserveError
 from modelserve.observability import metrics
 from modelserve.observability.profile import ReferenceProfile
 
@@ -133,8 +134,8 @@ class StatsSampler:
     def __init__(self, window_s: float = STATS_WINDOW_S, start: Snapshot | None = None) -> None:
         """``start`` (default: the metrics now) is the base until a newer snapshot is kept."""
         self.window_s = window_s
-        self._start = take_snapshot(metrics.collect()) if start is None else start
-        self._history: deque[Snapshot] = deque()
+        first = take_snapshot(metrics.collect()) if start is None else start
+        self._history: deque[Snapshot] = deque([first])
 
     @property
     def kept(self) -> int:
@@ -142,13 +143,13 @@ class StatsSampler:
         return len(self._history)
 
     def window(self, current: Snapshot) -> Window:
-        """The window from the newest snapshot at least ``window_s`` old (or the oldest kept)."""
+        """From the newest snapshot at least ``window_s`` old, else the oldest kept (the start)."""
         history = self._history
         cutoff = current.taken_at - self.window_s
         while len(history) >= 2 and history[1].taken_at <= cutoff:
             history.popleft()
-        base = history[0] if history else self._start
-        if not history or current.taken_at - history[-1].taken_at >= MIN_SNAPSHOT_SPACING_S:
+        base = history[0]
+        if current.taken_at - history[-1].taken_at >= MIN_SNAPSHOT_SPACING_S:
             history.append(current)
         return Window(base, current)
 
@@ -201,8 +202,13 @@ def _version(window: Window, facts: VersionFacts, psi_threshold: float) -> dict[
     )
     predictions = window.delta("modelserve_predictions_total", mine)
     errors_by_code = window.by_label("modelserve_inference_errors_total", "code", mine)
-    errors = sum(errors_by_code.values())
-    attempts = predictions + errors
+    attempts = predictions + sum(errors_by_code.values())
+    client_errors = sum(n for code, n in errors_by_code.items() if _is_client_error(code))
+    server_errors = sum(
+        n
+        for code, n in errors_by_code.items()
+        if not _is_client_error(code) and code != "overloaded"
+    )
     hits = window.delta("modelserve_cache_requests_total", _and(mine, _is("result", "hit")))
     misses = window.delta("modelserve_cache_requests_total", _and(mine, _is("result", "miss")))
     calls = window.delta("modelserve_batch_rows_count", mine)
@@ -221,7 +227,8 @@ def _version(window: Window, facts: VersionFacts, psi_threshold: float) -> dict[
         "predictions_per_s": _round(predictions / window.seconds),
         "rows_per_s": _round(window.rate("modelserve_rows_predicted_total", mine)),
         "latency_ms": _percentiles(window, "modelserve_prediction_duration_seconds", mine),
-        "error_rate": _ratio(errors, attempts),
+        "error_rate": _ratio(server_errors, attempts),
+        "client_error_rate": _ratio(client_errors, attempts),
         "errors": {code: int(n) for code, n in errors_by_code.items()},
         "shed_rate": _ratio(window.delta("modelserve_requests_shed_total", mine), attempts),
         "timeouts": int(window.delta("modelserve_timeouts_total", mine)),
@@ -258,6 +265,21 @@ def _version(window: Window, facts: VersionFacts, psi_threshold: float) -> dict[
             "reference_mean_confidence": profile.mean_confidence if profile else None,
         },
     }
+
+
+def _client_error_codes() -> frozenset[str]:
+    def subclasses(cls: type[ModelserveError]) -> list[type[ModelserveError]]:
+        return [cls, *(sub for child in cls.__subclasses__() for sub in subclasses(child))]
+
+    return frozenset(c.code for c in subclasses(ModelserveError) if 400 <= c.status_code < 500)
+
+
+_CLIENT_ERROR_CODES = _client_error_codes()
+
+
+def _is_client_error(code: str) -> bool:
+    """The request's fault (4xx: bad input, too large...), not the server's."""
+    return code in _CLIENT_ERROR_CODES
 
 
 def _percentiles(window: Window, histogram: str, where: Where) -> dict[str, float | None]:

@@ -118,13 +118,17 @@
     grid.appendChild(stat("p50", fmtMs(m.latency_ms.p50)));
     grid.appendChild(stat("p95", fmtMs(m.latency_ms.p95)));
     grid.appendChild(stat("p99", fmtMs(m.latency_ms.p99)));
-    grid.appendChild(stat("Errors", fmtPct(m.error_rate), level(m.error_rate, 0.001, 0.01)));
+    var errors = stat("Errors", fmtPct(m.error_rate), level(m.error_rate, 0.001, 0.01));
+    errors.title = Object.keys(m.errors || {}).map(function (code) {
+      return code + ": " + m.errors[code];
+    }).join("\n") || "no errors";
+    grid.appendChild(errors);
+    grid.appendChild(stat("Bad input", fmtPct(m.client_error_rate), level(m.client_error_rate, 0.05, 0.2)));
     grid.appendChild(stat("Shed", fmtPct(m.shed_rate), level(m.shed_rate, 0.001, 0.01)));
     grid.appendChild(stat("Cache hits", fmtPct(m.cache_hit_rate)));
     grid.appendChild(stat("Queue rows", fmtInt(m.queue_rows)));
     grid.appendChild(stat("Batch rows", m.batch_rows.mean === null ? "–" :
       fmtNum(m.batch_rows.mean, 1) + " avg"));
-    grid.appendChild(stat("Timeouts", fmtInt(m.timeouts), m.timeouts ? "bad" : ""));
     box.appendChild(grid);
     return box;
   }

@@ -68,6 +68,16 @@ def test_sampler_first_window_starts_at_creation() -> None:
     assert (window.seconds, window.delta("c_total")) == (5.0, 2.0)
 
 
+def test_sampler_keeps_the_start_as_base_for_the_first_window() -> None:
+    """Until the app is a window old, every summary covers everything since the start."""
+    sampler = StatsSampler(window_s=60, start=Snapshot(0.0, {}))
+    sampler.window(Snapshot(10.0, {}))
+
+    window = sampler.window(Snapshot(10.5, {}))
+
+    assert window.base.taken_at == 0.0
+
+
 def test_sampler_uses_the_newest_snapshot_at_least_a_window_old() -> None:
     """With snapshots every 20 s, a 60 s window starts at the one taken 60 s before."""
     sampler = StatsSampler(window_s=60, start=Snapshot(0.0, {}))

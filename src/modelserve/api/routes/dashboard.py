@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from modelserve import __version__
 from modelserve.inference.registry import ModelRegistry
 from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
@@ -31,7 +32,9 @@ def dashboard_routes() -> list[BaseRoute]:
 
 async def dashboard(request: Request) -> Response:
     """The live dashboard page; its script refreshes from GET /stats every two seconds."""
-    page = resources.files("modelserve").joinpath("static/dashboard.html").read_bytes()
+    page = resources.files("modelserve").joinpath("static/dashboard.html").read_text()
+    # The version in the asset URLs makes browsers fetch new assets after an upgrade.
+    page = page.replace("__VERSION__", __version__)
     return Response(page, media_type="text/html; charset=utf-8", headers=_NO_STORE)
 
 
