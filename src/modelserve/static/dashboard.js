@@ -217,7 +217,7 @@
     });
     box.appendChild(bars);
     var drifting = features.filter(function (f) { return d.psi[f] > threshold; });
-    var legend = el("div", "legend", (drifting.length ? "drifting: " + drifting.join(", ") : "stable") +
+    var legend = el("div", "legend", (drifting.length ? "drifting: " + drifting.join(", ") : "none over the threshold") +
       " · threshold " + threshold + " · last " + fmtInt(d.window_rows) + " rows");
     box.appendChild(legend);
     return box;
