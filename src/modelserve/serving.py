@@ -76,6 +76,9 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def _run_uvicorn(settings: Settings) -> None:
+    # One process needs no multiprocess metrics; an inherited directory could hold another
+    # run's files, which would be added to this run's counts.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from modelserve.app import create_app
 
     config = uvicorn.Config(
