@@ -99,9 +99,10 @@ def compute_ratios(
             ),
             None,
         )
+        beside = batch.in_process_rows_per_s if batch else None
         ratios[f"{model}_batch{batch_rows}_vs_in_process_64"] = _div(
             batch.wrk.rows_per_s if batch and batch.wrk else None,
-            in_process.get(model, {}).get("64"),
+            (beside or in_process.get(model, {})).get("64"),
         )
         health = next(
             (
@@ -352,6 +353,20 @@ def render_markdown(
     batch = [r for r in results if r.kind == "predict-batch"]
     lines += ["", f"## `/predict-batch`, {batch_rows} rows per request", "", _TABLE_HEAD]
     lines += map(_row, batch)
+    lines += [
+        "",
+        "In-process ceiling timed right before and after each batch run (64-row batches, "
+        "mean of the two), the denominator of the batch ratio: "
+        + (
+            ", ".join(
+                f"{r.model} {r.in_process_rows_per_s['64']:,.0f} rows/s"
+                for r in batch
+                if r.in_process_rows_per_s
+            )
+            or "n/a"
+        )
+        + ".",
+    ]
     health = [r for r in results if r.kind == "health-under-load"]
     lines += [
         "",
@@ -383,7 +398,8 @@ def render_markdown(
         "",
         "## In-process ceiling (`predict_proba` in the harness process)",
         "",
-        "Median rows/s of several timed repeats (`time.perf_counter`), no HTTP at all.",
+        "Median rows/s of several timed repeats (`time.perf_counter`), no HTTP at all; "
+        "timed at the start of the run.",
         "",
         "| model | 1-row calls | 64-row batches | 1000-row batches |",
         "|---|---:|---:|---:|",

@@ -45,6 +45,8 @@ class ScenarioResult:
     """CPU used by processes other than the server, wrk and the harness while measuring."""
     repeats: list[float] = field(default_factory=list)
     """With ``--repeats N``: every run's req/s (or /health p99 ms); the median run is kept."""
+    in_process_rows_per_s: dict[str, float] | None = None
+    """For batch scenarios: the in-process ceiling timed right before and after this run."""
     note: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -64,6 +66,8 @@ class ScenarioResult:
             "result": self.wrk.summary() if self.wrk else None,
             "repeats": [round(v, 3) if math.isfinite(v) else None for v in self.repeats],
         }
+        if self.in_process_rows_per_s is not None:
+            out["in_process_rows_per_s"] = self.in_process_rows_per_s
         if self.kind == "health-under-load":
             out["load_connections"] = self.load_connections
             out["load_result"] = self.load.summary() if self.load else None
