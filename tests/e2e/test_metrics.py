@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -105,3 +108,30 @@ def test_real_server_logs_drift_warning_and_latency_stats(
     assert stats[0]["count"] == 1
     assert stats[0]["error_rate"] == 0.0
     assert float(str(stats[0]["p50_ms"])) > 0
+
+
+def test_real_server_ignores_stale_multiprocess_files(
+    serve_modelserve: Callable[..., RunningServer], demo_models_dir: Path, tmp_path: Path
+) -> None:
+    """A single process started with an old PROMETHEUS_MULTIPROC_DIR does not add its counts."""
+    stale = tmp_path / "stale-metrics"
+    stale.mkdir()
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from prometheus_client import Counter\n"
+            "Counter('modelserve_predictions_total', '', ['model', 'model_version'])"
+            ".labels('iris', '1').inc(1000)",
+        ],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(stale)},
+        check=True,
+    )
+    assert list(stale.glob("counter_*.db"))
+    server = serve_modelserve(
+        iris_config(demo_models_dir, tmp_path), env={"PROMETHEUS_MULTIPROC_DIR": str(stale)}
+    )
+    httpx.post(server.base_url + "/predict", json={"features": SETOSA}, timeout=10)
+
+    assert value(scrape(server.base_url), "modelserve_predictions_total", **IRIS) == 1
+    assert server.stop() == 0
