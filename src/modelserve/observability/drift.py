@@ -80,14 +80,27 @@ class DriftWindow:
         n = len(matrix)
         if n == 0 or matrix.shape[1] != self._rows.shape[1]:
             return
+        if n == 1:  # the common single-row request: no temporary arrays
+            i = self._next
+            self._rows[i] = matrix[0]
+            self._labels[i] = self._id(labels[0]) if labels else -1
+            confidence = confidences[0] if confidences else None
+            self._confidences[i] = np.nan if confidence is None else confidence
+            self._next = (i + 1) % self.capacity
+            self._filled = min(self.capacity, self._filled + 1)
+            return
         skip = max(0, n - self.capacity)  # only the newest rows can stay
-        label_ids = self._ids(labels[skip:]) if labels is not None else None
+        rows = matrix[skip:]
+        label_ids = (
+            np.array([self._id(label) for label in labels[skip:]], dtype=np.int16)
+            if labels is not None
+            else np.full(len(rows), -1, dtype=np.int16)
+        )
         confidence_values = (
             np.array([np.nan if c is None else c for c in confidences[skip:]], dtype=np.float64)
             if confidences is not None
-            else None
+            else np.full(len(rows), np.nan)
         )
-        rows = matrix[skip:]
         start, count = self._next, len(rows)
         first = min(count, self.capacity - start)
         for target, source in (
@@ -95,10 +108,8 @@ class DriftWindow:
             (slice(0, count - first), slice(first, count)),
         ):
             self._rows[target] = rows[source]
-            self._labels[target] = -1 if label_ids is None else label_ids[source]
-            self._confidences[target] = (
-                np.nan if confidence_values is None else confidence_values[source]
-            )
+            self._labels[target] = label_ids[source]
+            self._confidences[target] = confidence_values[source]
         self._next = (start + count) % self.capacity
         self._filled = min(self.capacity, self._filled + count)
 
@@ -132,15 +143,9 @@ class DriftWindow:
             if counts[i]
         }
 
-    def _ids(self, labels: Sequence[str]) -> npt.NDArray[np.int16]:
-        ids = np.empty(len(labels), dtype=np.int16)
-        index = self._label_index
-        for i, label in enumerate(labels):
-            found = index.get(label)
-            if found is None:
-                found = self._new_label(label)
-            ids[i] = found
-        return ids
+    def _id(self, label: str) -> int:
+        found = self._label_index.get(label)
+        return self._new_label(label) if found is None else found
 
     def _new_label(self, label: str) -> int:
         if len(self._label_names) >= MAX_CLASSES - 1:

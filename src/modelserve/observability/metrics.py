@@ -9,7 +9,7 @@ values combine with a ``live*`` mode, so a dead worker's last value never linger
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from prometheus_client import (
@@ -282,8 +282,10 @@ def record_http(route: str, method: str, status: int, seconds: float) -> None:
     HTTP_DURATION.labels(route, method).observe(seconds)
 
 
-def record_prediction_duration(model: str, version: str, seconds: float) -> None:
-    PREDICTION_DURATION.labels(model, version).observe(seconds)
+def prediction_duration_recorder(model: str, version: str) -> Callable[[float], None]:
+    """Records one version's prediction durations; keep it (``labels()`` costs more than
+    an observation, and this runs once per request)."""
+    return PREDICTION_DURATION.labels(model, version).observe
 
 
 def record_drift(

@@ -58,12 +58,13 @@ class VersionMonitor:
         self.drift = DriftWindow(n_features, settings.window)
         self.latency = LatencyWindow(settings.window)
         self._drifting: set[str] = set()
+        self._record_duration = metrics.prediction_duration_recorder(model, version)
 
     def observe(
         self, matrix: FloatArray, predictions: Sequence[PredictionLike], seconds: float
     ) -> None:
         """One successful request: its validated rows, answers and server time."""
-        metrics.record_prediction_duration(self.model, self.version, seconds)
+        self._record_duration(seconds)
         self.latency.add(seconds)
         if self.is_classifier:
             labels = [str(p.prediction) for p in predictions]
