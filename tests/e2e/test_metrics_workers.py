@@ -100,7 +100,7 @@ def two_workers(
 
 
 def test_workers_counts_add_up_exactly(two_workers: tuple[RunningServer, Path]) -> None:
-    """After N requests spread over 2 workers, every scrape reports exactly N."""
+    """After N requests spread over 2 workers, every scrape and /stats read reports exactly N."""
     server, tmp = two_workers
     metrics_dir = _metrics_dir(tmp)
     sent = _drive_until_both_served(server, metrics_dir)
@@ -116,6 +116,9 @@ def test_workers_counts_add_up_exactly(two_workers: tuple[RunningServer, Path]) 
         assert value(samples, "modelserve_prediction_duration_seconds_count", **IRIS) == sent
         assert value(samples, "modelserve_predicted_class_total", label="setosa", **IRIS) == sent
         assert value(samples, "modelserve_workers") == 2
+        stats = httpx.get(server.base_url + "/stats", timeout=10).json()
+        (iris,) = [m for m in stats["models"] if m["model"] == "iris"]
+        assert (iris["predictions_total"], stats["workers"]) == (sent, 2)
     assert server.stop() == 0
     assert not metrics_dir.exists()  # the per-run directory is removed at exit
 
