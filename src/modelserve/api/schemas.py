@@ -129,6 +129,8 @@ _MODEL_VERSION_EXAMPLE: JsonDict = {
     "status": "ready",
     "reason": None,
     "is_default": True,
+    "traffic_percent": 100.0,
+    "shadow": False,
     "task": "classifier",
     "n_features": 4,
     "feature_names": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
