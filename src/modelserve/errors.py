@@ -22,6 +22,7 @@ The tree::
     ├── QueueTimeoutError (504 queue_timeout)
     ├── InferenceTimeoutError (504 inference_timeout)
     ├── PredictionFailedError (500 prediction_failed)
+    ├── NonFiniteOutputError (500 non_finite_output)
     ├── UnauthorizedError (401 unauthorized)
     ├── ForbiddenError (403 forbidden)
     ├── RateLimitedError (429 rate_limited)
@@ -221,6 +222,18 @@ class PredictionFailedError(ModelserveError):
 
     def __init__(self) -> None:
         super().__init__("the model failed to compute a prediction; see the server log")
+
+
+class NonFiniteOutputError(ModelserveError):
+    code = "non_finite_output"
+    status_code = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(self, row: int) -> None:
+        super().__init__(
+            f"the model returned a non-finite value (NaN or infinity) for row {row}; "
+            "the input may be far outside the data the model was trained on"
+        )
+        self.row = row
 
 
 class UnauthorizedError(ModelserveError):

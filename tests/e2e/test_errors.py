@@ -228,3 +228,10 @@ def test_model_exception_traceback_is_in_the_log(server: RunningServer) -> None:
     assert isinstance(exception, list)
     assert exception[0]["exc_type"] == "RuntimeError"
     assert exception[0]["frames"]
+
+
+def test_predict_non_finite_model_output_is_500_naming_the_row(server: RunningServer) -> None:
+    """Finite but extreme input that drives the model to NaN is refused, never served as null."""
+    response = post(server, "/predict-batch", json={"batch": [SETOSA, [1e308] * 4]})
+    detail = assert_error(response, 500, "non_finite_output")
+    assert "row 1" in detail

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from modelserve.errors import NonFiniteOutputError
 from modelserve.inference.types import Prediction, RawOutput
 
 
@@ -32,14 +33,17 @@ class OutputFormatter:
         self.clip = clip
 
     def format(self, raw: RawOutput, top_k: int | None = None) -> list[Prediction]:
-        """One Prediction per row of ``raw``."""
+        """One Prediction per row of ``raw``; NonFiniteOutputError rather than a NaN answer."""
         if raw.probabilities is not None:
+            _require_finite(raw.probabilities)
             return self._classify(raw, top_k if top_k is not None else self.top_k)
         if raw.values is None:
             raise ValueError("runtime returned neither probabilities nor values")
         if self.is_classifier:
             return [Prediction(prediction=self._label_of_value(v)) for v in raw.values.tolist()]
-        return self._regress(np.asarray(raw.values, dtype=np.float64))
+        values = np.asarray(raw.values, dtype=np.float64)
+        _require_finite(values)
+        return self._regress(values)
 
     def _classify(self, raw: RawOutput, top_k: int | None) -> list[Prediction]:
         probabilities = raw.probabilities
@@ -69,3 +73,11 @@ class OutputFormatter:
         if self.round_to is not None:
             values = np.round(values, self.round_to)
         return [Prediction(prediction=v) for v in values.tolist()]
+
+
+def _require_finite(output: npt.NDArray[np.float64]) -> None:
+    """JSON has no NaN: a non-finite output would reach clients as null or a made-up argmax."""
+    finite = np.isfinite(output)
+    if not finite.all():
+        row = int(np.argwhere(~finite)[0][0])
+        raise NonFiniteOutputError(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from modelserve.errors import NonFiniteOutputError
 from modelserve.inference.postprocess import OutputFormatter
 from modelserve.inference.types import Prediction, RawOutput
 
@@ -123,3 +124,31 @@ def test_format_empty_output_is_an_error() -> None:
     """A runtime that returned nothing is a bug, reported as such."""
     with pytest.raises(ValueError, match="neither probabilities nor values"):
         regressor().format(RawOutput())
+
+
+@pytest.mark.parametrize(
+    ("raw", "row"),
+    [
+        (RawOutput(probabilities=np.array([[0.2, 0.3, 0.5], [np.nan, np.nan, np.nan]])), 1),
+        (RawOutput(probabilities=np.array([[np.inf, 0.0, 0.0]])), 0),
+    ],
+    ids=["nan-probabilities", "inf-probability"],
+)
+def test_format_non_finite_probabilities_are_refused(raw: RawOutput, row: int) -> None:
+    """A NaN or infinite probability is never served as an answer; the row is named."""
+    with pytest.raises(NonFiniteOutputError, match=f"row {row}"):
+        classifier().format(raw)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "minus-inf"])
+def test_format_non_finite_regression_values_are_refused(value: float) -> None:
+    """A regressor's NaN or infinite output is refused (JSON would turn it into null)."""
+    with pytest.raises(NonFiniteOutputError, match="row 1") as info:
+        regressor().format(RawOutput(values=np.array([1.0, value])))
+    assert (info.value.status_code, info.value.code) == (500, "non_finite_output")
+
+
+def test_format_clipping_does_not_hide_non_finite_values() -> None:
+    """output_clip does not turn a NaN into a number; the output is refused."""
+    with pytest.raises(NonFiniteOutputError):
+        regressor(clip=(0.0, 1.0)).format(RawOutput(values=np.array([np.nan])))
