@@ -79,7 +79,7 @@ def onnx_probabilities(demo_models_dir: Path) -> Probabilities:
 def torch_probabilities(demo_models_dir: Path) -> Probabilities:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        module = torch.jit.load(str(demo_models_dir / "iris.pt"))  # type: ignore[no-untyped-call]
+        module = torch.jit.load(str(demo_models_dir / "iris.pt"))  # type: ignore[no-untyped-call]  # torch.jit is untyped
     with torch.inference_mode():
         logits = module(torch.tensor(ROWS, dtype=torch.float32))
         return torch.softmax(logits, dim=1).numpy().astype(np.float64)

@@ -13,12 +13,14 @@ LABELS = ["setosa", "versicolor", "virginica"]
 PROBABILITIES = np.array([[0.1, 0.7, 0.2], [0.05, 0.15, 0.8]])
 
 
-def classifier(**options: object) -> OutputFormatter:
-    return OutputFormatter(is_classifier=True, labels=LABELS, **options)  # type: ignore[arg-type]
+def classifier(top_k: int | None = None) -> OutputFormatter:
+    return OutputFormatter(is_classifier=True, labels=LABELS, top_k=top_k)
 
 
-def regressor(**options: object) -> OutputFormatter:
-    return OutputFormatter(is_classifier=False, labels=None, **options)  # type: ignore[arg-type]
+def regressor(
+    round_to: int | None = None, clip: tuple[float, float] | None = None
+) -> OutputFormatter:
+    return OutputFormatter(is_classifier=False, labels=None, round_to=round_to, clip=clip)
 
 
 def test_format_classifier_gives_label_confidence_and_probabilities() -> None:
@@ -97,21 +99,21 @@ def test_format_regression_gives_plain_floats() -> None:
 
 
 @pytest.mark.parametrize(
-    ("options", "expected"),
+    ("round_to", "clip", "expected"),
     [
-        ({"round_to": 2}, [1.23, -9.88, 100.0]),
-        ({"round_to": 0}, [1.0, -10.0, 100.0]),
-        ({"clip": (-5.0, 50.0)}, [1.23456, -5.0, 50.0]),
-        ({"clip": (-5.0, 50.0), "round_to": 1}, [1.2, -5.0, 50.0]),
+        (2, None, [1.23, -9.88, 100.0]),
+        (0, None, [1.0, -10.0, 100.0]),
+        (None, (-5.0, 50.0), [1.23456, -5.0, 50.0]),
+        (1, (-5.0, 50.0), [1.2, -5.0, 50.0]),
     ],
     ids=["round-2", "round-0", "clip", "clip-and-round"],
 )
 def test_format_regression_rounds_and_clips(
-    options: dict[str, object], expected: list[float]
+    round_to: int | None, clip: tuple[float, float] | None, expected: list[float]
 ) -> None:
     """output_round and output_clip shape regression values as configured."""
     raw = RawOutput(values=np.array([1.23456, -9.8765, 100.0]))
-    assert [p.prediction for p in regressor(**options).format(raw)] == expected
+    assert [p.prediction for p in regressor(round_to, clip).format(raw)] == expected
 
 
 def test_format_multi_output_regression_gives_lists() -> None:

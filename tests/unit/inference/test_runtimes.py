@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import joblib
 import numpy as np
@@ -30,7 +31,7 @@ ROWS = IRIS_X[::10]  # 15 rows covering all three classes
 def _torch_load(path: Path) -> torch.jit.ScriptModule:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        module: torch.jit.ScriptModule = torch.jit.load(str(path))  # type: ignore[no-untyped-call]
+        module: torch.jit.ScriptModule = torch.jit.load(str(path))  # type: ignore[no-untyped-call]  # torch.jit is untyped
     return module
 
 
@@ -40,12 +41,15 @@ def floats(array: npt.NDArray[np.generic] | None) -> npt.NDArray[np.float64]:
     return np.asarray(array, dtype=np.float64)
 
 
-def torchscript(path: Path, output: str = "logits") -> TorchScriptRuntime:
+TorchOutput = Literal["auto", "logits", "probabilities", "raw"]
+
+
+def torchscript(path: Path, output: TorchOutput = "logits") -> TorchScriptRuntime:
     return TorchScriptRuntime(
         path,
         n_features=4,
         device="cpu",
-        output=output,  # type: ignore[arg-type]
+        output=output,
         classifier_hint=True,
     )
 
@@ -175,7 +179,7 @@ def test_torchscript_runtime_probabilities_equal_softmax_of_forward(demo_models_
     ids=["raw", "probabilities"],
 )
 def test_torchscript_runtime_output_modes_pass_values_through(
-    demo_models_dir: Path, output: str, field: str
+    demo_models_dir: Path, output: TorchOutput, field: str
 ) -> None:
     """`raw` and `probabilities` modes return the module's output unchanged (no softmax)."""
     path = demo_models_dir / "iris.pt"
