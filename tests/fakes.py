@@ -38,6 +38,18 @@ class SlowClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return np.asarray(self.predict_proba(x).argmax(axis=1))
 
 
+class BusyClassifier(SlowClassifier):
+    """Computes in Python, holding the GIL, for ``delay_s`` per call (a CPU-bound model)."""
+
+    def predict_proba(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        deadline = time.perf_counter() + self.delay_s
+        while time.perf_counter() < deadline:
+            pass
+        out = np.zeros((len(x), 3))
+        out[:, 0] = 1.0
+        return out
+
+
 class FailingClassifier(SlowClassifier):
     """Raises when any row's first feature equals ``poison`` (so one batch fails, not all)."""
 

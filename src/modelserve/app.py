@@ -109,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
         RequestContextMiddleware,
         max_body_bytes=settings.server.max_body_bytes,
         access_log=settings.server.access_log,
+        health=state,
     )
     tracer = configure_tracing(settings.tracing)
     if tracer is not None:  # off by default: then not even imported

@@ -1,24 +1,31 @@
 """Run the app: uvicorn (uvloop + httptools) for one process, gunicorn for several.
 
-Shutdown on SIGTERM/SIGINT: readiness fails at once; after ``prestop_delay_s`` the server
-stops accepting connections, finishes accepted requests within ``grace_period_s``, drains the
-batchers in the lifespan, and exits 0.
+Shutdown on SIGTERM/SIGINT: readiness fails at once and responses carry ``Connection: close``;
+after ``prestop_delay_s`` the server stops accepting connections, finishes accepted requests
+within ``grace_period_s``, drains the batchers in the lifespan, and exits 0. A second signal
+cuts the pre-stop delay short; a second SIGINT also skips the drain.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import tempfile
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import structlog
 import uvicorn
+from uvicorn.server import HANDLED_SIGNALS
 
+from modelserve.observability.health import HealthState
 from modelserve.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -28,28 +35,55 @@ class DrainingServer(uvicorn.Server):
     """uvicorn.Server whose first SIGTERM/SIGINT drains gracefully and exits 0.
 
     uvicorn re-raises a captured signal after its own shutdown, which turns a clean drain into
-    exit status 143; we handle the signal fully here instead.
+    exit status 143; this server handles the signal fully instead and never re-raises it.
     """
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if self.should_exit or getattr(self, "_draining", False):
-            if sig == signal.SIGINT:
-                self.force_exit = True
-            return
-        self._draining = True
-        state = getattr(getattr(self.config.app, "state", None), "health", None)
-        settings = getattr(getattr(self.config.app, "state", None), "settings", None)
-        delay = settings.server.prestop_delay_s if settings is not None else 0.0
-        if state is not None:
-            state.start_draining()
-        log.info("shutdown_requested", signal=signal.Signals(sig).name, prestop_delay_s=delay)
-        if delay > 0:
-            threading.Timer(delay, self._stop_accepting).start()
-        else:
-            self._stop_accepting()
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._stop_accepting_at: float | None = None
 
-    def _stop_accepting(self) -> None:
-        self.should_exit = True
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Handlers run as event-loop callbacks rather than interrupting whatever the main
+        # thread is doing: a handler that logs while the interrupted code holds the log
+        # stream's lock would deadlock, and the process would ignore SIGTERM for good.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        for sig in HANDLED_SIGNALS:
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in HANDLED_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._stop_accepting_at is not None or self.should_exit:
+            self.should_exit = True
+            self.force_exit = self.force_exit or sig == signal.SIGINT
+            return
+        health, delay = _draining_facts(self.config.app)
+        if health is not None:
+            health.start_draining()
+        log.info("shutdown_requested", signal=signal.Signals(sig).name, prestop_delay_s=delay)
+        self._stop_accepting_at = time.monotonic() + delay
+        self.should_exit = delay <= 0
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._stop_accepting_at is not None and time.monotonic() >= self._stop_accepting_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def _draining_facts(app: Any) -> tuple[HealthState | None, float]:
+    """The app's health state and pre-stop delay (none for an app not made by create_app)."""
+    state = getattr(app, "state", None)
+    health = getattr(state, "health", None)
+    settings = getattr(state, "settings", None)
+    delay = settings.server.prestop_delay_s if isinstance(settings, Settings) else 0.0
+    return (health if isinstance(health, HealthState) else None), delay
 
 
 def run(settings: Settings) -> None:

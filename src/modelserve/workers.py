@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -66,7 +67,8 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
             "bind": f"{server.host}:{server.port}",
             "workers": server.workers,
             "worker_class": ModelserveWorker,
-            "graceful_timeout": server.grace_period_s + server.prestop_delay_s + 1,
+            # gunicorn wants whole seconds; the worker drains within the grace period itself.
+            "graceful_timeout": math.ceil(server.grace_period_s + server.prestop_delay_s) + 1,
             "timeout": 120,
             "max_requests": server.max_requests,
             "max_requests_jitter": server.max_requests // 10,
@@ -76,6 +78,10 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
         }
         for key, value in options.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn 27 opens a control socket at one fixed path per user, which several
+            # servers on one host would fight over; modelserve does not use it.
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
         from modelserve.app import create_app

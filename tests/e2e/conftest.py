@@ -59,6 +59,29 @@ def wait_ready(server: RunningServer, timeout_s: float = 60, path: str = "/ready
     raise TimeoutError(f"server not ready after {timeout_s} s:\n{_tail(server)}")
 
 
+def wait_for_log_events(
+    server: RunningServer, count: int, timeout_s: float = 60, **fields: object
+) -> list[dict[str, object]]:
+    """Wait until the log holds ``count`` lines whose values match ``fields``; return them.
+
+    Under gunicorn /ready answers for whichever worker took the request, so waiting for one
+    ``models_loaded`` line per worker is how a test knows every worker is ready.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = [
+            line
+            for line in server.log_lines()
+            if all(line.get(key) == value for key, value in fields.items())
+        ]
+        if len(lines) >= count:
+            return lines
+        if server.proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise TimeoutError(f"fewer than {count} log lines with {fields}:\n{_tail(server)}")
+
+
 def _tail(server: RunningServer) -> str:
     return "\n".join(server.log_path.read_text(errors="replace").splitlines()[-20:])
 

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelserve.api.errors import error_response
 from modelserve.errors import BodyTooLargeError
 from modelserve.observability import metrics
+from modelserve.observability.health import HealthState
 
 log = structlog.get_logger("modelserve.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -26,10 +27,18 @@ _UNMATCHED = "unmatched"
 class RequestContextMiddleware:
     """Wraps every HTTP request; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, access_log: bool = True) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        access_log: bool = True,
+        health: HealthState | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.health = health
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +61,8 @@ class RequestContextMiddleware:
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
                 ]
+                if self.health is not None and self.health.draining:
+                    _close_connection(message["headers"])
             await send(message)
 
         metrics.HTTP_IN_FLIGHT.inc()
@@ -141,3 +152,13 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _close_connection(headers: list[tuple[bytes, bytes]]) -> None:
+    """Ask the client to close the connection after this response (once draining).
+
+    Keep-alive clients then reconnect, to another replica, during the pre-stop delay instead
+    of racing the close of their idle connection when the server stops.
+    """
+    if all(name.lower() != b"connection" for name, _ in headers):
+        headers.append((b"connection", b"close"))

@@ -3,21 +3,26 @@
 The algorithm, in rows (not requests):
 
 * A request's rows join a FIFO queue, or are refused at once (``OverloadedError``) when the
-  queued rows would exceed ``max_queue_rows``.
-* When a model thread is free, the dispatcher forms a batch of up to ``max_batch_size`` rows
-  from the head of the queue, splitting a large request across batches when needed.
-* If the head request arrived while the model was idle, the batch goes at once (no idle
-  latency). If it arrived while the model was busy, the batch may wait until the head is
-  ``max_delay_ms`` old for more rows, and goes as soon as it is full.
+  queued rows would exceed ``max_queue_rows``. Rows already in a model call do not count.
+* Whenever a model thread is free, a batch of up to ``max_batch_size`` rows is formed from
+  the head of the queue, splitting a large request across batches when needed.
+* A request that finds a thread free and the queue empty goes at once, alone: an idle model
+  adds no latency, and the next batch forms while this one runs. When a thread frees up, the
+  queued rows go at once if they fill a batch or the head has waited ``max_delay_ms``;
+  otherwise the batch waits for companions until one of the two happens.
 * Rows past their deadline (``timeout_ms`` from enqueue) are dropped before computing and
   answered ``QueueTimeoutError``; a model call still running at the deadline answers
   ``InferenceTimeoutError`` (the thread cannot be killed; its result is discarded).
 * A failing model call fails only the requests with rows in that batch.
+
+Everything but the model call runs on the event loop, driven by callbacks (no dispatcher task):
+a submit, a finished model call and the max-delay timer each call :meth:`_pump`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -51,7 +56,7 @@ class _Request:
     future: asyncio.Future[RawOutput]
     enqueued_at: float
     deadline: float
-    arrived_idle: bool
+    arrived_idle: bool  # found a thread free and the queue empty: goes at once
     taken: int = 0  # rows already placed in a batch
     parts: list[tuple[int, RawOutput]] = field(default_factory=list)
     done_rows: int = 0
@@ -79,19 +84,17 @@ class DynamicBatcher:
         self._max_batch = config.max_batch_size if config.enabled else 0
         self._max_delay_s = config.max_delay_ms / 1000 if config.enabled else 0.0
         self._timeout_s = config.timeout_ms / 1000
-        self._queue: deque[_Request] = deque()
-        self._queued_rows = 0
-        self._busy = 0
         self._threads = config.inference_threads
         self._executor = ThreadPoolExecutor(
             max_workers=self._threads, thread_name_prefix=f"infer-{model}-{version}"
         )
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._queue: deque[_Request] = deque()
+        self._queued_rows = 0
+        self._busy = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._drained = asyncio.Event()
+        self._drained.set()
         self._closing = False
-        self._task: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def queued_rows(self) -> int:
@@ -102,11 +105,7 @@ class DynamicBatcher:
         return self._busy
 
     def start(self) -> None:
-        """Start the dispatcher on the running event loop."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._dispatch_forever(), name=f"batcher-{self.model}-{self.version}"
-            )
+        """Kept for symmetry with close(): the batcher needs no task of its own."""
 
     async def submit(self, rows: FloatArray) -> RawOutput:
         """Queue ``rows`` and wait for their outputs, in order."""
@@ -114,63 +113,55 @@ class DynamicBatcher:
             raise ShuttingDownError()
         n = len(rows)
         if n == 0:
-            raise EmptyBatchError()  # zero rows never fill a batch: the dispatcher would spin
+            raise EmptyBatchError()  # zero rows never fill a batch
         limit = self._config.max_queue_rows
         # A request bigger than the whole queue is still served when the queue is empty.
         if self._queued_rows and self._queued_rows + n > limit:
             raise OverloadedError(self.model, self._queued_rows, limit)
         loop = asyncio.get_running_loop()
         now = loop.time()
-        request = _Request(
-            rows=rows,
-            future=loop.create_future(),
-            enqueued_at=now,
-            deadline=now + self._timeout_s,
-            arrived_idle=self._busy < self._threads and not self._queue,
-        )
+        idle = not self._queue and self._busy < self._threads
+        request = _Request(rows, loop.create_future(), now, now + self._timeout_s, idle)
         self._queue.append(request)
         self._queued_rows += n
-        self._idle.clear()
-        metrics.record_queue(self.model, self.version, self._queued_rows)
-        self._wakeup.set()
+        self._drained.clear()
+        self._pump(loop)
         try:
             async with asyncio.timeout(self._timeout_s):
                 output = await request.future
-            if tracing.active_tracer() is not None:
-                tracing.record_batch_stages(
-                    self.model, self.version, n, now, request.started_at, loop.time()
-                )
-            return output
         except TimeoutError:
             started = request.taken > 0
             self._abandon(request)
-            error = (
-                InferenceTimeoutError(self._config.timeout_ms)
-                if started
-                else QueueTimeoutError(self._config.timeout_ms)
-            )
-            raise error from None
+            timeout_ms = self._config.timeout_ms
+            if started:
+                raise InferenceTimeoutError(timeout_ms) from None
+            raise QueueTimeoutError(timeout_ms) from None
         except asyncio.CancelledError:
             # The client went away: never compute rows nobody will read.
             if request.remaining:
                 metrics.record_cancelled(self.model, self.version)
             self._abandon(request)
             raise
+        if tracing.active_tracer() is not None:
+            tracing.record_batch_stages(
+                self.model, self.version, n, now, request.started_at, loop.time()
+            )
+        return output
 
     async def close(self, timeout_s: float) -> None:
         """Refuse new work, finish what is queued (within ``timeout_s``), stop the threads."""
         self._closing = True
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
+            await asyncio.wait_for(self._drained.wait(), timeout_s)
         except TimeoutError:
             log.warning("batcher_drain_timed_out", model=self.model, queued_rows=self._queued_rows)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
         for request in self._queue:
             if not request.future.done():
                 request.future.set_exception(ShuttingDownError())
         self._queue.clear()
+        self._queued_rows = 0
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _abandon(self, request: _Request) -> None:
@@ -185,37 +176,34 @@ class DynamicBatcher:
     def _after_change(self) -> None:
         metrics.record_queue(self.model, self.version, self._queued_rows)
         if not self._queue and self._busy == 0:
-            self._idle.set()
+            self._drained.set()
 
-    async def _dispatch_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._queue or self._busy >= self._threads:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            await self._maybe_wait_for_companions(loop)
-            batch = self._take_batch(loop.time())
+    def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start model calls while a thread is free and a batch is due."""
+        while self._queue and self._busy < self._threads:
+            now = loop.time()
+            due_at = self._due_at()
+            if now < due_at:
+                if self._timer is None or self._timer.when() > due_at:
+                    if self._timer is not None:
+                        self._timer.cancel()
+                    self._timer = loop.call_at(due_at, self._on_timer, loop)
+                break
+            batch = self._take_batch(now)
             if batch:
-                self._busy += 1
-                task = loop.create_task(self._run(batch))
-                self._running.add(task)  # keep a reference until it finishes
-                task.add_done_callback(self._running.discard)
-            else:
-                self._after_change()
+                self._start(loop, batch)
+        self._after_change()
 
-    async def _maybe_wait_for_companions(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _due_at(self) -> float:
+        """When the head's batch should go: at once if it arrived idle or the batch is full."""
         head = self._queue[0]
-        if head.arrived_idle or self._max_delay_s <= 0:
-            return
-        until = head.enqueued_at + self._max_delay_s
-        while self._queued_rows < self._max_batch and (wait := until - loop.time()) > 0:
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), wait)
-            except TimeoutError:
-                return
-            if not self._queue:
-                return
+        if head.arrived_idle or self._max_delay_s <= 0 or self._queued_rows >= self._max_batch:
+            return 0.0
+        return head.enqueued_at + self._max_delay_s
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        self._pump(loop)
 
     def _take_batch(self, now: float) -> list[_Slice]:
         batch: list[_Slice] = []
@@ -240,63 +228,80 @@ class DynamicBatcher:
                     break
             if not request.taken:
                 request.started_at = now
+                metrics.record_queue_wait(self.model, self.version, now - request.enqueued_at)
             batch.append(_Slice(request, request.taken, request.taken + take))
             request.taken += take
             self._queued_rows -= take
             rows += take
-            metrics.record_queue_wait(self.model, self.version, now - request.enqueued_at)
             if request.remaining == 0:
                 self._queue.popleft()
-        metrics.record_queue(self.model, self.version, self._queued_rows)
         return batch
 
-    async def _run(self, batch: list[_Slice]) -> None:
-        loop = asyncio.get_running_loop()
-        if len(batch) == 1 and batch[0].start == 0 and batch[0].stop == len(batch[0].request.rows):
-            rows = batch[0].request.rows  # the common single-request case: no copy
+    def _start(self, loop: asyncio.AbstractEventLoop, batch: list[_Slice]) -> None:
+        first = batch[0]
+        if len(batch) == 1 and first.start == 0 and first.stop == len(first.request.rows):
+            rows = first.request.rows  # the common single-request case: no copy
         else:
             rows = np.concatenate([s.request.rows[s.start : s.stop] for s in batch])
-        started = time.perf_counter()
-        try:
-            output = await loop.run_in_executor(self._executor, self._predict, rows)
-        except Exception as exc:
+        self._busy += 1
+        call = loop.run_in_executor(self._executor, self._predict, rows)
+        call.add_done_callback(
+            functools.partial(self._finish, loop, batch, len(rows), time.perf_counter())
+        )
+
+    def _finish(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batch: list[_Slice],
+        size: int,
+        started: float,
+        call: asyncio.Future[RawOutput],
+    ) -> None:
+        self._busy -= 1
+        if call.cancelled():  # the executor was shut down before the call began
+            self._fail(batch, ShuttingDownError)
+        elif (exc := call.exception()) is not None:
             log.error(
                 "batch_failed",
                 model=self.model,
                 model_version=self.version,
-                batch_size=len(rows),
+                batch_size=size,
                 exc_info=exc,
             )
-            for piece in batch:
-                if not piece.request.future.done():
-                    error = exc if isinstance(exc, ModelserveError) else PredictionFailedError()
-                    piece.request.future.set_exception(error)
+            if isinstance(exc, ModelserveError):
+                self._fail(batch, lambda: exc)
+            else:
+                self._fail(batch, PredictionFailedError)
         else:
-            metrics.record_batch(self.model, self.version, len(rows), time.perf_counter() - started)
-            self._scatter(batch, output)
-        finally:
-            self._busy -= 1
-            self._after_change()
-            self._wakeup.set()
+            metrics.record_batch(self.model, self.version, size, time.perf_counter() - started)
+            _scatter(batch, call.result())
+        self._pump(loop)
 
     @staticmethod
-    def _scatter(batch: list[_Slice], output: RawOutput) -> None:
-        offset = 0
+    def _fail(batch: list[_Slice], error: Callable[[], BaseException]) -> None:
         for piece in batch:
-            size = piece.stop - piece.start
-            request = piece.request
-            part = output.rows(offset, offset + size)
-            offset += size
-            if request.future.done():
-                continue
-            if piece.start == 0 and size == len(request.rows):
-                request.future.set_result(part)
-                continue
-            request.parts.append((piece.start, part))
-            request.done_rows += size
-            if request.done_rows == len(request.rows):
-                request.parts.sort(key=lambda p: p[0])
-                request.future.set_result(_concat([p for _, p in request.parts]))
+            if not piece.request.future.done():
+                piece.request.future.set_exception(error())
+
+
+def _scatter(batch: list[_Slice], output: RawOutput) -> None:
+    """Hand each request its rows of ``output``; split requests get theirs when complete."""
+    offset = 0
+    for piece in batch:
+        size = piece.stop - piece.start
+        request = piece.request
+        part = output.rows(offset, offset + size)
+        offset += size
+        if request.future.done():
+            continue
+        if piece.start == 0 and size == len(request.rows):
+            request.future.set_result(part)
+            continue
+        request.parts.append((piece.start, part))
+        request.done_rows += size
+        if request.done_rows == len(request.rows):
+            request.parts.sort(key=lambda p: p[0])
+            request.future.set_result(_concat([p for _, p in request.parts]))
 
 
 def _concat(parts: list[RawOutput]) -> RawOutput:
