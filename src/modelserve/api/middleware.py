@@ -55,7 +55,7 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status = int(message["status"])
                 response_started = True
                 message["headers"] = [
                     *message.get("headers", []),

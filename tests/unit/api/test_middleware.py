@@ -176,6 +176,7 @@ async def test_access_log_status_of_errors(client: httpx.AsyncClient, logs: LogC
     await client.post("/predict", json={"features": [1.0]})
     (line,) = lines(logs, "request_completed")
     assert line["status"] == 400
+    assert type(line["status"]) is int  # not HTTPStatus, whose repr shows in console logs
 
 
 async def test_access_log_can_be_turned_off(
