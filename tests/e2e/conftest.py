@@ -109,6 +109,15 @@ def serve_modelserve_module(
         yield start
 
 
+@pytest.fixture(scope="session")
+def demo_server(
+    tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path
+) -> Iterator[RunningServer]:
+    """One server of the demo config (the quick start) for the whole run; tests only read it."""
+    with _server_factory(tmp_path_factory.mktemp("demo-server")) as start:
+        yield start(demo_models_dir / "modelserve.yaml")
+
+
 @contextlib.contextmanager
 def _server_factory(directory: Path) -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []

@@ -1,8 +1,10 @@
-"""Every format served by a real process answers exactly what its own library computes."""
+"""Every demo format served by a real process answers exactly what its own library computes.
+
+Plain pickles (the same runtime as joblib) are checked in test_smoke's zero-config server.
+"""
 
 from __future__ import annotations
 
-import pickle
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +18,10 @@ import onnxruntime as ort
 import pytest
 import skops.io as sio
 import torch
-import yaml
 from sklearn.datasets import load_iris
 
 from modelserve.demo import LABELS
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import RunningServer
 
 pytestmark = pytest.mark.e2e
 
@@ -29,37 +30,13 @@ Probabilities = npt.NDArray[np.float64]
 
 
 @pytest.fixture(scope="module")
-def server(
-    serve_modelserve_module: Callable[..., RunningServer],
-    demo_models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> RunningServer:
-    """The demo config plus the same pipeline as a plain pickle, served by one process."""
-    directory = tmp_path_factory.mktemp("formats")
-    demo = yaml.safe_load((demo_models_dir / "modelserve.yaml").read_text())
-    models = [_absolute_paths(m, demo_models_dir) for m in demo["models"]]
-    with (directory / "iris.pkl").open("wb") as fh:
-        pickle.dump(joblib.load(demo_models_dir / "iris.joblib"), fh)
-    models.append({"name": "iris-pickle", "path": "iris.pkl", "labels": LABELS})
-    return serve_modelserve_module(write_config(directory, {**demo, "models": models}))
-
-
-def _absolute_paths(model: dict[str, Any], directory: Path) -> dict[str, Any]:
-    """A demo model entry whose file paths still point into the demo folder."""
-    return {
-        key: str(directory / value) if key in ("path", "profile") else value
-        for key, value in model.items()
-    }
+def server(demo_server: RunningServer) -> RunningServer:
+    """The demo config (joblib, skops, ONNX, TorchScript) served by one real process."""
+    return demo_server
 
 
 def sklearn_probabilities(demo_models_dir: Path) -> Probabilities:
     return np.asarray(joblib.load(demo_models_dir / "iris.joblib").predict_proba(ROWS))
-
-
-def pickle_probabilities(demo_models_dir: Path) -> Probabilities:
-    with (demo_models_dir / "iris.joblib").open("rb") as fh:
-        model = joblib.load(fh)
-    return np.asarray(model.predict_proba(ROWS))
 
 
 def skops_probabilities(demo_models_dir: Path) -> Probabilities:
@@ -89,12 +66,11 @@ def torch_probabilities(demo_models_dir: Path) -> Probabilities:
 # in the last bits; every other format must match exactly.
 FORMATS: list[tuple[str, Callable[[Path], Probabilities], float]] = [
     ("iris", sklearn_probabilities, 0.0),
-    ("iris-pickle", pickle_probabilities, 0.0),
     ("iris-skops", skops_probabilities, 0.0),
     ("iris-onnx", onnx_probabilities, 0.0),
     ("iris-torch", torch_probabilities, 1e-6),
 ]
-IDS = ["joblib", "pickle", "skops", "onnx", "torchscript"]
+IDS = ["joblib", "skops", "onnx", "torchscript"]
 
 
 def served_batch(server: RunningServer, model: str) -> dict[str, Any]:
