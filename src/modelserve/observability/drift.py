@@ -54,7 +54,8 @@ class DriftReport:
 
 
 class DriftWindow:
-    """The last ``capacity`` rows a version served, with their labels and confidences."""
+    """The last ``capacity`` rows a version served (their first ``n_features`` columns), with
+    their predicted labels and confidences."""
 
     def __init__(self, n_features: int, capacity: int) -> None:
         self.capacity = capacity
@@ -77,9 +78,10 @@ class DriftWindow:
         confidences: Sequence[float | None] | None = None,
     ) -> None:
         """Remember ``matrix``'s rows (and their predicted labels/confidences) as the newest."""
-        n = len(matrix)
-        if n == 0 or matrix.shape[1] != self._rows.shape[1]:
+        n, width = len(matrix), self._rows.shape[1]
+        if n == 0 or matrix.shape[1] < width:
             return
+        matrix = matrix[:, :width]  # a view: only the profiled features are kept
         if n == 1:  # the common single-row request: no temporary arrays
             i = self._next
             self._rows[i] = matrix[0]

@@ -19,7 +19,7 @@ import structlog
 from modelserve.observability import metrics
 from modelserve.observability.drift import DriftReport, DriftWindow, FloatArray
 from modelserve.observability.latency import LatencyWindow
-from modelserve.observability.profile import ReferenceProfile
+from modelserve.observability.profile import MAX_PROFILED_FEATURES, ReferenceProfile
 from modelserve.settings import DriftSettings
 
 log = structlog.get_logger(__name__)
@@ -55,7 +55,7 @@ class VersionMonitor:
         self.is_classifier = is_classifier
         self.profile = profile
         self.settings = settings
-        self.drift = DriftWindow(n_features, settings.window)
+        self.drift = DriftWindow(min(n_features, MAX_PROFILED_FEATURES), settings.window)
         self.latency = LatencyWindow(settings.window)
         self._drifting: set[str] = set()
         self._record_duration = metrics.prediction_duration_recorder(model, version)

@@ -5,6 +5,8 @@ and the share of training rows in each bin), plus the model's predicted-class mi
 confidence on that data. ``modelserve profile`` writes one as JSON; a model version loads it
 with ``profile:`` in its config. Bins are by quantile, so every bin starts with about the same
 share of rows; ties (discrete features) merge bins, and the shares record what really happened.
+Only the first ``MAX_PROFILED_FEATURES`` features are profiled: drift memory and the number of
+PSI series per version stay bounded however wide the model is.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import orjson
 
 PROFILE_FORMAT = "modelserve-profile/1"
 DEFAULT_BINS = 10
+MAX_PROFILED_FEATURES = 100
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -52,6 +55,9 @@ class ReferenceProfile:
 
     rows: int
     features: tuple[FeatureProfile, ...]
+    """The first ``MAX_PROFILED_FEATURES`` features of the model's input, in order."""
+    n_features: int
+    """Width of the model's input (can exceed the profiled features)."""
     class_mix: dict[str, float] | None = None
     """Share of each predicted label on the reference data (classifiers)."""
     mean_confidence: float | None = None
@@ -71,6 +77,7 @@ class ReferenceProfile:
             "created_at": self.created_at,
             "source": self.source,
             "rows": self.rows,
+            "n_features": self.n_features,
             "features": [
                 {
                     "name": f.name,
@@ -90,11 +97,12 @@ class ReferenceProfile:
 
     def check_fits(self, n_features: int, feature_names: Sequence[str] | None) -> None:
         """Raise ValueError unless the profile describes this model's inputs."""
-        if len(self.features) != n_features:
+        if self.n_features != n_features:
             raise ValueError(
-                f"profile has {len(self.features)} features, the model expects {n_features}"
+                f"profile has {self.n_features} features, the model expects {n_features}"
             )
-        if feature_names is not None and list(feature_names) != self.feature_names:
+        profiled = len(self.features)
+        if feature_names is not None and list(feature_names)[:profiled] != self.feature_names:
             raise ValueError(
                 f"profile features {self.feature_names} differ from the model's "
                 f"{list(feature_names)}"
@@ -122,7 +130,7 @@ def build_profile(
         raise ValueError(f"{len(names)} feature names for {matrix.shape[1]} columns")
     quantiles = np.linspace(0, 1, bins + 1)[1:-1]
     features = []
-    for column, name in enumerate(names):
+    for column, name in enumerate(names[:MAX_PROFILED_FEATURES]):
         values = matrix[:, column]
         edges = np.unique(np.quantile(values, quantiles))
         counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
@@ -145,6 +153,7 @@ def build_profile(
     return ReferenceProfile(
         rows=len(matrix),
         features=tuple(features),
+        n_features=matrix.shape[1],
         class_mix=class_mix,
         mean_confidence=mean_confidence,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -195,6 +204,7 @@ def _parse(body: dict[str, Any]) -> ReferenceProfile:
     return ReferenceProfile(
         rows=int(body["rows"]),
         features=tuple(features),
+        n_features=int(body.get("n_features", len(features))),
         class_mix={str(k): float(v) for k, v in class_mix.items()} if class_mix else None,
         mean_confidence=float(confidence) if confidence is not None else None,
         created_at=str(body.get("created_at", "")),

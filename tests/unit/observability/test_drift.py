@@ -129,3 +129,13 @@ def test_window_mean_confidence_ignores_rows_without_one() -> None:
     window.add(np.zeros((3, 1)), ["a", "a", "b"], [0.6, None, 1.0])
 
     assert window.report(None, min_rows=1).mean_confidence == pytest.approx(0.8)
+
+
+def test_window_of_a_narrower_profile_reads_the_first_columns() -> None:
+    """A window for 1 profiled feature keeps only column 0 of wider rows."""
+    window = DriftWindow(1, capacity=10)
+    window.add(np.column_stack([np.arange(10.0), np.full(10, 99.0)]))
+
+    report = window.report(build_profile(np.arange(10.0).reshape(-1, 1)), min_rows=10)
+
+    assert report.psi == {"0": 0.0}

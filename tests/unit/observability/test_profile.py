@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
-from modelserve.observability.profile import PROFILE_FORMAT, build_profile, load_profile
+from modelserve.observability.profile import (
+    MAX_PROFILED_FEATURES,
+    PROFILE_FORMAT,
+    build_profile,
+    load_profile,
+)
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -126,3 +131,14 @@ def test_check_fits_refuses_other_feature_names() -> None:
 
     with pytest.raises(ValueError, match="differ"):
         profile.check_fits(4, ["a", "b", "c", "d"])
+
+
+def test_build_profile_of_a_wide_model_keeps_the_first_features() -> None:
+    """A 150-feature model gets its first 100 features profiled, and still fits its width."""
+    wide = np.random.default_rng(0).normal(size=(50, 150))
+
+    profile = build_profile(wide)
+
+    assert len(profile.features) == MAX_PROFILED_FEATURES == 100
+    assert profile.n_features == 150
+    profile.check_fits(150, [str(i) for i in range(150)])
