@@ -121,6 +121,11 @@ class BodyTooLargeError(ModelserveError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body exceeds the limit of {limit} bytes")
 
+    @property
+    def headers(self) -> dict[str, str]:
+        # The rest of the body is never read: close, or the server would keep draining it.
+        return {"Connection": "close"}
+
 
 class ModelNotFoundError(ModelserveError):
     code = "model_not_found"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,16 @@ def assert_error(response: httpx.Response, status: int, code: str) -> str:
     return str(body["detail"])
 
 
-def raw_exchange(port: int, head: bytes, chunks: list[bytes]) -> tuple[int, dict[str, str], bytes]:
+@dataclass
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    closed: bool
+    """The server closed the connection after answering."""
+
+
+def raw_exchange(port: int, head: bytes, chunks: list[bytes]) -> RawAnswer:
     """Send a request by hand (headers, then body pieces) and read the answer within 10 s."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(head)
@@ -89,7 +99,14 @@ def raw_exchange(port: int, head: bytes, chunks: list[bytes]) -> tuple[int, dict
             if not piece:
                 break
             body += piece
-    return int(status_line.split()[1]), headers, body
+        sock.settimeout(2)
+        try:
+            closed = sock.recv(1) == b""
+        except TimeoutError:
+            closed = False
+        except ConnectionResetError:
+            closed = True
+    return RawAnswer(int(status_line.split()[1]), headers, body, closed)
 
 
 @pytest.mark.parametrize(
@@ -162,9 +179,9 @@ def test_body_over_limit_with_content_length_is_413_without_reading_it(
         b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
         b"Content-Length: 100000000\r\n\r\n"
     )
-    status, _, body = raw_exchange(server.port, head, [])
-    assert status == 413
-    assert orjson.loads(body)["code"] == "body_too_large"
+    answer = raw_exchange(server.port, head, [])
+    assert answer.status == 413
+    assert orjson.loads(answer.body)["code"] == "body_too_large"
 
 
 def test_body_over_limit_chunked_is_413_without_reading_it(server: RunningServer) -> None:
@@ -174,9 +191,27 @@ def test_body_over_limit_chunked_is_413_without_reading_it(server: RunningServer
         b"Transfer-Encoding: chunked\r\n\r\n"
     )
     chunk = b"400\r\n" + b" " * 1024 + b"\r\n"  # 1 KiB per chunk; no terminating 0-chunk
-    status, _, body = raw_exchange(server.port, head, [chunk] * 4)
-    assert status == 413
-    assert orjson.loads(body)["code"] == "body_too_large"
+    answer = raw_exchange(server.port, head, [chunk] * 4)
+    assert answer.status == 413
+    assert orjson.loads(answer.body)["code"] == "body_too_large"
+
+
+@pytest.mark.parametrize(
+    ("framing", "chunks"),
+    [
+        (b"Content-Length: 100000000", []),
+        (b"Transfer-Encoding: chunked", [b"400\r\n" + b" " * 1024 + b"\r\n"] * 4),
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_body_over_limit_closes_the_connection(
+    server: RunningServer, framing: bytes, chunks: list[bytes]
+) -> None:
+    """After a 413 the server closes the connection, so the rest of the body is never read."""
+    head = b"POST /predict HTTP/1.1\r\nHost: test\r\n" + framing + b"\r\n\r\n"
+    answer = raw_exchange(server.port, head, chunks)
+    assert (answer.status, answer.headers.get("connection")) == (413, "close")
+    assert answer.closed
 
 
 @pytest.mark.parametrize(

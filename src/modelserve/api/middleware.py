@@ -71,7 +71,7 @@ class RequestContextMiddleware:
             if declared is not None and declared > self.max_body_bytes:
                 exc = BodyTooLargeError(self.max_body_bytes)
                 response = error_response(
-                    exc.status_code, exc.code, exc.detail, request_id, {"Connection": "close"}
+                    exc.status_code, exc.code, exc.detail, request_id, exc.headers
                 )
                 await response(scope, receive, send_with_id)
             else:
