@@ -57,6 +57,41 @@ _METRICS_OPERATION: dict[str, Any] = {
     },
 }
 
+_STATS_OPERATION: dict[str, Any] = {
+    "summary": "Live statistics",
+    "description": "What the dashboard shows, over the last minute and across workers: "
+    "throughput, p50/p95/p99 latency, error and shed rates, and per model version the class "
+    "mix, confidence histogram, PSI per feature, cache hit rate, queue depth and batch size.",
+    "tags": ["observability"],
+    "operationId": "stats_get",
+    "responses": {
+        "200": {
+            "description": "Statistics (JSON object).",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+}
+
+_DASHBOARD_OPERATION: dict[str, Any] = {
+    "summary": "Live dashboard",
+    "description": "An HTML page (assets shipped in the package) refreshing from GET /stats.",
+    "tags": ["observability"],
+    "operationId": "dashboard_get",
+    "responses": {
+        "200": {
+            "description": "The dashboard page.",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    },
+}
+
+# Plain routes documented by hand, included when the app serves them.
+_RAW_OPERATIONS = {
+    "/metrics": _METRICS_OPERATION,
+    "/stats": _STATS_OPERATION,
+    "/dashboard": _DASHBOARD_OPERATION,
+}
+
 
 @dataclass(frozen=True)
 class Operation:
@@ -150,8 +185,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             entry["requestBody"] = {"required": True, **_content(op.request.__name__, "")}
             del entry["requestBody"]["description"]
         doc.setdefault("paths", {}).setdefault(op.path, {})[op.method] = entry
-    if any(getattr(route, "path", None) == "/metrics" for route in app.routes):
-        doc.setdefault("paths", {})["/metrics"] = {"get": _METRICS_OPERATION}
+    served = {getattr(route, "path", None) for route in app.routes}
+    for path, operation in _RAW_OPERATIONS.items():
+        if path in served:
+            doc.setdefault("paths", {})[path] = {"get": operation}
     app.openapi_schema = doc
     return doc
 

@@ -154,3 +154,14 @@ def test_openapi_predict_documents_selection_parameters(
     """/predict documents its query parameters with descriptions."""
     parameters = {p["name"]: p for p in doc["paths"]["/predict"]["post"]["parameters"]}
     assert parameters[parameter]["description"]
+
+
+def test_openapi_documents_every_served_route(app: FastAPI, doc: dict[str, Any]) -> None:
+    """Every path the app answers (bar the docs pages themselves) appears in the document."""
+    undocumented_by_design = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    served = {
+        path
+        for route in app.routes
+        if (path := getattr(route, "path", None)) and getattr(route, "methods", None)
+    }
+    assert sorted(served - undocumented_by_design - set(doc["paths"])) == []
