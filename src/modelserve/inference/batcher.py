@@ -16,7 +16,10 @@ The algorithm, in rows (not requests):
 * A failing model call fails only the requests with rows in that batch.
 
 Everything but the model call runs on the event loop, driven by callbacks (no dispatcher task):
-a submit, a finished model call and the max-delay timer each call :meth:`_pump`.
+a submit, a finished model call and the max-delay timer each call :meth:`_pump`. Every request
+of a batcher has the same timeout, so deadlines come in enqueue order and one timer, armed for
+the oldest unanswered request, enforces them all (a timer per request cost more than the rest
+of the batcher on the hot path).
 """
 
 from __future__ import annotations
@@ -91,7 +94,11 @@ class DynamicBatcher:
         self._queue: deque[_Request] = deque()
         self._queued_rows = 0
         self._busy = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._unanswered: deque[_Request] = deque()  # queued or computing, in deadline order
+        self._deadline_timer: asyncio.Handle | None = None
+        self._delay_timer: asyncio.Handle | None = None
+        self._delay_until = 0.0
+        self._metrics = metrics.batcher_recorder(model, version)
         self._drained = asyncio.Event()
         self._drained.set()
         self._closing = False
@@ -124,18 +131,11 @@ class DynamicBatcher:
         request = _Request(rows, loop.create_future(), now, now + self._timeout_s, idle)
         self._queue.append(request)
         self._queued_rows += n
+        self._track_deadline(loop, request)
         self._drained.clear()
         self._pump(loop)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                output = await request.future
-        except TimeoutError:
-            started = request.taken > 0
-            self._abandon(request)
-            timeout_ms = self._config.timeout_ms
-            if started:
-                raise InferenceTimeoutError(timeout_ms) from None
-            raise QueueTimeoutError(timeout_ms) from None
+            output = await request.future
         except asyncio.CancelledError:
             # The client went away: never compute rows nobody will read.
             if request.remaining:
@@ -155,8 +155,8 @@ class DynamicBatcher:
             await asyncio.wait_for(self._drained.wait(), timeout_s)
         except TimeoutError:
             log.warning("batcher_drain_timed_out", model=self.model, queued_rows=self._queued_rows)
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
         for request in self._queue:
             if not request.future.done():
                 request.future.set_exception(ShuttingDownError())
@@ -174,9 +174,34 @@ class DynamicBatcher:
             self._after_change()
 
     def _after_change(self) -> None:
-        metrics.record_queue(self.model, self.version, self._queued_rows)
+        self._metrics.queue_rows(self._queued_rows)
         if not self._queue and self._busy == 0:
             self._drained.set()
+
+    def _track_deadline(self, loop: asyncio.AbstractEventLoop, request: _Request) -> None:
+        unanswered = self._unanswered
+        while unanswered and unanswered[0].future.done():
+            unanswered.popleft()  # answers come back roughly in order: the head stays fresh
+        unanswered.append(request)
+        if self._deadline_timer is None:
+            self._deadline_timer = loop.call_at(unanswered[0].deadline, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Answer 504 to every request past its deadline; re-arm for the next one."""
+        self._deadline_timer = None
+        now = loop.time()
+        unanswered = self._unanswered
+        while unanswered and (unanswered[0].future.done() or unanswered[0].deadline <= now):
+            request = unanswered.popleft()
+            if request.future.done():
+                continue
+            timeout_ms = self._config.timeout_ms
+            started = request.taken > 0
+            error = InferenceTimeoutError(timeout_ms) if started else QueueTimeoutError(timeout_ms)
+            request.future.set_exception(error)
+            self._abandon(request)
+        if unanswered:
+            self._deadline_timer = loop.call_at(unanswered[0].deadline, self._expire, loop)
 
     def _pump(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start model calls while a thread is free and a batch is due."""
@@ -184,10 +209,11 @@ class DynamicBatcher:
             now = loop.time()
             due_at = self._due_at()
             if now < due_at:
-                if self._timer is None or self._timer.when() > due_at:
-                    if self._timer is not None:
-                        self._timer.cancel()
-                    self._timer = loop.call_at(due_at, self._on_timer, loop)
+                if self._delay_timer is None or self._delay_until > due_at:
+                    if self._delay_timer is not None:
+                        self._delay_timer.cancel()
+                    self._delay_until = due_at
+                    self._delay_timer = loop.call_at(due_at, self._on_delay_over, loop)
                 break
             batch = self._take_batch(now)
             if batch:
@@ -201,8 +227,8 @@ class DynamicBatcher:
             return 0.0
         return head.enqueued_at + self._max_delay_s
 
-    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
+    def _on_delay_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._delay_timer = None
         self._pump(loop)
 
     def _take_batch(self, now: float) -> list[_Slice]:
@@ -228,7 +254,7 @@ class DynamicBatcher:
                     break
             if not request.taken:
                 request.started_at = now
-                metrics.record_queue_wait(self.model, self.version, now - request.enqueued_at)
+                self._metrics.queue_wait_seconds(now - request.enqueued_at)
             batch.append(_Slice(request, request.taken, request.taken + take))
             request.taken += take
             self._queued_rows -= take
@@ -273,7 +299,8 @@ class DynamicBatcher:
             else:
                 self._fail(batch, PredictionFailedError)
         else:
-            metrics.record_batch(self.model, self.version, size, time.perf_counter() - started)
+            self._metrics.batch_rows(size)
+            self._metrics.inference_seconds(time.perf_counter() - started)
             _scatter(batch, call.result())
         self._pump(loop)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import (
@@ -286,6 +287,26 @@ def prediction_duration_recorder(model: str, version: str) -> Callable[[float], 
     """Records one version's prediction durations; keep it (``labels()`` costs more than
     an observation, and this runs once per request)."""
     return PREDICTION_DURATION.labels(model, version).observe
+
+
+@dataclass(frozen=True, slots=True)
+class BatcherRecorder:
+    """One version's batcher metrics, labelled once: the batcher records them per request,
+    and ``labels()`` costs more than the observation itself."""
+
+    queue_rows: Callable[[float], None]
+    queue_wait_seconds: Callable[[float], None]
+    batch_rows: Callable[[float], None]
+    inference_seconds: Callable[[float], None]
+
+
+def batcher_recorder(model: str, version: str) -> BatcherRecorder:
+    return BatcherRecorder(
+        queue_rows=QUEUE_ROWS.labels(model, version).set,
+        queue_wait_seconds=QUEUE_WAIT.labels(model, version).observe,
+        batch_rows=BATCH_ROWS.labels(model, version).observe,
+        inference_seconds=INFERENCE_DURATION.labels(model, version).observe,
+    )
 
 
 def record_drift(
