@@ -19,4 +19,5 @@ def pytest_asyncio_loop_factories(
     module = getattr(item, "module", None)
     if module is not None and module.__name__.rpartition(".")[2] in BOTH_LOOPS_MODULES:
         return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
-    return None
+    # pytest-asyncio 1.5 refuses None once the hook exists: other modules get the default loop.
+    return {"asyncio": asyncio.new_event_loop}
