@@ -26,7 +26,10 @@ def configure_logging(
     if log_format == "json":
         processors: list[structlog.types.Processor] = [
             *shared,
-            structlog.processors.dict_tracebacks,
+            # Tracebacks without local variables: frames hold request features and secrets.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             structlog.processors.JSONRenderer(serializer=orjson.dumps),
         ]
         factory: structlog.types.WrappedLogger = structlog.BytesLoggerFactory(sys.stdout.buffer)
