@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from modelserve import __version__
 from modelserve.api.auth import ApiKeyring, AuthMiddleware
+from modelserve.api.dispatch import ModelserveApp
 from modelserve.api.errors import install_error_handlers
 from modelserve.api.middleware import RequestContextMiddleware
 from modelserve.api.openapi import build_openapi
@@ -72,7 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await limiter.close()
             log.info("server_stopped", drain_ms=round((time.perf_counter() - started) * 1000, 3))
 
-    app = FastAPI(
+    app = ModelserveApp(
         title="modelserve",
         version=__version__,
         description=DESCRIPTION,
