@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
 from modelserve.errors import NonFiniteOutputError
 from modelserve.inference.types import Prediction, RawOutput
+
+_NUMPY_CHECK_FROM_ROWS = 16
+"""From this many rows the finiteness check is one numpy call rather than a Python loop."""
 
 
 class OutputFormatter:
@@ -35,7 +40,6 @@ class OutputFormatter:
     def format(self, raw: RawOutput, top_k: int | None = None) -> list[Prediction]:
         """One Prediction per row of ``raw``; NonFiniteOutputError rather than a NaN answer."""
         if raw.probabilities is not None:
-            _require_finite(raw.probabilities)
             return self._classify(raw, top_k if top_k is not None else self.top_k)
         if raw.values is None:
             raise ValueError("runtime returned neither probabilities nor values")
@@ -48,19 +52,29 @@ class OutputFormatter:
     def _classify(self, raw: RawOutput, top_k: int | None) -> list[Prediction]:
         probabilities = raw.probabilities
         assert probabilities is not None  # noqa: S101 - narrowed by the caller
+        # One conversion to Python floats, then plain Python: most calls format a single row,
+        # where each numpy call (argmax, fancy indexing, isfinite) costs more than the row.
+        rows = probabilities.tolist()
+        small = len(rows) < _NUMPY_CHECK_FROM_ROWS
+        if not small:
+            _require_finite(probabilities)
         labels = self.labels or [str(i) for i in range(probabilities.shape[1])]
-        best = probabilities.argmax(axis=1)
-        confidences = probabilities[np.arange(len(best)), best]
         values = raw.values.tolist() if raw.values is not None else None
         out = []
-        for i, row in enumerate(probabilities.tolist()):
-            label = labels[best[i]] if values is None else self._label_of_value(values[i])
+        for i, row in enumerate(rows):
+            if small and not all(map(math.isfinite, row)):
+                raise NonFiniteOutputError(i)
+            confidence = max(row)
+            if values is None:
+                label = labels[row.index(confidence)]
+            else:
+                label = self._label_of_value(values[i])
             if top_k is not None and top_k < len(row):
                 order = sorted(range(len(row)), key=row.__getitem__, reverse=True)[:top_k]
                 probs = {labels[j]: row[j] for j in order}
             else:
                 probs = dict(zip(labels, row, strict=False))
-            out.append(Prediction(label, float(confidences[i]), probs))
+            out.append(Prediction(label, confidence, probs))
         return out
 
     def _label_of_value(self, value: object) -> str:

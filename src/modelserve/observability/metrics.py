@@ -8,10 +8,12 @@ values combine with a ``live*`` mode, so a dead worker's last value never linger
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -228,21 +230,38 @@ def record_predictions(
     model: str, version: str, labels: list[str], confidences: list[float]
 ) -> None:
     """Requests and rows answered by a classifier."""
-    PREDICTIONS.labels(model, version).inc()
-    ROWS.labels(model, version).inc(len(labels))
+    _request_counters(model, version)(len(labels))
     for label in labels:
-        PREDICTED_CLASS.labels(model, version, label).inc()
-    histogram = CONFIDENCE.labels(model, version)
+        _child(PREDICTED_CLASS, model, version, label).inc()
+    observe = _child(CONFIDENCE, model, version).observe
     for confidence in confidences:
-        histogram.observe(confidence)
+        observe(confidence)
 
 
 def record_regression(model: str, version: str, values: list[float]) -> None:
-    PREDICTIONS.labels(model, version).inc()
-    ROWS.labels(model, version).inc(len(values))
-    histogram = REGRESSION_OUTPUT.labels(model, version)
+    _request_counters(model, version)(len(values))
+    observe = _child(REGRESSION_OUTPUT, model, version).observe
     for value in values:
-        histogram.observe(value)
+        observe(value)
+
+
+@functools.cache
+def _child(metric: Counter | Histogram, *labels: str) -> Any:
+    """A labelled child, looked up once: ``labels()`` takes a lock and costs more than the
+    observation, and these helpers run per request. Children are never removed, so the cache
+    holds exactly what the registry holds."""
+    return metric.labels(*labels)
+
+
+@functools.cache
+def _request_counters(model: str, version: str) -> Callable[[int], None]:
+    predictions, rows = PREDICTIONS.labels(model, version), ROWS.labels(model, version)
+
+    def count(n_rows: int) -> None:
+        predictions.inc()
+        rows.inc(n_rows)
+
+    return count
 
 
 def record_out_of_range(model: str, version: str, feature: str) -> None:
@@ -279,8 +298,8 @@ def record_load(model: str, version: str, load_s: float, warmup_s: float) -> Non
 
 
 def record_http(route: str, method: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(route, method, str(status)).inc()
-    HTTP_DURATION.labels(route, method).observe(seconds)
+    _child(HTTP_REQUESTS, route, method, str(status)).inc()
+    _child(HTTP_DURATION, route, method).observe(seconds)
 
 
 def prediction_duration_recorder(model: str, version: str) -> Callable[[float], None]:

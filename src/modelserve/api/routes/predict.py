@@ -7,8 +7,6 @@ route. The same Pydantic models validate the bodies and document them in /docs.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import orjson
 import structlog
 from pydantic import ValidationError
@@ -20,15 +18,22 @@ from modelserve.api.ratelimit import charge_rows
 from modelserve.api.schemas import BatchPredictRequest, PredictRequest
 from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
 from modelserve.inference.service import PredictionResult, PredictionService
+from modelserve.observability.logging import utc_timestamp
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+def _header(request: Request, name: bytes) -> str | None:
+    """One request header by its lower-case name (no Headers object for a single lookup)."""
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _selection(request: Request) -> tuple[str | None, str | None, int | None]:
+    if not request.scope["query_string"]:  # the common case: no parameters to parse
+        return None, _header(request, b"x-model-version"), None
     params = request.query_params
-    version = params.get("model_version") or request.headers.get("x-model-version")
+    version = params.get("model_version") or _header(request, b"x-model-version")
     top_k_text = params.get("top_k")
     top_k = None
     if top_k_text is not None:
@@ -40,14 +45,35 @@ def _selection(request: Request) -> tuple[str | None, str | None, int | None]:
 
 def _caller(request: Request) -> str | None:
     """Who is asking, for sticky routing: the API key's name, else X-Client-ID."""
-    return getattr(request.state, "caller", None) or request.headers.get("x-client-id")
+    caller: str | None = request.scope["state"].get("caller")
+    return caller or _header(request, b"x-client-id")
+
+
+def _request_id(request: Request) -> str:
+    request_id: str = request.scope["state"]["request_id"]
+    return request_id
+
+
+class _JSONAnswer(Response):
+    """A 200 JSON response whose raw headers are built directly (no header normalisation)."""
+
+    media_type = "application/json"
+
+    def __init__(self, content: dict[str, object], result: PredictionResult) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = orjson.dumps(content)
+        self.raw_headers = [
+            (b"content-length", str(len(self.body)).encode()),
+            (b"content-type", b"application/json"),
+            (b"x-model-version", result.model_version.encode()),
+        ]
+        if result.cache_status is not None:
+            self.raw_headers.append((b"x-cache", result.cache_status.encode()))
 
 
 def _json(content: dict[str, object], result: PredictionResult) -> Response:
-    headers = {"X-Model-Version": result.model_version}
-    if result.cache_status is not None:
-        headers["X-Cache"] = result.cache_status
-    return Response(orjson.dumps(content), media_type="application/json", headers=headers)
+    return _JSONAnswer(content, result)
 
 
 async def predict(request: Request) -> Response:
@@ -57,7 +83,7 @@ async def predict(request: Request) -> Response:
     try:
         payload = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
-        return from_validation_error(exc, request.state.request_id)
+        return from_validation_error(exc, _request_id(request))
     model, version, top_k = _selection(request)
     result = await service.predict(
         [payload.features], model=model, version=version, caller=_caller(request), top_k=top_k
@@ -78,8 +104,8 @@ async def predict(request: Request) -> Response:
             "model": result.model,
             "model_version": result.model_version,
             "latency_ms": round(result.latency_ms, 3),
-            "timestamp": _now(),
-            "request_id": request.state.request_id,
+            "timestamp": utc_timestamp(),
+            "request_id": _request_id(request),
         },
         result,
     )
@@ -93,7 +119,7 @@ async def predict_batch(request: Request) -> Response:
     try:
         payload = BatchPredictRequest.model_validate_json(body)
     except ValidationError as exc:
-        return from_validation_error(exc, request.state.request_id)
+        return from_validation_error(exc, _request_id(request))
     rows = payload.batch
     if not rows:
         raise EmptyBatchError()
@@ -118,8 +144,8 @@ async def predict_batch(request: Request) -> Response:
         "model": result.model,
         "model_version": result.model_version,
         "latency_ms": round(result.latency_ms, 3),
-        "timestamp": _now(),
-        "request_id": request.state.request_id,
+        "timestamp": utc_timestamp(),
+        "request_id": _request_id(request),
     }
     if request.query_params.get("probabilities") in ("1", "true"):
         content["probabilities"] = [a.probabilities for a in answers]
