@@ -21,6 +21,11 @@ Row = Sequence[float] | Mapping[str, float]
 _PYTHON_CHECK_MAX_VALUES = 64
 
 
+def _is_named(row: Row) -> bool:
+    """Whether a row maps names to values; plain lists skip the slow ABC isinstance check."""
+    return type(row) is not list and isinstance(row, Mapping)
+
+
 @dataclass(frozen=True, slots=True)
 class OutOfRange:
     """A value outside the declared range: served, but reported."""
@@ -61,11 +66,11 @@ class FeatureSchema:
 
     def to_array(self, rows: Sequence[Row]) -> FloatArray:
         """Build the (n, n_features) array or raise an InvalidInputError naming the problem."""
-        if rows and isinstance(rows[0], Mapping):
+        if rows and _is_named(rows[0]):
             matrix = np.array([self._ordered(row, i) for i, row in enumerate(rows)], np.float64)
         else:
             for i, row in enumerate(rows):
-                if isinstance(row, Mapping):
+                if _is_named(row):
                     raise InvalidInputError(f"row {i} mixes named and positional features")
                 if len(row) != self.n_features:
                     raise FeatureCountError(self.n_features, len(row), i if len(rows) > 1 else None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 import structlog
 from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modelserve.api.errors import from_validation_error
@@ -19,6 +19,23 @@ from modelserve.api.schemas import BatchPredictRequest, PredictRequest
 from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
 from modelserve.inference.service import PredictionResult, PredictionService
 from modelserve.observability.logging import utc_timestamp
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, read straight from ``receive``.
+
+    ``Request.body()`` goes through an async generator and ``aclosing`` for every request:
+    ~7% of the single-row /predict path in py-spy, for what is nearly always one message.
+    """
+    chunks: list[bytes] = []
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
 
 
 def _header(request: Request, name: bytes) -> str | None:
@@ -79,7 +96,7 @@ def _json(content: dict[str, object], result: PredictionResult) -> Response:
 async def predict(request: Request) -> Response:
     """Predict one row."""
     service: PredictionService = request.app.state.service
-    body = await request.body()
+    body = await _body(request)
     try:
         payload = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -115,7 +132,7 @@ async def predict_batch(request: Request) -> Response:
     """Predict many rows in one request."""
     service: PredictionService = request.app.state.service
     limit: int = request.app.state.settings.server.max_batch_rows
-    body = await request.body()
+    body = await _body(request)
     try:
         payload = BatchPredictRequest.model_validate_json(body)
     except ValidationError as exc:
