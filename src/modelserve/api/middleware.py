@@ -88,6 +88,10 @@ class RequestContextMiddleware:
                     exc.status_code, exc.code, exc.detail, request_id, exc.headers
                 )
                 await response(scope, receive, send_with_id)
+            elif declared is not None:
+                # The HTTP parser delivers exactly Content-Length bytes, within the limit here:
+                # only bodies without a declared length need the counting receive.
+                await self.app(scope, receive, send_with_id)
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
         except Exception as exc:  # the last resort: never a traceback in a response
