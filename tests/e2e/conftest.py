@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -144,6 +145,7 @@ def _server_factory(directory: Path) -> Iterator[Callable[..., RunningServer]]:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**pythonpath_env(), **(env or {})},
+                start_new_session=True,  # its own process group: teardown reaps gunicorn workers
             )
         server = RunningServer(proc, port, log_path)
         started.append(server)
@@ -153,6 +155,7 @@ def _server_factory(directory: Path) -> Iterator[Callable[..., RunningServer]]:
 
     yield start
     for server in started:
-        if server.proc.poll() is None:
-            server.proc.kill()
-            server.proc.wait(timeout=10)
+        # The whole group: a gunicorn master killed by a test would otherwise orphan workers.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(timeout=10)
