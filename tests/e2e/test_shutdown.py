@@ -27,8 +27,10 @@ class LoadRecord:
 
     answered: dict[str, int] = field(default_factory=dict)
     refused: set[str] = field(default_factory=set)
-    """Connection refused, or reset before the server read the request (see accepted_by)."""
+    """Connection refused, or reset before the server read the request (see the test)."""
     signal_sent: bool = False
+    flowing: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once every client could have had an answer: load is flowing."""
 
 
 async def run_client(url: str, record: LoadRecord) -> None:
@@ -45,14 +47,17 @@ async def run_client(url: str, record: LoadRecord) -> None:
                     return
                 continue
             record.answered[request_id] = response.status_code
+            if len(record.answered) >= CLIENTS:
+                record.flowing.set()
 
 
-async def load_then_terminate(server: RunningServer, load_s: float) -> tuple[LoadRecord, int]:
-    """Run the clients, SIGTERM the server after ``load_s``; return what they saw and the rc."""
+async def load_then_terminate(server: RunningServer) -> tuple[LoadRecord, int]:
+    """Run the clients, SIGTERM the server once load flows; return what they saw and the rc."""
     record = LoadRecord()
     url = server.base_url + "/predict"
     clients = [asyncio.create_task(run_client(url, record)) for _ in range(CLIENTS)]
-    await asyncio.sleep(load_s)
+    async with asyncio.timeout(30):
+        await record.flowing.wait()
     record.signal_sent = True
     server.proc.send_signal(signal.SIGTERM)
     async with asyncio.timeout(60):
@@ -94,7 +99,7 @@ async def test_shutdown_under_load_answers_every_accepted_request(
     server = serve_modelserve(config, "--workers", str(workers))
     wait_for_log_events(server, workers, event="models_loaded", ready=True)
 
-    record, returncode = await load_then_terminate(server, load_s=1.0)
+    record, returncode = await load_then_terminate(server)
 
     logged = predictions_logged(server)
     accepted = {str(line["request_id"]): line["status"] for line in logged}
