@@ -93,7 +93,7 @@ def _load_model(config: ModelConfig) -> Runtime:
 
         return TorchScriptRuntime(
             config.path,
-            n_features=config.n_features or _warmup_width(config),
+            n_features=config.n_features or declared_width(config),
             device=config.torch_device,
             output=config.torch_output,
             classifier_hint=classifier_hint,
@@ -113,7 +113,8 @@ def _classifier_hint(config: ModelConfig) -> bool | None:
     return True if config.labels else None
 
 
-def _warmup_width(config: ModelConfig) -> int | None:
+def declared_width(config: ModelConfig) -> int | None:
+    """The input width the config implies (warm-up rows or feature names), if any."""
     if config.warmup_input:
         return len(config.warmup_input[0])
     if config.feature_names:

@@ -20,7 +20,7 @@ from modelserve.errors import (
 )
 from modelserve.inference.batcher import DynamicBatcher
 from modelserve.inference.cache import artifact_fingerprint
-from modelserve.inference.loader import detect_format, load_runtime
+from modelserve.inference.loader import declared_width, detect_format, load_runtime
 from modelserve.inference.postprocess import OutputFormatter
 from modelserve.inference.preprocess import FeatureSchema
 from modelserve.inference.routing import VersionRouter
@@ -45,7 +45,6 @@ class ModelVersion:
     schema: FeatureSchema | None = None
     formatter: OutputFormatter | None = None
     batcher: DynamicBatcher | None = None
-    extras: dict[str, object] = field(default_factory=dict)
     fingerprint: str = ""
     """Identity of the loaded artifact and output config (prediction-cache keys use it)."""
     profile: ReferenceProfile | None = None
@@ -103,7 +102,7 @@ def build_version(config: ModelConfig) -> ModelVersion:
     runtime = load_runtime(config)
     load_s = time.perf_counter() - started
     meta = runtime.metadata
-    n_features = config.n_features or meta.n_features or _width_hint(config)
+    n_features = config.n_features or meta.n_features or declared_width(config)
     if n_features is None:
         raise ModelLoadError("the model does not declare its input width; set n_features")
     if config.n_features and meta.n_features and config.n_features != meta.n_features:
@@ -154,12 +153,6 @@ def _format_name(config: ModelConfig) -> str:
         return detect_format(config.path, config.format)
     except ModelLoadError:
         return config.format
-
-
-def _width_hint(config: ModelConfig) -> int | None:
-    if config.warmup_input:
-        return len(config.warmup_input[0])
-    return len(config.feature_names) if config.feature_names else None
 
 
 def _warmup_rows(config: ModelConfig, schema: FeatureSchema) -> FloatArray:

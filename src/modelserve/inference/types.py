@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -72,4 +72,3 @@ class ModelInfo:
     labels: list[str] | None = None
     load_ms: float | None = None
     warmup_ms: float | None = None
-    extra: dict[str, object] = field(default_factory=dict)
