@@ -8,7 +8,10 @@ The tree::
     │   ├── FeatureCountError (400 wrong_feature_count)
     │   ├── NonFiniteFeatureError (400 non_finite_feature)
     │   ├── UnknownFeatureError (400 unknown_feature)
-    │   └── MissingFeatureError (400 missing_feature)
+    │   ├── MissingFeatureError (400 missing_feature)
+    │   ├── UnknownDatatypeError (400 unknown_datatype; Open Inference Protocol tensors)
+    │   ├── InvalidTensorError (400 invalid_tensor; shape, data length or values)
+    │   └── UnknownTensorError (400 unknown_tensor; an input or output the model lacks)
     ├── EmptyBatchError (422 empty_batch)
     ├── BatchTooLargeError (413 batch_too_large)
     ├── BodyTooLargeError (413 body_too_large)
@@ -98,6 +101,30 @@ class MissingFeatureError(InvalidInputError):
         super().__init__(f"missing feature(s) {', '.join(names)}")
 
 
+class UnknownDatatypeError(InvalidInputError):
+    code = "unknown_datatype"
+
+    def __init__(self, datatype: object, known: tuple[str, ...]) -> None:
+        super().__init__(f"unknown datatype {datatype!r}; expected one of {', '.join(known)}")
+
+
+class InvalidTensorError(InvalidInputError):
+    """A V2 tensor whose shape, data length, values or datatype do not fit."""
+
+    code = "invalid_tensor"
+
+    def __init__(self, tensor: str, problem: str) -> None:
+        super().__init__(f"tensor {tensor!r}: {problem}")
+        self.tensor = tensor
+
+
+class UnknownTensorError(InvalidInputError):
+    code = "unknown_tensor"
+
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown {kind} {name!r}; this model has {', '.join(known) or 'none'}")
+
+
 class EmptyBatchError(ModelserveError):
     code = "empty_batch"
     status_code = HTTPStatus.UNPROCESSABLE_ENTITY
@@ -119,7 +146,9 @@ class BodyTooLargeError(ModelserveError):
     status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"request body exceeds the limit of {limit} bytes")
+        super().__init__(
+            f"request body exceeds the limit of {limit} bytes (setting server.max_body_bytes)"
+        )
 
     @property
     def headers(self) -> dict[str, str]:
