@@ -108,14 +108,17 @@ def profile(data: Path, model_spec: str, config: Path | None, out: Path, bins: i
     from modelserve.settings import ModelConfig
 
     try:
+        require_sha256 = False
         if config is not None:
-            model = select_model(_settings(config, None).models, model_spec)
+            settings = _settings(config, None)
+            model = select_model(settings.models, model_spec)
+            require_sha256 = settings.require_sha256
         elif Path(model_spec).is_file():
             path = Path(model_spec).resolve()
             model = ModelConfig(name=_model_name(path), path=path)
         else:
             raise click.UsageError(f"{model_spec} is not a file; give --config to name a model")
-        reference = profile_model(model, data, bins)
+        reference = profile_model(model, data, bins, require_sha256=require_sha256)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     out.write_bytes(reference.to_json())

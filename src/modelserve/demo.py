@@ -3,7 +3,7 @@
 Writes, into one folder: ``iris.joblib`` (StandardScaler + LogisticRegression), the same
 pipeline as ``iris.onnx`` and ``iris.skops``, ``iris.pt`` (a small TorchScript classifier,
 when torch is installed), ``iris.profile.json`` (their reference profile for drift signals),
-and ``modelserve.yaml`` serving them all with sha256 pins.
+and ``modelserve.yaml`` serving them all with sha256 pins (and ``require_sha256`` on).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modelserve.inference.loader import file_sha256
+from modelserve.inference.artifact import file_sha256
 from modelserve.observability.profile import build_profile
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -89,7 +89,7 @@ def build_demo(out: Path) -> list[str]:
     else:
         messages.append(torch_message)
 
-    config = {"default_model": "iris", "models": entries}
+    config = {"require_sha256": True, "default_model": "iris", "models": entries}
     (out / "modelserve.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     messages.append(f"wrote {out / 'modelserve.yaml'}")
     return messages

@@ -31,7 +31,8 @@ The tree::
     ├── RateLimitedError (429 rate_limited)
     ├── RateLimitUnavailableError (503 rate_limit_unavailable)
     └── ModelLoadError (409 model_load_failed; admin load/reload only, never on predict)
-        └── ChecksumMismatchError
+        ├── ChecksumMismatchError (sha256 differs from the pin)
+        └── PinRequiredError (require_sha256 and a code-running format without a pin)
 
 Inference code raises these; the interface layer turns them into JSON bodies.
 """
@@ -330,3 +331,13 @@ class ChecksumMismatchError(ModelLoadError):
 
     def __init__(self, path: str, expected: str, got: str) -> None:
         super().__init__(f"sha256 of {path} is {got}, configuration pins {expected}")
+
+
+class PinRequiredError(ModelLoadError):
+    code = "sha256_required"
+
+    def __init__(self, filename: str) -> None:
+        super().__init__(
+            f"{filename} is a format that runs code when loaded and require_sha256 is on: "
+            f"pin its digest in `sha256` (sha256sum {filename}), or turn require_sha256 off"
+        )

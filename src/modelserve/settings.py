@@ -310,6 +310,9 @@ class Settings(BaseSettings):
     """Model answering requests that name none (default: the first listed)."""
     routing: dict[str, RoutingConfig] = Field(default_factory=dict)
     """Per-model version routing (canary weights, stickiness, shadow)."""
+    require_sha256: bool = False
+    """Refuse to load a pickle/joblib or TorchScript file (formats whose loading runs code from
+    the file) unless its `sha256` is pinned; ONNX and .skops load unpinned."""
     redis_url: SecretStr | None = None
     """Redis for the shared cache and rate limits, e.g. redis://redis:6379/0."""
     cache: CacheSettings = Field(default_factory=CacheSettings)

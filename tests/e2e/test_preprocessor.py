@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
-from modelserve.inference.loader import file_sha256
+from modelserve.inference.artifact import file_sha256
 from tests import iris_versions as iv
 from tests.e2e.conftest import RunningServer
 

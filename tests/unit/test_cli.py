@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from modelserve import __version__
 from modelserve.cli import main
-from modelserve.inference.loader import file_sha256
+from modelserve.inference.artifact import file_sha256
 from modelserve.settings import load_settings
 
 DEMO_FILES = ["iris.joblib", "iris.onnx", "iris.skops", "iris.pt", "modelserve.yaml"]
@@ -181,6 +181,7 @@ def test_demo_config_serves_every_artifact_with_pins(demo_run: tuple[Path, str])
     assert sorted(m.path.name for m in settings.models) == sorted(DEMO_FILES[:-1])
     assert all(m.path.is_file() for m in settings.models)
     assert all(m.sha256 == file_sha256(m.path) for m in settings.models)
+    assert settings.require_sha256 is True
 
 
 def test_demo_config_travels_with_its_models(

@@ -20,7 +20,6 @@ import numpy as np
 import orjson
 
 from modelserve.cache.base import Cache
-from modelserve.inference.loader import file_sha256
 from modelserve.inference.types import FloatArray, Prediction
 from modelserve.settings import ModelConfig
 
@@ -42,17 +41,13 @@ class CacheStatus(StrEnum):
     """Batch requests only: some rows came from the cache, the model computed the rest."""
 
 
-def artifact_fingerprint(config: ModelConfig) -> str:
+def artifact_fingerprint(config: ModelConfig, sha256: Sequence[str]) -> str:
     """Identity of what a loaded version computes: artifact bytes, pre-processor, output config.
 
-    Uses the pinned sha256 when one is configured (the loader has verified it), else hashes
-    the file. Computed at load, so a reload of a changed file under the same version name gets
-    a new fingerprint.
+    ``sha256`` are the digests of the bytes the runtime was built from (model, pre-processor),
+    so a reload of a changed file under the same version name gets a new fingerprint.
     """
-    parts = [config.sha256 or file_sha256(config.path)]
-    if config.preprocessor is not None:
-        parts.append(config.preprocessor.sha256 or file_sha256(config.preprocessor.path))
-    parts.append(config.model_dump_json(include=_OUTPUT_FIELDS))
+    parts = [*sha256, config.model_dump_json(include=_OUTPUT_FIELDS)]
     return hashlib.blake2b("\0".join(parts).encode(), digest_size=_DIGEST_BYTES).hexdigest()
 
 

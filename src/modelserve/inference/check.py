@@ -15,7 +15,7 @@ def check_models(settings: Settings) -> tuple[bool, str]:
     ok = bool(settings.models)
     for config in settings.models:
         try:
-            info = build_version(config).info
+            info = build_version(config, require_sha256=settings.require_sha256).info
         except ModelLoadError as exc:
             ok = False
             rows.append(

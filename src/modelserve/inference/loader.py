@@ -1,30 +1,79 @@
-"""Turn a ModelConfig into a loaded Runtime: detect the format, verify the pinned digest, load."""
+"""Turn a ModelConfig into a loaded Runtime: detect the format, read and verify the bytes, load.
+
+Each format is one :class:`FormatSpec` entry: its file suffixes, whether loading it runs code
+from the file (then ``require_sha256`` demands a pin), and the builder that deserializes an
+:class:`~modelserve.inference.artifact.Artifact`. The file is read once; the bytes that were
+hashed are the bytes the builder gets.
+"""
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modelserve.errors import ChecksumMismatchError, ModelLoadError
-from modelserve.inference.runtimes.base import Runtime
+from modelserve.errors import ModelLoadError
+from modelserve.inference.artifact import Artifact, read_artifact
+from modelserve.inference.runtimes.base import Runtime, RuntimeBuilder
 from modelserve.inference.types import FloatArray, ModelMetadata, RawOutput
 from modelserve.settings import ModelConfig, PreprocessorConfig
 
-FORMAT_BY_SUFFIX = {
-    ".pkl": "sklearn",
-    ".pickle": "sklearn",
-    ".joblib": "sklearn",
-    ".skops": "skops",
-    ".onnx": "onnx",
-    ".pt": "torchscript",
-    ".pth": "torchscript",
-    ".ts": "torchscript",
-    ".torchscript": "torchscript",
+
+def _build_pickle(artifact: Artifact, config: ModelConfig) -> Runtime:
+    from modelserve.inference.runtimes.sklearn import load_pickle
+
+    return load_pickle(artifact, config)
+
+
+def _build_skops(artifact: Artifact, config: ModelConfig) -> Runtime:
+    from modelserve.inference.runtimes.sklearn import load_skops
+
+    return load_skops(artifact, config)
+
+
+def _build_onnx(artifact: Artifact, config: ModelConfig) -> Runtime:
+    from modelserve.inference.runtimes.onnx import load_onnx
+
+    return load_onnx(artifact, config)
+
+
+def _build_torchscript(artifact: Artifact, config: ModelConfig) -> Runtime:
+    from modelserve.inference.runtimes.torchscript import load_torchscript
+
+    return load_torchscript(artifact, config)
+
+
+@dataclass(frozen=True, slots=True)
+class FormatSpec:
+    """One loadable format."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    runs_code: bool
+    """Loading executes code from the file (pickle, TorchScript): a pin is then the trust."""
+    build: RuntimeBuilder
+
+
+FORMATS = {
+    f.name: f
+    for f in (
+        FormatSpec("sklearn", (".pkl", ".pickle", ".joblib"), True, _build_pickle),
+        FormatSpec("skops", (".skops",), False, _build_skops),
+        FormatSpec("onnx", (".onnx",), False, _build_onnx),
+        FormatSpec("torchscript", (".pt", ".pth", ".ts", ".torchscript"), True, _build_torchscript),
+    )
 }
-_CHUNK = 1 << 20
+FORMAT_BY_SUFFIX = {suffix: f.name for f in FORMATS.values() for suffix in f.suffixes}
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRuntime:
+    """A runtime and the sha256 of every file it was built from (model, then pre-processor)."""
+
+    runtime: Runtime
+    sha256: tuple[str, ...]
 
 
 def detect_format(path: Path, configured: str = "auto") -> str:
@@ -40,77 +89,37 @@ def detect_format(path: Path, configured: str = "auto") -> str:
         ) from None
 
 
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def load_runtime(config: ModelConfig, *, require_sha256: bool) -> LoadedRuntime:
+    """Load the model (and its pre-processor, if any) that ``config`` describes.
 
-
-def verify_sha256(path: Path, expected: str | None) -> None:
-    """Refuse a file whose digest differs from the pinned one (before it is deserialized)."""
-    if expected is None:
-        return
-    actual = file_sha256(path)
-    if actual != expected.lower():
-        raise ChecksumMismatchError(str(path), expected, actual)
-
-
-def load_runtime(config: ModelConfig) -> Runtime:
-    """Load the model (and its pre-processor, if any) that ``config`` describes."""
-    runtime = _load_model(config)
-    if config.preprocessor is not None:
-        runtime = PreprocessedRuntime(_load_transformer(config.preprocessor), runtime)
-    return runtime
-
-
-def _check_file(path: Path, sha256: str | None) -> None:
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
-    verify_sha256(path, sha256)
-
-
-def _load_model(config: ModelConfig) -> Runtime:
-    fmt = detect_format(config.path, config.format)
-    _check_file(config.path, config.sha256)
-    classifier_hint = _classifier_hint(config)
-    try:
-        if fmt == "sklearn":
-            from modelserve.inference.runtimes.sklearn import load_pickle
-
-            return load_pickle(config.path, config.label_from)
-        if fmt == "skops":
-            from modelserve.inference.runtimes.sklearn import load_skops
-
-            return load_skops(config.path, config.skops_trusted_types, config.label_from)
-        if fmt == "onnx":
-            from modelserve.inference.runtimes.onnx import OnnxRuntime
-
-            return OnnxRuntime(config.path, classifier_hint=classifier_hint)
-        from modelserve.inference.runtimes.torchscript import TorchScriptRuntime
-
-        return TorchScriptRuntime(
-            config.path,
-            n_features=config.n_features or declared_width(config),
-            device=config.torch_device,
-            output=config.torch_output,
-            classifier_hint=classifier_hint,
+    Every file is read and checked before any is deserialized. With ``require_sha256``, a file
+    whose format runs code on load is refused unless pinned.
+    """
+    fmt = FORMATS[detect_format(config.path, config.format)]
+    artifact = read_artifact(
+        config.path, config.sha256, runs_code=fmt.runs_code, require_sha256=require_sha256
+    )
+    pre = config.preprocessor
+    pre_artifact = None
+    if pre is not None:
+        pre_artifact = read_artifact(
+            pre.path, pre.sha256, runs_code=not _is_skops(pre.path), require_sha256=require_sha256
         )
+    try:
+        runtime = fmt.build(artifact, config)
     except ModelLoadError:
         raise
     except Exception as exc:
         # Corrupt pickles raise anything at all; the reason goes to the log and /models.
         raise ModelLoadError(
-            f"could not load {config.path.name}: {type(exc).__name__}: {exc}"
+            f"could not load {artifact.name}: {type(exc).__name__}: {exc}"
         ) from exc
-
-
-def _classifier_hint(config: ModelConfig) -> bool | None:
-    if config.task != "auto":
-        return config.task == "classifier"
-    return True if config.labels else None
+    if pre is None or pre_artifact is None:
+        return LoadedRuntime(runtime, (artifact.sha256,))
+    transformer = _load_transformer(pre, pre_artifact)
+    return LoadedRuntime(
+        PreprocessedRuntime(transformer, runtime), (artifact.sha256, pre_artifact.sha256)
+    )
 
 
 def declared_width(config: ModelConfig) -> int | None:
@@ -122,22 +131,26 @@ def declared_width(config: ModelConfig) -> int | None:
     return None
 
 
-def _load_transformer(config: PreprocessorConfig) -> Any:
-    _check_file(config.path, config.sha256)
+def _is_skops(path: Path) -> bool:
+    return path.suffix.lower() == ".skops"
+
+
+def _load_transformer(config: PreprocessorConfig, artifact: Artifact) -> Any:
     try:
-        if config.path.suffix.lower() == ".skops":
+        if _is_skops(config.path):
             from modelserve.inference.runtimes.sklearn import load_skops_object
 
-            return load_skops_object(config.path, config.skops_trusted_types)
-        import joblib
+            transformer = load_skops_object(artifact, config.skops_trusted_types)
+        else:
+            from modelserve.inference.runtimes.sklearn import load_pickle_object
 
-        transformer = joblib.load(config.path)
+            transformer = load_pickle_object(artifact)
     except ModelLoadError:
         raise
     except Exception as exc:
-        raise ModelLoadError(f"could not load pre-processor {config.path.name}: {exc}") from exc
+        raise ModelLoadError(f"could not load pre-processor {artifact.name}: {exc}") from exc
     if not hasattr(transformer, "transform"):
-        raise ModelLoadError(f"pre-processor {config.path.name} has no transform()")
+        raise ModelLoadError(f"pre-processor {artifact.name} has no transform()")
     return transformer
 
 

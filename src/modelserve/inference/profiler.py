@@ -21,9 +21,16 @@ from modelserve.settings import ModelConfig
 _CHUNK_ROWS = 4096
 
 
-def profile_model(config: ModelConfig, data: Path, bins: int = DEFAULT_BINS) -> ReferenceProfile:
-    """Load the version of ``config``, read ``data`` and profile both (blocking)."""
-    entry = build_version(config.model_copy(update={"profile": None}))
+def profile_model(
+    config: ModelConfig, data: Path, bins: int = DEFAULT_BINS, *, require_sha256: bool = False
+) -> ReferenceProfile:
+    """Load the version of ``config``, read ``data`` and profile both (blocking).
+
+    ``require_sha256`` comes from the configuration the model was taken from, if any.
+    """
+    entry = build_version(
+        config.model_copy(update={"profile": None}), require_sha256=require_sha256
+    )
     assert entry.runtime is not None  # noqa: S101 - build_version returns a loaded version
     assert entry.formatter is not None  # noqa: S101
     n_features = entry.info.n_features or 0

@@ -92,14 +92,18 @@ class ModelVersion:
         return True
 
 
-def build_version(config: ModelConfig) -> ModelVersion:
-    """Load, check and warm up one version (blocking; call from a thread)."""
+def build_version(config: ModelConfig, *, require_sha256: bool) -> ModelVersion:
+    """Load, check and warm up one version (blocking; call from a thread).
+
+    ``require_sha256``: refuse unpinned files of formats that run code on load.
+    """
     fmt = _format_name(config)
     info = ModelInfo(
         config.name, config.version, fmt, ModelStatus.LOADING, is_default=config.default
     )
     started = time.perf_counter()
-    runtime = load_runtime(config)
+    loaded = load_runtime(config, require_sha256=require_sha256)
+    runtime = loaded.runtime
     load_s = time.perf_counter() - started
     meta = runtime.metadata
     n_features = config.n_features or meta.n_features or declared_width(config)
@@ -142,7 +146,7 @@ def build_version(config: ModelConfig) -> ModelVersion:
     info.task = "classifier" if is_classifier else "regressor"
     info.n_features, info.feature_names, info.labels = n_features, names, labels
     info.load_ms, info.warmup_ms = round(load_s * 1000, 3), round(warmup_s * 1000, 3)
-    fingerprint = artifact_fingerprint(config)
+    fingerprint = artifact_fingerprint(config, loaded.sha256)
     return ModelVersion(
         config, info, runtime, schema, formatter, fingerprint=fingerprint, profile=profile
     )
@@ -296,7 +300,9 @@ class ModelRegistry:
         try:
             # Re-read on the loop: load_settings is not thread-safe, and a YAML file is small.
             config = reread_pins(self._settings, current.config) if reread else current.config
-            fresh = await asyncio.to_thread(build_version, config)
+            fresh = await asyncio.to_thread(
+                build_version, config, require_sha256=self._settings.require_sha256
+            )
         except Exception as exc:
             reason = (
                 exc.detail if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from modelserve.inference.loader import file_sha256
+from modelserve.inference.artifact import file_sha256
 from modelserve.settings import Settings, load_settings
 from tests import iris_versions as iv
 

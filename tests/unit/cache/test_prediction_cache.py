@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from modelserve.cache.memory import MemoryCache
+from modelserve.inference.artifact import file_sha256
 from modelserve.inference.cache import CacheStatus, PredictionCache, artifact_fingerprint
 from modelserve.inference.types import Prediction
 from modelserve.settings import ModelConfig
@@ -103,9 +104,9 @@ def test_artifact_fingerprint_changes_with_file_bytes(
     path = tmp_path / "model.joblib"
     shutil.copy(demo_models_dir / "iris.joblib", path)
     config = ModelConfig(name="iris", path=path)
-    before = artifact_fingerprint(config)
+    before = artifact_fingerprint(config, [file_sha256(path)])
     path.write_bytes(path.read_bytes() + b"\0")
-    assert artifact_fingerprint(config) != before
+    assert artifact_fingerprint(config, [file_sha256(path)]) != before
 
 
 def test_artifact_fingerprint_changes_with_labels(demo_models_dir: Path) -> None:
@@ -113,4 +114,5 @@ def test_artifact_fingerprint_changes_with_labels(demo_models_dir: Path) -> None
     path = demo_models_dir / "iris.joblib"
     plain = ModelConfig(name="iris", path=path)
     labelled = ModelConfig(name="iris", path=path, labels=["a", "b", "c"])
-    assert artifact_fingerprint(plain) != artifact_fingerprint(labelled)
+    digests = [file_sha256(path)]
+    assert artifact_fingerprint(plain, digests) != artifact_fingerprint(labelled, digests)

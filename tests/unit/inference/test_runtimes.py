@@ -18,10 +18,12 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 
 from modelserve.errors import ModelLoadError
+from modelserve.inference.artifact import Artifact, read_artifact
 from modelserve.inference.runtimes.onnx import OnnxRuntime
 from modelserve.inference.runtimes.scores import softmax, to_probabilities
 from modelserve.inference.runtimes.sklearn import SklearnRuntime, load_pickle, load_skops
 from modelserve.inference.runtimes.torchscript import TorchScriptRuntime
+from modelserve.settings import ModelConfig
 from tests import fakes
 
 IRIS_X = load_iris().data.astype(np.float64)
@@ -44,9 +46,26 @@ def floats(array: npt.NDArray[np.generic] | None) -> npt.NDArray[np.float64]:
 TorchOutput = Literal["auto", "logits", "probabilities", "raw"]
 
 
+def artifact(path: Path) -> Artifact:
+    return read_artifact(path, None, runs_code=False, require_sha256=False)
+
+
+def model_config(path: Path, **fields: object) -> ModelConfig:
+    return ModelConfig.model_validate({"name": "m", "path": path, **fields})
+
+
+def iris_pickle(models: Path, label_from: Literal["argmax", "predict"]) -> SklearnRuntime:
+    path = models / "iris.joblib"
+    return load_pickle(artifact(path), model_config(path, label_from=label_from))
+
+
+def skops(path: Path, trusted: list[str]) -> SklearnRuntime:
+    return load_skops(artifact(path), model_config(path, skops_trusted_types=trusted))
+
+
 def torchscript(path: Path, output: TorchOutput = "logits") -> TorchScriptRuntime:
     return TorchScriptRuntime(
-        path,
+        artifact(path),
         n_features=4,
         device="cpu",
         output=output,
@@ -57,26 +76,26 @@ def torchscript(path: Path, output: TorchOutput = "logits") -> TorchScriptRuntim
 def test_sklearn_runtime_probabilities_equal_predict_proba(demo_models_dir: Path) -> None:
     """The joblib runtime returns exactly the pipeline's predict_proba."""
     pipeline: Pipeline = joblib.load(demo_models_dir / "iris.joblib")
-    runtime = load_pickle(demo_models_dir / "iris.joblib", "argmax")
+    runtime = iris_pickle(demo_models_dir, "argmax")
     np.testing.assert_array_equal(runtime.predict(ROWS).probabilities, pipeline.predict_proba(ROWS))
 
 
 def test_sklearn_runtime_label_from_predict_returns_predict(demo_models_dir: Path) -> None:
     """With label_from=predict the runtime also returns the pipeline's predict()."""
     pipeline: Pipeline = joblib.load(demo_models_dir / "iris.joblib")
-    output = load_pickle(demo_models_dir / "iris.joblib", "predict").predict(ROWS)
+    output = iris_pickle(demo_models_dir, "predict").predict(ROWS)
     np.testing.assert_array_equal(output.values, pipeline.predict(ROWS))
 
 
 def test_sklearn_runtime_argmax_skips_predict(demo_models_dir: Path) -> None:
     """By default a classifier is called once (predict_proba), not twice."""
-    output = load_pickle(demo_models_dir / "iris.joblib", "argmax").predict(ROWS)
+    output = iris_pickle(demo_models_dir, "argmax").predict(ROWS)
     assert output.values is None
 
 
 def test_sklearn_runtime_metadata_of_a_pipeline(demo_models_dir: Path) -> None:
     """Width, task and classes are read from the fitted estimator."""
-    meta = load_pickle(demo_models_dir / "iris.joblib", "argmax").metadata
+    meta = iris_pickle(demo_models_dir, "argmax").metadata
     assert (meta.n_features, meta.is_classifier, meta.classes) == (4, True, ["0", "1", "2"])
 
 
@@ -95,7 +114,7 @@ def test_skops_runtime_probabilities_equal_predict_proba(demo_models_dir: Path) 
     path = demo_models_dir / "iris.skops"
     trusted = [str(t) for t in sio.get_untrusted_types(file=path)]
     pipeline = sio.load(path, trusted=trusted)
-    runtime = load_skops(path, trusted, "argmax")
+    runtime = skops(path, trusted)
     np.testing.assert_array_equal(runtime.predict(ROWS).probabilities, pipeline.predict_proba(ROWS))
 
 
@@ -106,14 +125,14 @@ def test_skops_runtime_refuses_untrusted_types(tmp_path: Path) -> None:
     with pytest.raises(
         ModelLoadError, match=r"not in skops_trusted_types: tests\.fakes\.SumRegressor"
     ):
-        load_skops(path, [], "argmax")
+        skops(path, [])
 
 
 def test_skops_runtime_loads_listed_trusted_types(tmp_path: Path) -> None:
     """Listing the extra type in skops_trusted_types lets the file load."""
     path = tmp_path / "sum.skops"
     sio.dump(fakes.SumRegressor().fit(None, None), path)
-    runtime = load_skops(path, ["tests.fakes.SumRegressor"], "argmax")
+    runtime = skops(path, ["tests.fakes.SumRegressor"])
     np.testing.assert_array_equal(runtime.predict(ROWS).values, ROWS.sum(axis=1))
 
 
@@ -122,13 +141,13 @@ def test_onnx_runtime_probabilities_equal_session_output(demo_models_dir: Path) 
     path = demo_models_dir / "iris.onnx"
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     expected = session.run(["probabilities"], {"X": ROWS.astype(np.float32)})[0]
-    output = OnnxRuntime(path, classifier_hint=None).predict(ROWS)
+    output = OnnxRuntime(artifact(path), classifier_hint=None).predict(ROWS)
     np.testing.assert_array_equal(output.probabilities, expected.astype(np.float64))
 
 
 def test_onnx_runtime_metadata_of_a_classifier(demo_models_dir: Path) -> None:
     """The input width and classifier-ness come from the graph."""
-    meta = OnnxRuntime(demo_models_dir / "iris.onnx", classifier_hint=None).metadata
+    meta = OnnxRuntime(artifact(demo_models_dir / "iris.onnx"), classifier_hint=None).metadata
     assert (meta.n_features, meta.is_classifier) == (4, True)
 
 
@@ -141,7 +160,7 @@ def test_onnx_runtime_zipmap_output_becomes_a_matrix(tmp_path: Path) -> None:
     path.write_bytes(
         to_onnx(pipeline, ROWS[:1].astype(np.float32), target_opset=17).SerializeToString()
     )
-    runtime = OnnxRuntime(path, classifier_hint=None)
+    runtime = OnnxRuntime(artifact(path), classifier_hint=None)
     assert runtime.metadata.classes == ["0", "1", "2"]
     np.testing.assert_allclose(
         floats(runtime.predict(ROWS).probabilities), pipeline.predict_proba(ROWS), atol=1e-5
@@ -155,7 +174,7 @@ def test_onnx_runtime_plain_regressor_output(tmp_path: Path) -> None:
     regressor = LinearRegression().fit(IRIS_X, IRIS_X[:, 0] * 2)
     path = tmp_path / "reg.onnx"
     path.write_bytes(to_onnx(regressor, ROWS[:1].astype(np.float32)).SerializeToString())
-    runtime = OnnxRuntime(path, classifier_hint=None)
+    runtime = OnnxRuntime(artifact(path), classifier_hint=None)
     output = runtime.predict(ROWS)
     assert runtime.metadata.is_classifier is False
     assert output.values is not None
@@ -195,7 +214,7 @@ def test_torchscript_runtime_cuda_unavailable_is_a_load_error(demo_models_dir: P
         pytest.fail("this test expects a machine without CUDA")
     with pytest.raises(ModelLoadError, match="CUDA is not available"):
         TorchScriptRuntime(
-            demo_models_dir / "iris.pt",
+            artifact(demo_models_dir / "iris.pt"),
             n_features=4,
             device="cuda",
             output="logits",

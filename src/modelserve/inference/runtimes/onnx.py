@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelserve.errors import ModelLoadError
+from modelserve.inference.artifact import Artifact
+from modelserve.inference.runtimes.base import classifier_hint
 from modelserve.inference.runtimes.scores import to_probabilities
 from modelserve.inference.types import FloatArray, ModelMetadata, RawOutput
+from modelserve.settings import ModelConfig
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 
@@ -20,7 +22,9 @@ class OnnxRuntime:
 
     format = "onnx"
 
-    def __init__(self, path: Path, *, classifier_hint: bool | None, threads: int = 1) -> None:
+    def __init__(
+        self, artifact: Artifact, *, classifier_hint: bool | None, threads: int = 1
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -29,13 +33,15 @@ class OnnxRuntime:
         options.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                artifact.data, sess_options=options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:
-            raise ModelLoadError(f"onnxruntime could not load {path.name}: {exc}") from exc
+            raise ModelLoadError(f"onnxruntime could not load {artifact.name}: {exc}") from exc
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
-            raise ModelLoadError(f"{path.name} has {len(inputs)} inputs; one 2-D input expected")
+            raise ModelLoadError(
+                f"{artifact.name} has {len(inputs)} inputs; one 2-D input expected"
+            )
         self._input = inputs[0].name
         self._dtype = _DTYPES.get(inputs[0].type, np.float32)
         width = inputs[0].shape[-1] if inputs[0].shape else None
@@ -76,6 +82,11 @@ class OnnxRuntime:
         if isinstance(probabilities, list) and probabilities and isinstance(probabilities[0], dict):
             return [str(k) for k in sorted(probabilities[0])]
         return None
+
+
+def load_onnx(artifact: Artifact, config: ModelConfig) -> OnnxRuntime:
+    """An ONNX model (no code runs on load: a pin is never required)."""
+    return OnnxRuntime(artifact, classifier_hint=classifier_hint(config))
 
 
 def _as_matrix(probabilities: Any) -> FloatArray:

@@ -1,8 +1,8 @@
-"""scikit-learn estimators from pickle/joblib files or, safely, from skops files."""
+"""scikit-learn estimators from pickle/joblib bytes or, safely, from skops bytes."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 from typing import Any, Literal
 
 import numpy as np
@@ -10,7 +10,9 @@ import sklearn
 from sklearn.base import is_classifier, is_regressor
 
 from modelserve.errors import ModelLoadError
+from modelserve.inference.artifact import Artifact
 from modelserve.inference.types import FloatArray, ModelMetadata, RawOutput
+from modelserve.settings import ModelConfig
 
 
 class SklearnRuntime:
@@ -46,30 +48,40 @@ class SklearnRuntime:
         )
 
 
-def load_pickle(path: Path, label_from: Literal["argmax", "predict"]) -> SklearnRuntime:
-    """Load a joblib or plain pickle file. Pickles run code on load: only configured paths."""
+def load_pickle(artifact: Artifact, config: ModelConfig) -> SklearnRuntime:
+    """A joblib or plain pickle model. Unpickling runs code: only configured, pinned files."""
+    return SklearnRuntime(
+        load_pickle_object(artifact), format="sklearn", label_from=config.label_from
+    )
+
+
+def load_pickle_object(artifact: Artifact) -> Any:
+    """Unpickle an artifact's bytes with joblib (which also reads plain pickles)."""
     import joblib
 
-    return SklearnRuntime(joblib.load(path), format="sklearn", label_from=label_from)
+    return joblib.load(io.BytesIO(artifact.data))
 
 
-def load_skops(
-    path: Path, trusted: list[str], label_from: Literal["argmax", "predict"]
-) -> SklearnRuntime:
-    """Load a .skops model file (see :func:`load_skops_object`)."""
-    return SklearnRuntime(load_skops_object(path, trusted), format="skops", label_from=label_from)
+def load_skops(artifact: Artifact, config: ModelConfig) -> SklearnRuntime:
+    """A .skops model (see :func:`load_skops_object`)."""
+    return SklearnRuntime(
+        load_skops_object(artifact, config.skops_trusted_types),
+        format="skops",
+        label_from=config.label_from,
+    )
 
 
-def load_skops_object(path: Path, trusted: list[str]) -> Any:
-    """Load a .skops file, refusing any type that is neither skops-safe nor listed as trusted."""
+def load_skops_object(artifact: Artifact, trusted: list[str]) -> Any:
+    """Load .skops bytes, refusing any type that is neither skops-safe nor listed as trusted."""
     import skops.io as sio
 
-    untrusted = set(sio.get_untrusted_types(file=path)) - set(trusted)
+    untrusted = set(sio.get_untrusted_types(data=artifact.data)) - set(trusted)
     if untrusted:
         raise ModelLoadError(
-            f"{path.name} contains types not in skops_trusted_types: {', '.join(sorted(untrusted))}"
+            f"{artifact.name} contains types not in skops_trusted_types: "
+            f"{', '.join(sorted(untrusted))}"
         )
-    return sio.load(path, trusted=list(trusted) or None)
+    return sio.loads(artifact.data, trusted=list(trusted) or None)
 
 
 def _read_metadata(estimator: Any) -> ModelMetadata:

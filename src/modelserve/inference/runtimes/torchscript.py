@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import warnings
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from modelserve.errors import ModelLoadError
+from modelserve.inference.artifact import Artifact
+from modelserve.inference.loader import declared_width
+from modelserve.inference.runtimes.base import classifier_hint
 from modelserve.inference.runtimes.scores import softmax
 from modelserve.inference.types import FloatArray, ModelMetadata, RawOutput
+from modelserve.settings import ModelConfig
 
 
 class TorchScriptRuntime:
@@ -20,7 +24,7 @@ class TorchScriptRuntime:
 
     def __init__(
         self,
-        path: Path,
+        artifact: Artifact,
         *,
         n_features: int | None,
         device: Literal["cpu", "cuda", "auto"],
@@ -42,9 +46,11 @@ class TorchScriptRuntime:
         try:
             with warnings.catch_warnings():  # torch 2.13 marks TorchScript deprecated
                 warnings.simplefilter("ignore", DeprecationWarning)
-                self._module = torch.jit.load(str(path), map_location=self._device)  # type: ignore[no-untyped-call]
+                self._module = torch.jit.load(  # type: ignore[no-untyped-call]
+                    io.BytesIO(artifact.data), map_location=self._device
+                )
         except Exception as exc:
-            raise ModelLoadError(f"torch.jit.load could not read {path.name}: {exc}") from exc
+            raise ModelLoadError(f"torch.jit.load could not read {artifact.name}: {exc}") from exc
         self._module.eval()
         if output == "auto":
             output = "logits" if classifier_hint else "raw"
@@ -68,3 +74,14 @@ class TorchScriptRuntime:
         if self._output == "probabilities":
             return RawOutput(probabilities=values)
         return RawOutput(probabilities=softmax(values))
+
+
+def load_torchscript(artifact: Artifact, config: ModelConfig) -> TorchScriptRuntime:
+    """A TorchScript module. Loading runs the module's code: only configured, pinned files."""
+    return TorchScriptRuntime(
+        artifact,
+        n_features=config.n_features or declared_width(config),
+        device=config.torch_device,
+        output=config.torch_output,
+        classifier_hint=classifier_hint(config),
+    )
