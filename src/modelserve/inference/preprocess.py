@@ -37,6 +37,17 @@ class OutOfRange:
     high: float
 
 
+@dataclass(frozen=True, slots=True)
+class RangeReport:
+    """The values of one request outside their declared ranges: a count per feature, and the
+    first of them as an example (one summary per request, never one entry per value)."""
+
+    counts: dict[str, int]
+    rows: int
+    """Rows with at least one value out of range."""
+    example: OutOfRange
+
+
 class FeatureSchema:
     """What a model version accepts: its width, optional names and optional ranges."""
 
@@ -78,16 +89,21 @@ class FeatureSchema:
         self._check_finite(matrix)
         return matrix
 
-    def out_of_range(self, matrix: FloatArray) -> list[OutOfRange]:
-        """Every value outside its declared range (none when no ranges are declared)."""
+    def out_of_range(self, matrix: FloatArray) -> RangeReport | None:
+        """The values outside their declared ranges, summarised; ``None`` when all are inside."""
         if self._ranges is None:
-            return []
+            return None
         low, high = self._ranges
-        rows, cols = np.nonzero((matrix < low) | (matrix > high))
-        return [
-            OutOfRange(int(r), self._name(int(c)), float(matrix[r, c]), low[c], high[c])
-            for r, c in zip(rows, cols, strict=True)
-        ]
+        outside = (matrix < low) | (matrix > high)
+        if not outside.any():
+            return None
+        per_feature = outside.sum(axis=0)
+        row, col = (int(v) for v in np.argwhere(outside)[0])
+        example = OutOfRange(
+            row, self._name(col), float(matrix[row, col]), float(low[col]), float(high[col])
+        )
+        counts = {self._name(int(c)): int(per_feature[c]) for c in np.flatnonzero(per_feature)}
+        return RangeReport(counts, int(outside.any(axis=1).sum()), example)
 
     def _ordered(self, row: Row, index: int) -> list[float]:
         if not isinstance(row, Mapping):

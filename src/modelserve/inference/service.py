@@ -14,14 +14,17 @@ import structlog
 
 from modelserve.errors import ShuttingDownError
 from modelserve.inference.cache import PredictionCache
-from modelserve.inference.preprocess import OutOfRange, Row
+from modelserve.inference.preprocess import RangeReport, Row
 from modelserve.inference.registry import ModelRegistry, ModelVersion
 from modelserve.inference.shadow import ShadowRunner
 from modelserve.inference.types import FloatArray, Prediction
 from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
+from modelserve.observability.throttle import LogThrottle
 
 log = structlog.get_logger(__name__)
+RANGE_LOG_INTERVAL_S = 1.0
+"""Per version, at most one `feature_out_of_range` line this often (the metric counts all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ class PredictionService:
         self.health = health
         self.cache = cache
         self.shadow = ShadowRunner(registry)
+        self._range_logs: dict[tuple[str, str], LogThrottle] = {}
 
     async def predict(
         self,
@@ -68,7 +72,8 @@ class PredictionService:
         entry.acquire()  # a reload retires this artifact only after we are done with it
         try:
             matrix = schema.to_array(rows)
-            self._report_out_of_range(entry, schema.out_of_range(matrix))
+            if (report := schema.out_of_range(matrix)) is not None:
+                self._report_out_of_range(entry, report)
             if self.cache is None:
                 predictions = formatter.format(await batcher.submit(matrix), top_k)
                 cache_status = None
@@ -116,20 +121,31 @@ class PredictionService:
         )
         return lookup.merge(computed), status.value
 
-    @staticmethod
-    def _report_out_of_range(entry: ModelVersion, found: list[OutOfRange]) -> None:
-        for item in found:
-            metrics.record_out_of_range(entry.name, entry.version, item.feature)
-            log.warning(
-                "feature_out_of_range",
-                model=entry.name,
-                model_version=entry.version,
-                row=item.row,
-                feature=item.feature,
-                value=item.value,
-                low=item.low,
-                high=item.high,
-            )
+    def _report_out_of_range(self, entry: ModelVersion, report: RangeReport) -> None:
+        """Count every value; log one line per request, at most one per interval."""
+        for feature, count in report.counts.items():
+            metrics.record_out_of_range(entry.name, entry.version, feature, count)
+        key = (entry.name, entry.version)
+        throttle = self._range_logs.get(key)
+        if throttle is None:
+            throttle = self._range_logs[key] = LogThrottle(RANGE_LOG_INTERVAL_S)
+        held_back = throttle.allow()
+        if held_back is None:
+            return
+        example = report.example
+        log.warning(
+            "feature_out_of_range",
+            model=entry.name,
+            model_version=entry.version,
+            rows=report.rows,
+            counts=report.counts,
+            row=example.row,
+            feature=example.feature,
+            value=example.value,
+            low=example.low,
+            high=example.high,
+            requests_not_logged=held_back,
+        )
 
     @staticmethod
     def _record(entry: ModelVersion, predictions: list[Prediction]) -> None:

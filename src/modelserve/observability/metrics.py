@@ -264,8 +264,9 @@ def _request_counters(model: str, version: str) -> Callable[[int], None]:
     return count
 
 
-def record_out_of_range(model: str, version: str, feature: str) -> None:
-    OUT_OF_RANGE.labels(model, version, feature).inc()
+def record_out_of_range(model: str, version: str, feature: str, count: int) -> None:
+    """``count`` values of ``feature`` outside its declared range (feature names are config)."""
+    OUT_OF_RANGE.labels(model, version, feature).inc(count)
 
 
 def record_cache(model: str, version: str, hits: int, misses: int) -> None:

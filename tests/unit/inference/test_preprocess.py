@@ -15,7 +15,7 @@ from modelserve.errors import (
     NonFiniteFeatureError,
     UnknownFeatureError,
 )
-from modelserve.inference.preprocess import FeatureSchema, OutOfRange
+from modelserve.inference.preprocess import FeatureSchema, OutOfRange, RangeReport
 
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 RANGES = {"sepal_length": (4.0, 8.0), "petal_width": (0.0, 3.0)}
@@ -113,14 +113,24 @@ def test_to_array_mixed_row_kinds_are_refused(
         named_schema().to_array(rows)
 
 
-def test_out_of_range_reports_each_value_outside_its_range() -> None:
-    """Values outside the declared ranges are reported with row, feature, value and bounds."""
+def test_out_of_range_summarises_values_outside_their_range() -> None:
+    """One report per matrix: a count per feature, rows affected, and the first value found."""
     schema = named_schema()
-    matrix = schema.to_array([[5.0, 3.0, 1.0, 0.5], [9.5, 3.0, 99.0, -1.0]])
-    assert schema.out_of_range(matrix) == [
-        OutOfRange(row=1, feature="sepal_length", value=9.5, low=4.0, high=8.0),
-        OutOfRange(row=1, feature="petal_width", value=-1.0, low=0.0, high=3.0),
-    ]
+    matrix = schema.to_array([[5.0, 3.0, 1.0, 0.5], [9.5, 3.0, 1.0, -1.0], [9.0, 3.0, 1.0, 0.5]])
+    assert schema.out_of_range(matrix) == RangeReport(
+        counts={"sepal_length": 2, "petal_width": 1},
+        rows=2,
+        example=OutOfRange(row=1, feature="sepal_length", value=9.5, low=4.0, high=8.0),
+    )
+
+
+def test_out_of_range_bounds_are_plain_floats() -> None:
+    """The example's bounds are Python floats, so logs show numbers, not numpy reprs."""
+    schema = named_schema()
+    report = schema.out_of_range(schema.to_array([[100.0, 3.0, 1.0, 0.5]]))
+    assert report is not None
+    assert type(report.example.low) is float
+    assert type(report.example.high) is float
 
 
 def test_out_of_range_values_are_not_clipped() -> None:
@@ -134,7 +144,7 @@ def test_out_of_range_values_are_not_clipped() -> None:
 def test_out_of_range_empty_without_declared_ranges() -> None:
     """Without ranges nothing is ever out of range."""
     schema = FeatureSchema(4, NAMES)
-    assert schema.out_of_range(schema.to_array([[1e9, -1e9, 0.0, 0.0]])) == []
+    assert schema.out_of_range(schema.to_array([[1e9, -1e9, 0.0, 0.0]])) is None
 
 
 @pytest.mark.parametrize(
