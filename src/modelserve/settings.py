@@ -199,9 +199,10 @@ class RateLimitSettings(_Section):
     predict_batch: str = "10/minute"
     """Limit for POST /predict-batch."""
     count_rows: bool = False
-    """Count /predict-batch by rows instead of requests."""
+    """Count /predict-batch by rows instead of requests (1 before the body is read, the rest
+    after)."""
     trusted_proxies: list[str] = Field(default_factory=list)
-    """Addresses/CIDRs whose X-Forwarded-For is honoured."""
+    """Addresses/CIDRs whose X-Forwarded-For is honoured; list the proxies themselves (/32)."""
     fail_open: bool = True
     """When storage is unreachable: allow (true) or refuse with 503 (false)."""
     redis_timeout_ms: float = Field(100.0, gt=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,18 @@ def test_overlay_builds_on_base() -> None:
     assert ("Service", "modelserve-redis") in kinds
     spec = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
     assert spec["images"][0]["name"] == _container()["image"].split(":")[0]
+
+
+def test_manifests_trust_only_single_proxy_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Base and overlay trust X-Forwarded-For from single addresses only, never a network."""
+    spec = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    (generator,) = spec["configMapGenerator"]
+    assert (generator["name"], generator["behavior"]) == ("modelserve-env", "merge")
+    env = {**_configmap_env(), **dict(item.split("=", 1) for item in generator["literals"])}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    proxies = load_settings().rate_limit.trusted_proxies
+    assert proxies
+    for proxy in proxies:
+        network = ipaddress.ip_network(proxy, strict=False)
+        assert network.num_addresses == 1, proxy

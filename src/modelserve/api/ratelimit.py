@@ -6,8 +6,10 @@ else the client IP. ``X-Forwarded-For`` is read only when the direct peer is in
 trusted proxy, so a client cannot pick its identity by sending the header.
 
 What is counted: ``POST /predict`` against ``rate_limit.predict`` and ``POST /predict-batch``
-against ``rate_limit.predict_batch`` (one per request, or one per row with ``count_rows``:
-the route then calls :func:`charge_rows` once it knows the row count). Nothing else is
+against ``rate_limit.predict_batch`` (one per request, or one per row with ``count_rows``).
+Every request is charged 1 before its body is read, so a batch refused as too large or
+invalid still costs; with ``count_rows`` the route calls :func:`charge_rows` for the other
+rows once it knows the count. Nothing else is
 limited: probes, ``/metrics``, ``/models`` and the docs never are.
 
 Answers: over the limit → 429 ``rate_limited`` with ``Retry-After``; every counted response
@@ -48,9 +50,9 @@ log = structlog.get_logger(__name__)
 PREDICT = "/predict"
 PREDICT_BATCH = "/predict-batch"
 _STATE_KEY = "rate_limit"
-_MAX_IDENTITY_CHARS = 64
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,30 +120,36 @@ class RouteLimiter:
         return f"ip:{self.client_ip(scope)}"
 
     def client_ip(self, scope: Scope) -> str:
-        """The peer address, or the client a trusted proxy forwarded for."""
-        client = scope.get("client")
-        peer = client[0] if client else "unknown"
-        if not self._trusted or not self._is_trusted(peer):
-            return str(peer)
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
-        forwarded = [
-            part.strip()
-            for name, value in headers
-            if name == b"x-forwarded-for"
-            for part in value.decode("latin-1").split(",")
-        ]
-        hops = [hop for hop in forwarded if hop]
-        for hop in reversed(hops):
-            if not self._is_trusted(hop):
-                return hop[:_MAX_IDENTITY_CHARS]
-        return hops[0][:_MAX_IDENTITY_CHARS] if hops else str(peer)
+        """The peer address, or the client a trusted proxy forwarded for.
 
-    def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self._trusted)
+        Every hop read from ``X-Forwarded-For`` must parse as an IP address and counts in its
+        canonical form; a header holding anything else is ignored and the peer counts.
+        """
+        client = scope.get("client")
+        peer = str(client[0]) if client else "unknown"
+        if not self._trusted:
+            return peer
+        peer_ip = _parse_ip(peer)
+        if peer_ip is None or not self._is_trusted(peer_ip):
+            return peer
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        hops: list[IPAddress] = []
+        for name, value in headers:
+            if name != b"x-forwarded-for":
+                continue
+            for part in value.decode("latin-1").split(","):
+                if not (text := part.strip()):
+                    continue
+                if (address := _parse_ip(text)) is None:
+                    return peer
+                hops.append(address)
+        for address in reversed(hops):
+            if not self._is_trusted(address):
+                return str(address)
+        return str(hops[0]) if hops else peer
+
+    def _is_trusted(self, address: IPAddress) -> bool:
+        return any(address in network for network in self._trusted)
 
     async def charge(self, route: str, identity: str, cost: int = 1) -> Verdict | None:
         """Count ``cost`` against every limit of ``route``; ``None`` when storage is down."""
@@ -178,6 +186,13 @@ class RouteLimiter:
             timer.cancel()
 
 
+def _parse_ip(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
 def _headers(
     item: RateLimitItem, remaining: int, reset_at: float, *, refused: bool
 ) -> dict[str, str]:
@@ -206,21 +221,26 @@ class RateLimitMiddleware:
             return
         state = scope.setdefault("state", {})
         identity = limiter.identity(scope)
+        try:
+            # Every request costs 1 before its body is read (an oversized or invalid batch
+            # too); with count_rows the route charges the remaining rows once it knows them.
+            verdict = await _enforce(limiter, route, identity, 1)
+        except ModelserveError as exc:
+            response = error_response(
+                exc.status_code, exc.code, exc.detail, state.get("request_id"), exc.headers
+            )
+            await response(scope, receive, send)
+            return
         if route == PREDICT_BATCH and limiter.count_rows:
-            state[_STATE_KEY] = _Deferred(limiter, route, identity)
+            state[_STATE_KEY] = _Deferred(limiter, route, identity, verdict)
         else:
-            try:
-                state[_STATE_KEY] = await _enforce(limiter, route, identity, 1)
-            except ModelserveError as exc:
-                response = error_response(
-                    exc.status_code, exc.code, exc.detail, state.get("request_id"), exc.headers
-                )
-                await response(scope, receive, send)
-                return
+            state[_STATE_KEY] = verdict
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 verdict = state.get(_STATE_KEY)
+                if isinstance(verdict, _Deferred):
+                    verdict = verdict.first
                 if isinstance(verdict, Verdict) and verdict.allowed:
                     message["headers"] = [
                         *message.get("headers", []),
@@ -233,23 +253,30 @@ class RateLimitMiddleware:
 
 @dataclass(frozen=True, slots=True)
 class _Deferred:
-    """A charge the endpoint makes once it knows the cost (rows of a batch)."""
+    """The rest of a charge, made by the endpoint once it knows the cost (rows of a batch)."""
 
     limiter: RouteLimiter
     route: str
     identity: str
+    first: Verdict | None
+    """The verdict of the 1 charged before the body was read."""
 
 
 async def charge_rows(request: Request, rows: int) -> None:
-    """Charge ``rows`` for this request when ``count_rows`` is on; a no-op otherwise.
+    """Bring this request's charge to ``rows`` when ``count_rows`` is on; a no-op otherwise.
 
-    Raises :class:`RateLimitedError` (429) or :class:`RateLimitUnavailableError` (503).
+    1 was charged before the body was read, so ``rows - 1`` more are charged here. Raises
+    :class:`RateLimitedError` (429) or :class:`RateLimitUnavailableError` (503).
     """
     deferred = request.scope.get("state", {}).get(_STATE_KEY)
     if not isinstance(deferred, _Deferred):
         return
     state = request.scope["state"]
-    state[_STATE_KEY] = await _enforce(deferred.limiter, deferred.route, deferred.identity, rows)
+    state[_STATE_KEY] = deferred.first
+    if rows > 1:
+        state[_STATE_KEY] = await _enforce(
+            deferred.limiter, deferred.route, deferred.identity, rows - 1
+        )
 
 
 async def _enforce(limiter: RouteLimiter, route: str, identity: str, cost: int) -> Verdict | None:

@@ -62,7 +62,9 @@ async def _predict(client: httpx.AsyncClient, **headers: str) -> httpx.Response:
         ("10.0.0.2", ["198.51.100.1", "198.51.100.7"], "198.51.100.7"),
         ("10.0.0.2", ["10.0.0.9, 10.0.0.3"], "10.0.0.9"),
         ("10.0.0.2", None, "10.0.0.2"),
-        ("10.0.0.2", ["not-an-ip"], "not-an-ip"),
+        ("10.0.0.2", ["not-an-ip"], "10.0.0.2"),
+        ("10.0.0.2", ["198.51.100.1, " + "x" * 100], "10.0.0.2"),
+        ("10.0.0.2", ["2001:DB8::0:1"], "2001:db8::1"),
     ],
     ids=[
         "untrusted-peer-ignores-header",
@@ -71,7 +73,9 @@ async def _predict(client: httpx.AsyncClient, **headers: str) -> httpx.Response:
         "several-headers-joined",
         "all-trusted-uses-leftmost",
         "no-header-uses-peer",
-        "garbage-hop-is-its-own-identity",
+        "garbage-hop-means-the-peer",
+        "any-garbage-hop-means-the-peer",
+        "canonical-form",
     ],
 )
 def test_route_limiter_client_ip_honours_only_trusted_proxies(
