@@ -63,6 +63,22 @@ class FailingClassifier(SlowClassifier):
         return super().predict_proba(x)
 
 
+class StallingClassifier(SlowClassifier):
+    """Sleeps ``delay_s`` on a call with a row whose first feature is ``trigger``; other calls
+    (the warm-up's zeros, ordinary rows) answer at once. A model call stuck past any deadline."""
+
+    def __init__(self, trigger: float = 99.0, delay_s: float = 60.0, n_features: int = 4) -> None:
+        super().__init__(delay_s, n_features)
+        self.trigger = trigger
+
+    def predict_proba(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        if np.any(x[:, 0] == self.trigger):
+            time.sleep(self.delay_s)
+        out = np.zeros((len(x), 3))
+        out[:, 0] = 1.0
+        return out
+
+
 class SumRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     """Predicts the sum of the features, so every caller can check its own answer."""
 
@@ -107,3 +123,49 @@ class FailingRuntime(EchoRuntime):
         if np.any(batch[:, 0] < 0):
             raise RuntimeError("negative input: internal detail")
         return super().predict(batch)
+
+
+class Gate:
+    """Holds model calls of a :class:`GatedClassifier` until a test opens it (in-process)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.rows_computed = 0
+
+    def hold(self) -> None:
+        """From now on, calls wait for :meth:`open` (warm-up calls before this do not)."""
+        self.armed = True
+
+    def open(self) -> None:
+        self.opened.set()
+
+
+_GATES: dict[str, Gate] = {}
+
+
+def gate(name: str) -> Gate:
+    """The gate of every GatedClassifier named ``name`` in this process."""
+    return _GATES.setdefault(name, Gate())
+
+
+class GatedClassifier(SlowClassifier):
+    """Answers class 0; while its gate holds, a call signals ``entered`` and waits to be let go.
+
+    The gate lives in this module, not in the pickle, so a test and the model it loaded share
+    it: the test knows exactly when a call is inside the model instead of sleeping on it.
+    """
+
+    def __init__(self, gate_name: str = "default", n_features: int = 4) -> None:
+        super().__init__(0.0, n_features)
+        self.gate_name = gate_name
+
+    def predict_proba(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        held = gate(self.gate_name)
+        if held.armed:
+            held.entered.set()
+            if not held.opened.wait(30):
+                raise RuntimeError("the test never opened the gate")
+        held.rows_computed += len(x)
+        return super().predict_proba(x)

@@ -14,10 +14,10 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_iris
 
 from tests.e2e.conftest import RunningServer
+from tests.prometheus import Samples, parse, value
 
 pytestmark = pytest.mark.e2e
 
@@ -37,21 +37,11 @@ def iris_config(demo_models_dir: Path, out: Path, **sections: Any) -> Path:
     return path
 
 
-def scrape(base_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def scrape(base_url: str) -> Samples:
     """GET /metrics, parsed by prometheus-client's parser."""
     response = httpx.get(base_url + "/metrics", timeout=10)
     assert response.status_code == 200
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(response.text)
-        for s in family.samples
-    }
-
-
-def value(
-    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return parse(response.text)
 
 
 def test_real_server_metrics_count_known_traffic(

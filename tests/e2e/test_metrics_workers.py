@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.e2e.conftest import RunningServer
-from tests.e2e.test_metrics import iris_config, scrape, value
+from tests.e2e.test_metrics import iris_config, scrape
+from tests.prometheus import value
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -58,9 +59,8 @@ def _per_worker(metrics_dir: Path, sample: str, **labels: str) -> dict[int, floa
 def _wait_all_workers_ready(server: RunningServer, workers: int) -> None:
     for _ in range(300):  # at most 30 s
         samples = scrape(server.base_url)
-        if value(samples, "modelserve_workers") == workers and (
-            value(samples, "modelserve_model_ready", **IRIS) == 1
-        ):
+        ready = ("modelserve_model_ready", frozenset(IRIS.items()))
+        if samples.get(("modelserve_workers", frozenset())) == workers and samples.get(ready) == 1:
             return
         time.sleep(0.1)
     raise TimeoutError("the workers did not all become ready")

@@ -9,11 +9,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from modelserve.settings import Settings, load_settings
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+from tests.prometheus import Samples, parse
 
 
 def iris_entry(demo_models_dir: Path, name: str = "iris", **extra: Any) -> dict[str, Any]:
@@ -44,13 +42,4 @@ async def scrape(client: httpx.AsyncClient) -> Samples:
     """Every sample of GET /metrics, parsed by prometheus-client's own parser."""
     response = await client.get("/metrics")
     assert response.status_code == 200
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """One sample's value (0 when the series does not exist yet)."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return parse(response.text)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+import joblib
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelserve.settings import Settings
-from tests.unit.observability.conftest import iris_entry, scrape, value
+from tests.fakes import Gate, GatedClassifier, gate
+from tests.prometheus import Samples, moved, value
+from tests.unit.observability.conftest import iris_entry, scrape
 
 pytestmark = pytest.mark.usefixtures("demo_models_dir")
 
@@ -21,6 +28,26 @@ IRIS = {"model": "iris", "model_version": "1"}
 
 AppClient = Callable[..., Any]
 SettingsMaker = Callable[..., Settings]
+
+
+def gated_model(tmp_path: Path, name: str, **batching: int) -> tuple[dict[str, Any], Gate]:
+    """A config entry for a GatedClassifier named ``name`` and the gate that holds its calls."""
+    path = tmp_path / f"{name}.joblib"
+    gate_name = f"{name}-{uuid.uuid4().hex}"
+    joblib.dump(GatedClassifier(gate_name).fit(None, None), path)
+    return {"name": name, "path": str(path), "batching": batching}, gate(gate_name)
+
+
+async def until_metrics(
+    client: httpx.AsyncClient, name: str, expected: float, **labels: str
+) -> Samples:
+    """Scrape until ``name{labels}`` equals ``expected`` (bounded); return that scrape."""
+    for _ in range(500):
+        samples = await scrape(client)
+        if samples.get((name, frozenset(labels.items()))) == expected:
+            return samples
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{name}{labels} never reached {expected}")
 
 
 async def test_metrics_text_parses_and_uses_the_prefix(
@@ -43,12 +70,12 @@ async def test_metrics_http_requests_counted_by_route_template(
     """Three /predict answers add three to their route/method/status series."""
     labels = {"route": "/predict", "method": "POST", "status": "200"}
     async with app_client(small_settings()) as client:
-        before = value(await scrape(client), "modelserve_http_requests_total", **labels)
+        before = await scrape(client)
         for _ in range(3):
             await client.post("/predict", json={"features": SETOSA})
         after = await scrape(client)
 
-    assert value(after, "modelserve_http_requests_total", **labels) == before + 3
+    assert moved(before, after, "modelserve_http_requests_total", **labels) == 3
 
 
 async def test_metrics_unknown_paths_share_one_unmatched_route(
@@ -62,9 +89,7 @@ async def test_metrics_unknown_paths_share_one_unmatched_route(
         await client.get("/another-missing")
         after = await scrape(client)
 
-    assert value(after, "modelserve_http_requests_total", **labels) == (
-        value(before, "modelserve_http_requests_total", **labels) + 2
-    )
+    assert moved(before, after, "modelserve_http_requests_total", **labels) == 2
     assert not [key for key in after if ("route", "/another-missing") in key[1]]
 
 
@@ -75,12 +100,12 @@ async def test_metrics_http_latency_histogram_counts_each_request(
     labels = {"route": "/predict", "method": "POST"}
     name = "modelserve_http_request_duration_seconds_count"
     async with app_client(small_settings()) as client:
-        before = value(await scrape(client), name, **labels)
+        before = await scrape(client)
         for _ in range(4):
             await client.post("/predict", json={"features": SETOSA})
         after = await scrape(client)
 
-    assert value(after, name, **labels) == before + 4
+    assert moved(before, after, name, **labels) == 4
 
 
 async def test_metrics_predictions_count_requests_and_rows(
@@ -95,7 +120,7 @@ async def test_metrics_predictions_count_requests_and_rows(
         after = await scrape(client)
 
     def delta(name: str) -> float:
-        return value(after, name, **IRIS) - value(before, name, **IRIS)
+        return moved(before, after, name, **IRIS)
 
     assert delta("modelserve_predictions_total") == 3
     assert delta("modelserve_rows_predicted_total") == 7
@@ -113,9 +138,10 @@ async def test_metrics_predicted_class_counts_each_label(
         await client.post("/predict-batch", json={"batch": [SETOSA, SETOSA, VIRGINICA, SETOSA]})
         after = await scrape(client)
 
-    for label, added in (("setosa", 3), ("virginica", 1), ("versicolor", 0)):
-        moved = value(after, name, label=label, **IRIS) - value(before, name, label=label, **IRIS)
-        assert moved == added, label
+    for label, added in (("setosa", 3), ("virginica", 1)):
+        assert moved(before, after, name, label=label, **IRIS) == added, label
+    versicolor = (name, frozenset({**IRIS, "label": "versicolor"}.items()))
+    assert after.get(versicolor, 0.0) == before.get(versicolor, 0.0)
 
 
 async def test_metrics_batch_rows_histogram_sums_the_rows(
@@ -128,8 +154,7 @@ async def test_metrics_batch_rows_histogram_sums_the_rows(
         await client.post("/predict-batch", json={"batch": [SETOSA] * 6})
         after = await scrape(client)
 
-    name = "modelserve_batch_rows_sum"
-    assert value(after, name, **IRIS) - value(before, name, **IRIS) == 6
+    assert moved(before, after, "modelserve_batch_rows_sum", **IRIS) == 6
 
 
 async def test_metrics_errors_are_counted_by_code(
@@ -138,12 +163,12 @@ async def test_metrics_errors_are_counted_by_code(
     """A row of three features for a four-feature model counts one wrong_feature_count."""
     labels = {**IRIS, "code": "wrong_feature_count"}
     async with app_client(small_settings()) as client:
-        before = value(await scrape(client), "modelserve_inference_errors_total", **labels)
+        before = await scrape(client)
         response = await client.post("/predict", json={"features": [1.0, 2.0, 3.0]})
-        after = value(await scrape(client), "modelserve_inference_errors_total", **labels)
+        after = await scrape(client)
 
     assert response.status_code == 400
-    assert after == before + 1
+    assert moved(before, after, "modelserve_inference_errors_total", **labels) == 1
 
 
 async def test_metrics_out_of_range_values_counted_per_feature(
@@ -153,11 +178,11 @@ async def test_metrics_out_of_range_values_counted_per_feature(
     labels = {**IRIS, "feature": "petal_length"}
     name = "modelserve_feature_out_of_range_total"
     async with app_client(small_settings()) as client:
-        before = value(await scrape(client), name, **labels)
+        before = await scrape(client)
         await client.post("/predict", json={"features": [5.1, 3.5, 9.9, 0.2]})
-        after = value(await scrape(client), name, **labels)
+        after = await scrape(client)
 
-    assert after == before + 1
+    assert moved(before, after, name, **labels) == 1
 
 
 async def test_metrics_cache_counts_misses_then_hits(
@@ -173,10 +198,7 @@ async def test_metrics_cache_counts_misses_then_hits(
         after = await scrape(client)
 
     for result in ("miss", "hit"):
-        moved = value(after, name, result=result, **IRIS) - value(
-            before, name, result=result, **IRIS
-        )
-        assert moved == 1, result
+        assert moved(before, after, name, result=result, **IRIS) == 1, result
 
 
 async def test_metrics_model_info_and_durations_after_loading(
@@ -232,7 +254,7 @@ async def test_metrics_regression_outputs_are_observed(
         after = await scrape(client)
 
     def delta(name: str, **extra: str) -> float:
-        return value(after, name, **labels, **extra) - value(before, name, **labels, **extra)
+        return moved(before, after, name, **labels, **extra)
 
     assert delta("modelserve_regression_output_count") == 2
     assert delta("modelserve_regression_output_bucket", le="10.0") == 2
@@ -240,28 +262,93 @@ async def test_metrics_regression_outputs_are_observed(
 
 
 async def test_metrics_shed_requests_are_counted(
-    app_client: AppClient, small_settings: SettingsMaker, fake_models_dir: Path
+    app_client: AppClient, small_settings: SettingsMaker, tmp_path: Path
 ) -> None:
-    """With one row of queue, a third concurrent request is shed: 503 and one shed count."""
-    model = {
-        "name": "slow",
-        "path": str(fake_models_dir / "slowish.joblib"),
-        "batching": {"max_queue_rows": 1, "max_batch_size": 1},
-    }
-    labels = {"model": "slow", "model_version": "1"}
-    async with app_client(small_settings([model], cache={"backend": "none"})) as client:
-        before = value(await scrape(client), "modelserve_requests_shed_total", **labels)
-        first = asyncio.create_task(client.post("/predict", json={"features": SETOSA}))
-        await asyncio.sleep(0.05)  # the first is in the model, so the next one queues
-        second = asyncio.create_task(client.post("/predict", json={"features": SETOSA}))
-        await asyncio.sleep(0.05)
-        third = await client.post("/predict", json={"features": SETOSA})
-        await asyncio.gather(first, second)
-        after = value(await scrape(client), "modelserve_requests_shed_total", **labels)
+    """With a call in the model and the one allowed row queued, the next request is shed."""
+    entry, held = gated_model(tmp_path, "shed", max_queue_rows=1, max_batch_size=1)
+    async with app_client(small_settings([entry], cache={"backend": "none"})) as client:
+        before = await scrape(client)
+        held.hold()
+        first = asyncio.create_task(client.post("/predict?model=shed", json={"features": SETOSA}))
+        await asyncio.to_thread(held.entered.wait, 10)
+        second = asyncio.create_task(client.post("/predict?model=shed", json={"features": SETOSA}))
+        await until_metrics(client, "modelserve_queue_rows", 1, model="shed", model_version="1")
+        third = await client.post("/predict?model=shed", json={"features": SETOSA})
+        held.open()
+        answered = [(await first).status_code, (await second).status_code]
+        after = await scrape(client)
 
-    assert third.status_code == 503
-    assert third.json()["code"] == "overloaded"
-    assert after == before + 1
+    assert (answered, third.status_code, third.json()["code"]) == ([200, 200], 503, "overloaded")
+    shed = moved(before, after, "modelserve_requests_shed_total", model="shed", model_version="1")
+    assert shed == 1
+
+
+async def test_metrics_queue_in_flight_and_durations_while_a_call_is_held(
+    app_client: AppClient, small_settings: SettingsMaker, tmp_path: Path
+) -> None:
+    """A held call and a queued 3-row batch show in the queue, in-flight and duration series.
+
+    While held: 3 rows queued, 3 requests in flight (the two and the scrape). After: both
+    batches add to the inference-duration and queue-wait histograms, each by at least the
+    time the test held them, and the gauges return to 0 queued rows and 1 request (the scrape).
+    """
+    entry, held = gated_model(tmp_path, "held")
+    labels = {"model": "held", "model_version": "1"}
+    async with app_client(small_settings([entry], cache={"backend": "none"})) as client:
+        before = await scrape(client)
+        held.hold()
+        single = asyncio.create_task(client.post("/predict?model=held", json={"features": SETOSA}))
+        await asyncio.to_thread(held.entered.wait, 10)
+        entered_at = time.perf_counter()
+        batch = asyncio.create_task(
+            client.post("/predict-batch?model=held", json={"batch": [SETOSA] * 3})
+        )
+        during = await until_metrics(client, "modelserve_queue_rows", 3, **labels)
+        queued_at = time.perf_counter()
+        in_flight_during = value(during, "modelserve_http_requests_in_flight")
+        held.open()
+        opened_at = time.perf_counter()
+        answered = [(await single).status_code, (await batch).status_code]
+        after = await scrape(client)
+
+    assert answered == [200, 200]
+    assert in_flight_during == 3
+    assert value(after, "modelserve_http_requests_in_flight") == 1
+    assert value(after, "modelserve_queue_rows", **labels) == 0
+    assert moved(before, after, "modelserve_inference_duration_seconds_count", **labels) == 2
+    assert moved(before, after, "modelserve_batch_rows_sum", **labels) == 4
+    held_s = moved(before, after, "modelserve_inference_duration_seconds_sum", **labels)
+    assert held_s >= opened_at - entered_at
+    assert moved(before, after, "modelserve_queue_wait_seconds_count", **labels) == 2
+    waited_s = moved(before, after, "modelserve_queue_wait_seconds_sum", **labels)
+    assert waited_s >= opened_at - queued_at
+
+
+async def test_metrics_cancelled_request_is_counted_and_never_computed(
+    app_client: AppClient, small_settings: SettingsMaker, tmp_path: Path
+) -> None:
+    """A queued request whose caller goes away counts one cancellation; its rows never run."""
+    entry, held = gated_model(tmp_path, "gone")
+    labels = {"model": "gone", "model_version": "1"}
+    async with app_client(small_settings([entry], cache={"backend": "none"})) as client:
+        before = await scrape(client)
+        held.hold()
+        computed_before = held.rows_computed
+        first = asyncio.create_task(client.post("/predict?model=gone", json={"features": SETOSA}))
+        await asyncio.to_thread(held.entered.wait, 10)
+        abandoned = asyncio.create_task(
+            client.post("/predict-batch?model=gone", json={"batch": [SETOSA] * 5})
+        )
+        await until_metrics(client, "modelserve_queue_rows", 5, **labels)
+        abandoned.cancel()
+        await until_metrics(client, "modelserve_queue_rows", 0, **labels)
+        held.open()
+        assert (await first).status_code == 200
+        after = await scrape(client)
+
+    assert abandoned.cancelled()
+    assert moved(before, after, "modelserve_requests_cancelled_total", **labels) == 1
+    assert held.rows_computed - computed_before == 1
 
 
 async def test_metrics_timeouts_are_counted_by_stage(
@@ -275,12 +362,12 @@ async def test_metrics_timeouts_are_counted_by_stage(
     }
     labels = {"model": "late", "model_version": "1", "stage": "inference"}
     async with app_client(small_settings([model], cache={"backend": "none"})) as client:
-        before = value(await scrape(client), "modelserve_timeouts_total", **labels)
+        before = await scrape(client)
         response = await client.post("/predict", json={"features": SETOSA})
-        after = value(await scrape(client), "modelserve_timeouts_total", **labels)
+        after = await scrape(client)
 
     assert response.status_code == 504
-    assert after == before + 1
+    assert moved(before, after, "modelserve_timeouts_total", **labels) == 1
 
 
 async def test_metrics_rate_limited_requests_are_counted(
@@ -289,13 +376,13 @@ async def test_metrics_rate_limited_requests_are_counted(
     """Over a limit of one per minute, the second request is a 429 counted for its route."""
     settings = small_settings(rate_limit={"enabled": True, "predict": "1/minute"})
     async with app_client(settings) as client:
-        before = value(await scrape(client), "modelserve_rate_limited_total", route="/predict")
+        before = await scrape(client)
         await client.post("/predict", json={"features": SETOSA})
         refused = await client.post("/predict", json={"features": SETOSA})
-        after = value(await scrape(client), "modelserve_rate_limited_total", route="/predict")
+        after = await scrape(client)
 
     assert refused.status_code == 429
-    assert after == before + 1
+    assert moved(before, after, "modelserve_rate_limited_total", route="/predict") == 1
 
 
 async def test_metrics_shadow_agreement_is_counted(
@@ -308,15 +395,16 @@ async def test_metrics_shadow_agreement_is_counted(
     labels = {"model": "iris", "live_version": "1", "shadow_version": "2", "result": "agree"}
     name = "modelserve_shadow_comparisons_total"
     async with app_client(settings) as client:
-        before = value(await scrape(client), name, **labels)
+        before = await scrape(client)
         await client.post("/predict-batch", json={"batch": [SETOSA, VIRGINICA]})
+        series = (name, frozenset(labels.items()))
         for _ in range(200):  # the shadow runs off the request path
-            after = value(await scrape(client), name, **labels)
-            if after >= before + 2:
+            after = await scrape(client)
+            if after.get(series, 0.0) - before.get(series, 0.0) >= 2:
                 break
             await asyncio.sleep(0.01)
 
-    assert after == before + 2
+    assert moved(before, after, name, **labels) == 2
 
 
 async def test_metrics_drift_gauges_follow_the_traffic(
@@ -332,3 +420,22 @@ async def test_metrics_drift_gauges_follow_the_traffic(
     psi = value(samples, "modelserve_drift_feature_psi", feature="petal_length", **IRIS)
     assert psi > 0.2
     assert value(samples, "modelserve_drift_window_rows", **IRIS) == 150
+
+
+async def test_metrics_drift_class_mix_and_mean_confidence_follow_the_traffic(
+    app_client: AppClient, small_settings: SettingsMaker, demo_models_dir: Path
+) -> None:
+    """After only virginica rows, the class-mix shift is the reference's non-virginica share
+    and the mean-confidence gauge is the mean of the confidences the answers carried."""
+    reference = orjson.loads((demo_models_dir / "iris.profile.json").read_bytes())["class_mix"]
+    async with app_client(small_settings()) as client:
+        response = await client.post("/predict-batch", json={"batch": [VIRGINICA] * 150})
+        await client.get("/stats")
+        samples = await scrape(client)
+
+    assert set(response.json()["predictions"]) == {"virginica"}
+    confidences = response.json()["confidences"]
+    shift = value(samples, "modelserve_drift_class_mix_shift", **IRIS)
+    assert shift == pytest.approx(1 - reference["virginica"], abs=1e-6)
+    mean_confidence = value(samples, "modelserve_drift_mean_confidence", **IRIS)
+    assert mean_confidence == pytest.approx(sum(confidences) / len(confidences), abs=1e-6)
