@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -62,11 +63,15 @@ def test_check_demo_config_prints_table_and_exits_0(
 
 
 def test_check_reports_load_and_warmup_durations(runner: CliRunner, demo_models_dir: Path) -> None:
-    """The load ms and warm-up ms columns hold numbers."""
+    """The load ms and warm-up ms columns hold each model's real times: more than nothing,
+    and together no more than the whole command took."""
+    started = time.perf_counter()
     result = runner.invoke(main, ["check", "--config", str(demo_models_dir / "modelserve.yaml")])
-    first = result.output.strip().splitlines()[1].split()
-    assert float(first[4]) >= 0
-    assert float(first[5]) >= 0
+    took_ms = (time.perf_counter() - started) * 1000
+    rows = [row.split() for row in result.output.strip().splitlines()[1:]]
+    durations = [(float(row[4]), float(row[5])) for row in rows]
+    assert all(load_ms > 0 and warmup_ms > 0 for load_ms, warmup_ms in durations), durations
+    assert sum(load_ms + warmup_ms for load_ms, warmup_ms in durations) <= took_ms
 
 
 @pytest.mark.parametrize(

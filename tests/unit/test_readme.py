@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 from modelserve import errors
@@ -18,13 +19,25 @@ def test_readme_configuration_reference_is_current() -> None:
     assert embedded.strip() == render_reference().strip()
 
 
-def test_readme_error_table_lists_every_client_visible_code() -> None:
-    """Every error code a client can receive appears in the README's error table."""
-    text = README.read_text()
+def _error_table() -> dict[str, int]:
+    """The README's "Error codes" table: each code in a row, with that row's status."""
+    section = README.read_text().split("### Error codes", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    table: dict[str, int] = {}
+    for row in rows:
+        status, codes, _when = (cell.strip() for cell in row.strip("|").split("|"))
+        for code in re.findall(r"`([a-z_]+)`", codes):
+            assert code not in table, f"{code} has two rows"
+            table[code] = int(status)
+    return table
+
+
+def test_readme_error_table_lists_every_client_visible_code_with_its_status() -> None:
+    """Every code a client can receive has a row in the README's error table with its status."""
     codes = {
-        cls.code
+        cls.code: int(cls.status_code)
         for _, cls in inspect.getmembers(errors, inspect.isclass)
         if issubclass(cls, errors.ModelserveError) and not issubclass(cls, errors.ModelLoadError)
     }
-    missing = sorted(code for code in codes if f"`{code}`" not in text)
-    assert missing == []
+    table = _error_table()
+    assert {code: table.get(code) for code in codes} == codes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -68,14 +69,19 @@ async def test_predict_answers_label_confidence_and_probabilities(
 
 
 async def test_predict_names_model_version_and_request(client: httpx.AsyncClient) -> None:
-    """/predict says which model and version answered, how long it took and when, and for whom."""
+    """/predict says which model and version answered, how long it took and when, and for whom.
+
+    The server's time is more than nothing and no more than the client waited in all.
+    """
+    started = time.perf_counter()
     response = await client.post(
         "/predict", json={"features": SETOSA}, headers={"X-Request-ID": "abc-123"}
     )
+    waited_ms = (time.perf_counter() - started) * 1000
     body = response.json()
     assert (body["model"], body["model_version"], body["request_id"]) == ("iris", "2", "abc-123")
     assert response.headers["X-Model-Version"] == "2"
-    assert body["latency_ms"] >= 0
+    assert 0 < body["latency_ms"] <= waited_ms
 
 
 async def test_predict_timestamp_is_utc_iso8601(client: httpx.AsyncClient) -> None:
