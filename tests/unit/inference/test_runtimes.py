@@ -26,6 +26,7 @@ from modelserve.inference.runtimes.torchscript import TorchScriptRuntime
 from modelserve.settings import ModelConfig
 from tests import fakes
 
+CUDA = torch.cuda.is_available()
 IRIS_X = load_iris().data.astype(np.float64)
 ROWS = IRIS_X[::10]  # 15 rows covering all three classes
 
@@ -208,10 +209,9 @@ def test_torchscript_runtime_output_modes_pass_values_through(
     np.testing.assert_allclose(floats(result), expected, rtol=1e-6)
 
 
+@pytest.mark.skipif(CUDA, reason="CUDA is available here: the CUDA tests below run instead")
 def test_torchscript_runtime_cuda_unavailable_is_a_load_error(demo_models_dir: Path) -> None:
     """Asking for CUDA on a machine without it fails the load with a clear reason."""
-    if torch.cuda.is_available():
-        pytest.fail("this test expects a machine without CUDA")
     with pytest.raises(ModelLoadError, match="CUDA is not available"):
         TorchScriptRuntime(
             artifact(demo_models_dir / "iris.pt"),
@@ -220,6 +220,22 @@ def test_torchscript_runtime_cuda_unavailable_is_a_load_error(demo_models_dir: P
             output="logits",
             classifier_hint=True,
         )
+
+
+@pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine: the CUDA path needs one")
+@pytest.mark.parametrize("device", ["cuda", "auto"])
+def test_torchscript_runtime_on_cuda_equals_the_cpu_output(
+    demo_models_dir: Path, device: Literal["cuda", "auto"]
+) -> None:
+    """On a GPU (asked for, or picked by `auto`) the answers equal the CPU runtime's."""
+    path = demo_models_dir / "iris.pt"
+    on_gpu = TorchScriptRuntime(
+        artifact(path), n_features=4, device=device, output="logits", classifier_hint=True
+    ).predict(ROWS)
+    on_cpu = torchscript(path).predict(ROWS)
+    np.testing.assert_allclose(
+        floats(on_gpu.probabilities), floats(on_cpu.probabilities), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_softmax_rows_sum_to_one_and_keep_order() -> None:
