@@ -51,8 +51,11 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loader = asyncio.create_task(_load_models(registry, state, settings.server.strict))
-        if settings.server.strict:
-            await loader  # a failure propagates and the server exits non-zero
+        if settings.server.strict or settings.server.workers > 1:
+            # strict: a failure propagates and the server exits non-zero. Workers share one
+            # listening socket: a (re)started worker accepting before its models are loaded
+            # would answer 503 to requests its loaded siblings could serve.
+            await loader
         monitor_loop = MonitorLoop(
             lambda: [v.monitor for v in registry.versions() if v.monitor is not None],
             settings.drift,

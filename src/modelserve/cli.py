@@ -47,6 +47,7 @@ def main() -> None:
 @click.option("--host", default=None, help="Interface to bind [127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [8000].")
 @click.option("--workers", type=int, default=None, help="Processes; >1 uses gunicorn [1].")
+@click.option("--probe-port", type=int, default=None, help="Probe listener port [off].")
 @click.option("--log-format", type=click.Choice(["json", "console"]), default=None)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.option("--strict/--no-strict", default=None, help="Exit non-zero if a model fails to load.")

@@ -17,7 +17,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,7 +27,10 @@ import uvicorn
 from uvicorn.server import HANDLED_SIGNALS
 
 from modelserve.observability.health import HealthState
+from modelserve.probes import ProbeSnapshot
 from modelserve.settings import Settings
+
+ProbeSink = Callable[[ProbeSnapshot], None]
 
 log = structlog.get_logger(__name__)
 
@@ -39,10 +42,11 @@ class DrainingServer(uvicorn.Server):
     exit status 143; this server handles the signal fully instead and never re-raises it.
     """
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, probe_sink: ProbeSink | None = None) -> None:
         super().__init__(config)
         self._stop_accepting_at: float | None = None
         self._heap_frozen = False
+        self._probe_sink = probe_sink
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -78,6 +82,10 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
         if not self._heap_frozen:
             self._freeze_heap_once_loaded()
+        if self._probe_sink is not None:
+            snapshot = probe_snapshot(self.config.app)
+            if snapshot is not None:
+                self._probe_sink(snapshot)
         return await super().on_tick(counter)
 
     def _freeze_heap_once_loaded(self) -> None:
@@ -97,6 +105,23 @@ def _draining_facts(app: Any) -> tuple[HealthState | None, float]:
     settings = getattr(state, "settings", None)
     delay = settings.server.prestop_delay_s if isinstance(settings, Settings) else 0.0
     return (health if isinstance(health, HealthState) else None), delay
+
+
+def probe_snapshot(app: Any) -> ProbeSnapshot | None:
+    """What this process tells the probe listener (none for an app not made by create_app)."""
+    state = getattr(app, "state", None)
+    health, registry = getattr(state, "health", None), getattr(state, "registry", None)
+    if not isinstance(health, HealthState) or registry is None:
+        return None
+    ready, reasons = health.readiness(*registry.readiness())
+    return ProbeSnapshot(
+        pid=os.getpid(),
+        ready=ready,
+        reasons=reasons,
+        draining=health.draining,
+        models={f"{v.name}:{v.version}": v.info.status.value for v in registry.versions()},
+        uptime_s=round(health.uptime_s, 3),
+    )
 
 
 def run(settings: Settings) -> None:
@@ -127,15 +152,35 @@ def _run_uvicorn(settings: Settings) -> None:
     # run's files, which would be added to this run's counts.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from modelserve.app import create_app
+    from modelserve.observability.metrics import render_latest
+    from modelserve.probes import ProbeAnswers, ProbeListener, SnapshotHolder, keyring_authorizer
 
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
-        **_uvicorn_options(settings),
+        app, host=settings.server.host, port=settings.server.port, **_uvicorn_options(settings)
     )
-    server = DrainingServer(config)
-    server.run()
+    listener: ProbeListener | None = None
+    holder = SnapshotHolder()
+    if settings.server.probe_port is not None:
+        answers = ProbeAnswers(
+            holder.read,
+            expected=1,
+            stall_s=settings.server.liveness_stall_s,
+            render_metrics=render_latest if settings.server.metrics_enabled else None,
+        )
+        listener = ProbeListener(
+            settings.server.host,
+            settings.server.probe_port,
+            answers,
+            keyring_authorizer(app.state.api_keys),
+        )
+        listener.start()
+    server = DrainingServer(config, holder.publish if listener is not None else None)
+    try:
+        server.run()
+    finally:
+        if listener is not None:
+            listener.stop()
     if not server.started:
         raise SystemExit(3)
 
@@ -144,9 +189,11 @@ def _run_gunicorn(settings: Settings) -> None:
     # prometheus-client picks its multiprocess value store at import, before workers fork.
     metrics_dir = Path(tempfile.mkdtemp(prefix="modelserve-metrics-"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    probe_dir = Path(tempfile.mkdtemp(prefix="modelserve-probes-"))
     try:
         from modelserve.workers import GunicornApplication
 
-        GunicornApplication(settings, _uvicorn_options(settings)).run()
+        GunicornApplication(settings, _uvicorn_options(settings), probe_dir).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        shutil.rmtree(probe_dir, ignore_errors=True)

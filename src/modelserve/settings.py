@@ -168,6 +168,11 @@ class ServerSettings(_Section):
     """Serve Prometheus metrics on /metrics."""
     max_requests: int = Field(0, ge=0)
     """Recycle a gunicorn worker after this many requests (0: never)."""
+    probe_port: int | None = Field(None, ge=0, le=65535)
+    """Port of the probe listener (/health, /ready, /metrics answered off the serving loop,
+    by the gunicorn master with workers); unset: probes only on the main port."""
+    liveness_stall_s: float = Field(30.0, gt=0)
+    """Probe port: /health fails once the serving loop has not reported for this long."""
 
 
 class CacheSettings(_Section):
@@ -367,6 +372,8 @@ class Settings(BaseSettings):
             defaults = [m for m in self.models if m.name == name and m.default]
             if len(defaults) > 1:
                 raise ValueError(f"model {name!r} has more than one default version")
+        if self.server.probe_port is not None and self.server.probe_port == self.server.port != 0:
+            raise ValueError("server.probe_port must differ from server.port")
         if self.auth.enabled and not self.auth.keys:
             raise ValueError("auth.enabled needs at least one key in auth.keys")
         uses_redis = self.cache.backend == "redis" or (

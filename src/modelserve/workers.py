@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.workers.base import Worker
-from prometheus_client import multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from uvicorn_worker import UvicornWorker
 
+from modelserve.api.auth import ApiKeyring
+from modelserve.probes import ProbeAnswers, ProbeListener, SnapshotDirectory, keyring_authorizer
 from modelserve.serving import DrainingServer
 from modelserve.settings import Settings
 
@@ -24,7 +27,10 @@ class ModelserveWorker(UvicornWorker):  # type: ignore[misc]
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
-        server = DrainingServer(config=self.config)
+        directory: SnapshotDirectory | None = getattr(self.app, "probe_snapshots", None)
+        server = DrainingServer(
+            config=self.config, probe_sink=directory.publish if directory is not None else None
+        )
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)
         if not server.started:
@@ -43,13 +49,31 @@ class StructlogGunicornLogger(GunicornLogger):  # type: ignore[misc]
 
 def _child_exit(server: Arbiter, worker: Worker) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+    directory: SnapshotDirectory | None = getattr(server.app, "probe_snapshots", None)
+    if directory is not None:
+        directory.forget(worker.pid)
+
+
+def _render_workers_metrics() -> tuple[bytes, str]:
+    """Every worker's metrics, read in the master from the multiprocess files.
+
+    The master defines no metrics of its own (modelserve's metrics module is never imported
+    here), so it adds no series; each worker samples its process metrics every few seconds.
+    """
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 class GunicornApplication(BaseApplication):  # type: ignore[misc]
     """Runs ``server.workers`` workers; each creates the app and loads its models itself."""
 
-    def __init__(self, settings: Settings, uvicorn_options: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: Settings, uvicorn_options: dict[str, Any], probe_dir: Path | None = None
+    ) -> None:
         self.settings = settings
+        self.probe_snapshots = SnapshotDirectory(probe_dir) if probe_dir is not None else None
+        self.probe_listener: ProbeListener | None = None
         ModelserveWorker.CONFIG_KWARGS = {
             "loop": "uvloop",
             "http": "httptools",
@@ -74,6 +98,8 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
             "max_requests_jitter": server.max_requests // 10,
             "logger_class": StructlogGunicornLogger,
             "child_exit": _child_exit,
+            "when_ready": self._start_probe_listener,
+            "post_fork": self._close_probe_listener,
             "accesslog": None,
         }
         for key, value in options.items():
@@ -82,6 +108,29 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
             # gunicorn 27 opens a control socket at one fixed path per user, which several
             # servers on one host would fight over; modelserve does not use it.
             self.cfg.set("control_socket_disable", True)
+
+    def _start_probe_listener(self, arbiter: Arbiter) -> None:
+        """In the master, once the sockets are bound: answer probes for every worker."""
+        server = self.settings.server
+        if self.probe_snapshots is None or server.probe_port is None:
+            return
+        directory = self.probe_snapshots
+        answers = ProbeAnswers(
+            lambda: directory.read(set(arbiter.WORKERS)),
+            expected=server.workers,
+            stall_s=server.liveness_stall_s,
+            render_metrics=_render_workers_metrics if server.metrics_enabled else None,
+        )
+        keyring = ApiKeyring(self.settings.auth)
+        self.probe_listener = ProbeListener(
+            server.host, server.probe_port, answers, keyring_authorizer(keyring)
+        )
+        self.probe_listener.start()
+
+    def _close_probe_listener(self, arbiter: Arbiter, worker: Worker) -> None:
+        """In a new worker: the master's listener is no business of this process."""
+        if self.probe_listener is not None:
+            self.probe_listener.close_in_child()
 
     def load(self) -> Any:
         from modelserve.app import create_app

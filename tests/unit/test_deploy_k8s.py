@@ -79,6 +79,23 @@ def test_deployment_port_matches_settings(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.server.port in ports
 
 
+def test_deployment_probes_and_scrapes_use_the_probe_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Probes and the Prometheus annotation name the probe listener's port, off the loop."""
+    settings = _env_settings(monkeypatch)
+    ports = {p["name"]: p["containerPort"] for p in _container()["ports"]}
+    assert ports["probe"] == settings.server.probe_port
+    container = _container()
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] == "probe"
+    (deployment,) = [
+        d for d in _documents(BASE / "kustomization.yaml") if d["kind"] == "Deployment"
+    ][:1]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(settings.server.probe_port)
+
+
 def test_deployment_grace_covers_prestop_and_drain(monkeypatch: pytest.MonkeyPatch) -> None:
     """Kubernetes waits longer than the pre-stop delay plus the drain grace period."""
     settings = _env_settings(monkeypatch)

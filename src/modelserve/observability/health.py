@@ -24,6 +24,14 @@ class HealthState:
         self.draining = True
         self.accepting = False
 
+    def readiness(self, models_ready: bool, reasons: list[str]) -> tuple[bool, list[str]]:
+        """The process's readiness given its models': never while draining or still loading."""
+        if self.draining:
+            return False, ["shutting down", *reasons]
+        if not self.loading_done and models_ready:
+            return False, ["models are loading"]
+        return models_ready, reasons
+
     @property
     def uptime_s(self) -> float:
         return time.time() - self.started_at

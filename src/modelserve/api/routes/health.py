@@ -28,11 +28,7 @@ async def ready(request: Request) -> Response:
     """200 only when every required model is ready and the process is not draining."""
     registry: ModelRegistry = request.app.state.registry
     state: HealthState = request.app.state.health
-    is_ready, reasons = registry.readiness()
-    if state.draining:
-        is_ready, reasons = False, ["shutting down", *reasons]
-    elif not state.loading_done and is_ready:
-        is_ready, reasons = False, ["models are loading"]
+    is_ready, reasons = state.readiness(*registry.readiness())
     if not is_ready:
         return error_response(503, "not_ready", "; ".join(reasons), request.state.request_id)
     return Response(orjson.dumps({"ready": True, "reasons": []}), media_type="application/json")

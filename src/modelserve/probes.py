@@ -1,0 +1,408 @@
+"""The probe listener: /health, /ready and /metrics on ``server.probe_port``, off the serving loop.
+
+Why a listener of its own: on the main port a probe waits in the same event loop as every
+prediction. Measured with 64 connections of 1000-row batches, ``GET /health`` there took a
+median of hundreds of milliseconds (README, "Reliability"), and Kubernetes restarts a pod whose
+liveness probe misses its timeout exactly when it is busiest. Here a probe is answered by a
+small listener on its own thread, from a :class:`ProbeSnapshot` that the serving loop
+publishes every tick (0.1 s): the answer never waits for parsing, batching or model calls.
+
+Where it runs:
+
+* one process (uvicorn): a thread of that process, reading the snapshot from memory;
+* gunicorn: a thread of the master, which only sleeps between signals. Each worker writes its
+  snapshot to a file in a directory private to the run; the master answers ``/ready`` 200 only
+  when every expected worker is alive and ready, so a killed worker (and its replacement's
+  warm-up) shows on readiness, and ``/metrics`` aggregates every worker's multiprocess files.
+
+``/metrics`` there is rendered by a thread of its own every second and served from the latest
+rendering, so a scrape never waits for the GIL behind a busy loop either.
+
+Liveness stays trivial but not blind: ``/health`` fails when no snapshot was published for
+``server.liveness_stall_s`` (the serving loop is wedged), and while the process starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import cast
+
+import orjson
+import structlog
+
+from modelserve.api.auth import ApiKeyring, presented_key
+from modelserve.errors import ModelserveError
+
+log = structlog.get_logger(__name__)
+
+MAX_HEADER_BYTES = 8192
+READ_TIMEOUT_S = 2.0
+MAX_CONNECTIONS = 64
+"""Probe connections handled at once; more are closed at once (probes come one at a time)."""
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}
+_REASONS |= {404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSnapshot:
+    """What one serving process says about itself, published by its event loop."""
+
+    pid: int
+    ready: bool
+    reasons: list[str]
+    draining: bool
+    models: dict[str, str]
+    uptime_s: float
+    published_at: float = field(default_factory=time.time)
+    """Wall-clock time, so that another process (the gunicorn master) can judge its age."""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes) -> ProbeSnapshot:
+        return cls(**orjson.loads(data))
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeAnswer:
+    """One probe response."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Authorize = Callable[[str, list[tuple[bytes, bytes]]], ProbeAnswer | None]
+"""Given path and headers: None to go on, or the refusal to send (401/403)."""
+Render = Callable[[], tuple[bytes, str]]
+"""The /metrics exposition text and its content type."""
+
+
+def _json(status: int, content: object) -> ProbeAnswer:
+    return ProbeAnswer(status, orjson.dumps(content))
+
+
+def _error(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> ProbeAnswer:
+    body = {"detail": detail, "code": code, "request_id": None}
+    return ProbeAnswer(status, orjson.dumps(body), headers=headers or {})
+
+
+class PrerenderedMetrics:
+    """The /metrics text rendered every ``interval_s`` by a thread of its own, once scraped.
+
+    Rendering is a few milliseconds of Python; beside a saturated serving loop it waits for the
+    GIL and took over 100 ms, so a scrape gets the latest rendering (at most ``interval_s``
+    old) at once. The first scrape renders in place and starts the renderer.
+    """
+
+    def __init__(self, render: Render, interval_s: float = 1.0) -> None:
+        self._render = render
+        self._interval_s = interval_s
+        self._latest: tuple[bytes, str] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> tuple[bytes, str]:
+        latest = self._latest
+        if latest is not None:
+            return latest
+        with self._lock:
+            if self._latest is None:
+                self._latest = self._render()
+                threading.Thread(target=self._run, name="probe-metrics", daemon=True).start()
+            return self._latest
+
+    def _run(self) -> None:
+        failing = False
+        while True:
+            time.sleep(self._interval_s)
+            try:
+                self._latest = self._render()
+                failing = False
+            except Exception as exc:  # keep serving the last good rendering; log once
+                if not failing:
+                    log.error("metrics_render_failed", exc_info=exc)
+                failing = True
+
+
+class ProbeAnswers:
+    """Turns snapshots into /health, /ready and /metrics answers (one process or a master)."""
+
+    def __init__(
+        self,
+        snapshots: Callable[[], list[ProbeSnapshot] | None],
+        *,
+        expected: int,
+        stall_s: float,
+        render_metrics: Render | None,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._snapshots = snapshots
+        self._expected = expected
+        self._stall_s = stall_s
+        self._render_metrics = PrerenderedMetrics(render_metrics) if render_metrics else None
+        self._stopping = stopping
+
+    def answer(self, path: str) -> ProbeAnswer:
+        if path == "/health":
+            return self.health()
+        if path == "/ready":
+            return self.ready()
+        if path == "/metrics" and self._render_metrics is not None:
+            body, content_type = self._render_metrics()
+            return ProbeAnswer(200, body, content_type)
+        return _error(404, "not_found", "the probe port serves /health, /ready and /metrics")
+
+    def health(self) -> ProbeAnswer:
+        """200 while serving processes publish their state; 503 while starting or wedged."""
+        snapshots = self._snapshots()
+        if not snapshots:
+            return _json(503, {"status": "starting", "workers": {}})
+        now = time.time()
+        stalled = [s.pid for s in snapshots if now - s.published_at > self._stall_s]
+        body = {
+            "status": "stalled" if stalled else "ok",
+            "draining": self._stopping() or any(s.draining for s in snapshots),
+            "uptime_s": round(max(s.uptime_s for s in snapshots), 3),
+            "models": snapshots[0].models,
+            "workers": {str(s.pid): s.models for s in snapshots},
+        }
+        # With workers, a wedged one is gunicorn's to replace (its timeout); alone, it is ours.
+        return _json(503 if stalled and len(snapshots) == 1 else 200, body)
+
+    def ready(self) -> ProbeAnswer:
+        """200 only when every expected process is ready, fresh, and not draining."""
+        snapshots = self._snapshots() or []
+        now = time.time()
+        reasons: list[str] = []
+        if self._stopping():
+            reasons.append("shutting down")
+        for snapshot in snapshots:
+            if now - snapshot.published_at > self._stall_s:
+                reasons.append(f"worker {snapshot.pid} has not reported for {self._stall_s:g} s")
+            elif not snapshot.ready:
+                reasons.extend(snapshot.reasons)
+        ready_count = sum(s.ready and now - s.published_at <= self._stall_s for s in snapshots)
+        if len(snapshots) < self._expected:
+            reasons.append(f"{ready_count} of {self._expected} workers ready")
+        if reasons:
+            return _error(503, "not_ready", "; ".join(dict.fromkeys(reasons)))
+        return _json(200, {"ready": True, "reasons": [], "workers": ready_count})
+
+
+class ProbeListener:
+    """A minimal HTTP/1.1 server for GET probes: one daemon thread, non-blocking sockets.
+
+    Each connection carries one request and is closed (``Connection: close``); a request head
+    is bounded in size and time, and at most ``MAX_CONNECTIONS`` are open at once. Plain
+    ``selectors`` rather than asyncio: the gunicorn master forks workers while this thread
+    runs, and :meth:`close_in_child` must close every descriptor the listener owns.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        answers: ProbeAnswers,
+        authorize: Authorize | None = None,
+    ) -> None:
+        self._answers = answers
+        self._authorize = authorize
+        self._sock = socket.create_server((host, port), backlog=MAX_CONNECTIONS)
+        self._sock.setblocking(False)
+        self.port: int = self._sock.getsockname()[1]
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._sock, selectors.EVENT_READ)
+        self._pending: dict[socket.socket, tuple[bytearray, float]] = {}
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Serve from a daemon thread until :meth:`stop` (or the process ends)."""
+        self._thread = threading.Thread(target=self._run, name="probe-listener", daemon=True)
+        self._thread.start()
+        log.info("probe_listener_started", port=self.port)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.close_in_child()
+
+    def close_in_child(self) -> None:
+        """Close this listener's descriptors (in a forked worker, where no thread runs it)."""
+        for conn in list(self._pending):
+            conn.close()
+        self._pending.clear()
+        self._selector.close()
+        self._sock.close()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                for key, _ in self._selector.select(timeout=0.25):
+                    if key.fileobj is self._sock:
+                        self._accept()
+                    else:
+                        self._read(cast(socket.socket, key.fileobj))
+                self._expire()
+            except Exception as exc:  # never let one probe end the listener
+                log.error("probe_failed", exc_info=exc)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        if len(self._pending) >= MAX_CONNECTIONS:
+            conn.close()
+            return
+        conn.setblocking(False)
+        self._pending[conn] = (bytearray(), time.monotonic() + READ_TIMEOUT_S)
+        self._selector.register(conn, selectors.EVENT_READ)
+
+    def _read(self, conn: socket.socket) -> None:
+        buffer, _ = self._pending[conn]
+        try:
+            chunk = conn.recv(MAX_HEADER_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        buffer += chunk
+        if b"\r\n\r\n" in buffer:
+            self._reply(conn, self._answer(bytes(buffer.split(b"\r\n\r\n", 1)[0])))
+        elif not chunk:
+            self._close(conn)
+        elif len(buffer) > MAX_HEADER_BYTES:
+            self._reply(conn, _error(400, "bad_request", "request head too large"))
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for conn, (_, deadline) in list(self._pending.items()):
+            if now > deadline:
+                self._close(conn)  # a prober that never finished its request head
+
+    def _reply(self, conn: socket.socket, answer: ProbeAnswer) -> None:
+        try:
+            conn.setblocking(True)
+            conn.settimeout(READ_TIMEOUT_S)  # probe answers are small: one send, nearly always
+            conn.sendall(_encode(answer))
+        except OSError:
+            pass  # the prober went away: nothing to answer
+        self._close(conn)
+
+    def _close(self, conn: socket.socket) -> None:
+        self._selector.unregister(conn)
+        del self._pending[conn]
+        conn.close()
+
+    def _answer(self, head: bytes) -> ProbeAnswer:
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ")
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+            return _error(400, "bad_request", "malformed request line")
+        method, target = parts[0], parts[1].decode("latin-1").split("?", 1)[0]
+        if method != b"GET":
+            return _error(405, "method_not_allowed", "probes are GET requests")
+        if self._authorize is not None:
+            refusal = self._authorize(target, [_header(line) for line in lines[1:]])
+            if refusal is not None:
+                return refusal
+        return self._answers.answer(target)
+
+
+def _header(line: bytes) -> tuple[bytes, bytes]:
+    name, _, value = line.partition(b":")
+    return name.strip().lower(), value.strip()
+
+
+def _encode(answer: ProbeAnswer) -> bytes:
+    head = (
+        f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, 'Error')}\r\n"
+        f"content-type: {answer.content_type}\r\n"
+        f"content-length: {len(answer.body)}\r\n"
+        "cache-control: no-store\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in answer.headers.items())
+        + "connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + answer.body
+
+
+class SnapshotHolder:
+    """The latest snapshot of this process, for a listener in the same process."""
+
+    def __init__(self) -> None:
+        self._latest: ProbeSnapshot | None = None
+
+    def publish(self, snapshot: ProbeSnapshot) -> None:
+        self._latest = snapshot  # one reference assignment: atomic for the reading thread
+
+    def read(self) -> list[ProbeSnapshot] | None:
+        latest = self._latest
+        return None if latest is None else [latest]
+
+
+class SnapshotDirectory:
+    """Worker snapshots as ``worker-<pid>.json`` files in a directory private to one run."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._written: bytes | None = None
+        self._written_at = 0.0
+
+    def publish(self, snapshot: ProbeSnapshot) -> None:
+        """Write when the content changes, and at least every second (the file's age is read)."""
+        content = orjson.dumps({**asdict(snapshot), "published_at": 0})
+        now = time.monotonic()
+        if content == self._written and now - self._written_at < 1.0:
+            return
+        path = self.directory / f"worker-{snapshot.pid}.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(snapshot.to_json())
+        os.replace(temporary, path)
+        self._written, self._written_at = content, now
+
+    def read(self, pids: set[int]) -> list[ProbeSnapshot]:
+        """The snapshots of the live workers ``pids`` (files of dead workers are ignored)."""
+        found = []
+        for pid in sorted(pids):
+            try:
+                data = (self.directory / f"worker-{pid}.json").read_bytes()
+                found.append(ProbeSnapshot.from_json(data))
+            except (OSError, ValueError, TypeError):
+                continue  # not written yet, or being replaced: that worker is not ready
+        return found
+
+    def forget(self, pid: int) -> None:
+        with contextlib.suppress(OSError):
+            (self.directory / f"worker-{pid}.json").unlink()
+
+
+def keyring_authorizer(keyring: ApiKeyring) -> Authorize | None:
+    """The main port's rules on the probe port: a key when probes or metrics are protected."""
+    if not keyring.enabled:
+        return None
+
+    def authorize(path: str, headers: list[tuple[bytes, bytes]]) -> ProbeAnswer | None:
+        needed = keyring.required_scope(path)
+        if needed is None:
+            return None
+        try:
+            keyring.check(keyring.identify(presented_key(headers)), needed)
+        except ModelserveError as exc:
+            return _error(exc.status_code, exc.code, str(exc.detail), exc.headers)
+        return None
+
+    return authorize

@@ -1,0 +1,111 @@
+"""The probe listener of real processes: one uvicorn process, and a gunicorn master."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.e2e.conftest import RunningServer, write_config
+
+pytestmark = pytest.mark.e2e
+
+POLL_S = 0.02
+
+
+def poll(url: str, status: int, timeout_s: float = 60) -> httpx.Response:
+    """GET ``url`` until it answers ``status``; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=5)
+        except httpx.HTTPError as exc:
+            last = exc
+        else:
+            if response.status_code == status:
+                return response
+            last = (response.status_code, response.text)
+        time.sleep(POLL_S)
+    raise AssertionError(f"{url} never answered {status}; last: {last!r}")
+
+
+def start(
+    serve: Callable[..., RunningServer],
+    directory: Path,
+    model: Path,
+    *extra: str,
+    server: dict[str, object] | None = None,
+) -> tuple[RunningServer, str]:
+    probe_port = free_port()
+    config = {
+        "models": [{"name": "iris", "path": str(model)}],
+        "server": {"probe_port": probe_port, **(server or {})},
+    }
+    running = serve(write_config(directory, config), *extra)
+    return running, f"http://127.0.0.1:{probe_port}"
+
+
+def test_probe_port_answers_health_ready_and_metrics(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path, demo_models_dir: Path
+) -> None:
+    """One process: the probe port serves /health, /ready and the Prometheus text."""
+    server, probes = start(serve_modelserve, tmp_path, demo_models_dir / "iris.joblib")
+    httpx.post(server.base_url + "/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}, timeout=5)
+    health = poll(probes + "/health", 200).json()
+    assert (health["status"], health["models"]) == ("ok", {"iris:1": "ready"})
+    assert poll(probes + "/ready", 200).json()["ready"] is True
+    metrics = httpx.get(probes + "/metrics", timeout=5)
+    assert 'modelserve_http_requests_total{method="POST",route="/predict",status="200"}' in (
+        metrics.text
+    )
+
+
+def test_probe_port_fails_readiness_at_once_on_sigterm(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path, demo_models_dir: Path
+) -> None:
+    """During the pre-stop delay the probe port says not ready while liveness stays 200."""
+    server, probes = start(
+        serve_modelserve, tmp_path, demo_models_dir / "iris.joblib", server={"prestop_delay_s": 30}
+    )
+    poll(probes + "/ready", 200)
+    server.proc.send_signal(signal.SIGTERM)
+    refused = poll(probes + "/ready", 503, timeout_s=10).json()
+    assert refused["detail"].startswith("shutting down")
+    assert httpx.get(probes + "/health", timeout=5).json()["draining"] is True
+
+
+def test_probe_port_readiness_reflects_a_killed_worker(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path, demo_models_dir: Path
+) -> None:
+    """gunicorn: a SIGKILLed worker fails readiness until its replacement is ready, and
+    predictions sent before and after the kill all succeed on the other workers."""
+    server, probes = start(
+        serve_modelserve, tmp_path, demo_models_dir / "iris.joblib", "--workers", "2"
+    )
+    ready = poll(probes + "/ready", 200)
+    assert ready.json()["workers"] == 2
+    before = set(poll(probes + "/health", 200).json()["workers"])
+    victim = int(sorted(before)[0])
+    row = {"features": [5.1, 3.5, 1.4, 0.2]}
+
+    def predict(_: int) -> int:
+        return httpx.post(server.base_url + "/predict", json=row, timeout=10).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(predict, range(40))) == [200] * 40
+        os.kill(victim, signal.SIGKILL)
+        refused = poll(probes + "/ready", 503, timeout_s=30).json()
+        assert "of 2 workers ready" in refused["detail"]
+        assert list(pool.map(predict, range(40))) == [200] * 40  # the other worker serves
+        assert poll(probes + "/ready", 200).json()["workers"] == 2
+    after = set(httpx.get(probes + "/health", timeout=5).json()["workers"])
+    assert str(victim) not in after
+    assert len(after) == 2
