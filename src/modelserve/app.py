@@ -24,8 +24,8 @@ from modelserve.api.routes import admin, health, metrics, models, predict
 from modelserve.api.routes.dashboard import dashboard_routes
 from modelserve.cache import build_cache
 from modelserve.inference.cache import PredictionCache
+from modelserve.inference.core import InferenceCore
 from modelserve.inference.registry import ModelRegistry
-from modelserve.inference.service import PredictionService
 from modelserve.observability.health import HealthState
 from modelserve.observability.monitor import MonitorLoop
 from modelserve.observability.stats import StatsSampler
@@ -47,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
     backend = build_cache(settings)
     cache = PredictionCache(backend) if backend is not None else None
     limiter = _build_limiter(settings)
+    core = InferenceCore(registry, state, cache)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,7 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
             # would answer 503 to requests its loaded siblings could serve.
             await loader
         monitor_loop = MonitorLoop(
-            lambda: [v.monitor for v in registry.versions() if v.monitor is not None],
+            lambda: [v.monitor for v in registry.loaded()],
             settings.drift,
         )
         monitor_loop.start()
@@ -68,10 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
             state.stop_accepting()
             loader.cancel()
             started = time.perf_counter()
-            await app.state.service.shadow.close()  # shadow copies never delay a drain
-            await registry.close(settings.server.grace_period_s)
-            if cache is not None:
-                await cache.close()
+            await core.close(settings.server.grace_period_s)
             if limiter is not None:
                 await limiter.close()
             log.info("server_stopped", drain_ms=round((time.perf_counter() - started) * 1000, 3))
@@ -84,9 +82,8 @@ def create_app(settings: Settings) -> FastAPI:
         **_without_native_tracing(),
     )
     app.state.settings = settings
-    app.state.registry = registry
+    app.state.core = core
     app.state.health = state
-    app.state.service = PredictionService(registry, state, cache)
     app.state.api_keys = ApiKeyring(settings.auth)
     app.state.stats_sampler = StatsSampler()
 

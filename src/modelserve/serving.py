@@ -109,18 +109,19 @@ def _draining_facts(app: Any) -> tuple[HealthState | None, float]:
 
 def probe_snapshot(app: Any) -> ProbeSnapshot | None:
     """What this process tells the probe listener (none for an app not made by create_app)."""
-    state = getattr(app, "state", None)
-    health, registry = getattr(state, "health", None), getattr(state, "registry", None)
-    if not isinstance(health, HealthState) or registry is None:
+    # The core is read duck-typed: importing it here would import prometheus-client before
+    # gunicorn's multiprocess directory is set.
+    core = getattr(getattr(app, "state", None), "core", None)
+    if core is None:
         return None
-    ready, reasons = health.readiness(*registry.readiness())
+    readiness, live = core.server_ready(), core.liveness()
     return ProbeSnapshot(
         pid=os.getpid(),
-        ready=ready,
-        reasons=reasons,
-        draining=health.draining,
-        models={f"{v.name}:{v.version}": v.info.status.value for v in registry.versions()},
-        uptime_s=round(health.uptime_s, 3),
+        ready=readiness.ready,
+        reasons=readiness.reasons,
+        draining=live.draining,
+        models=live.models,
+        uptime_s=round(live.uptime_s, 3),
     )
 
 

@@ -2,11 +2,14 @@
 
 A row's key is a keyed BLAKE2b of the row's canonical float64 bytes (after validation, so
 ``[1, 2]`` and ``[1.0, 2.0]`` and the same named features share a key; ``-0.0`` counts as
-``0.0``). The hash key binds the model name, version, artifact fingerprint and ``top_k``, so a
-different version, a reloaded artifact or another ``top_k`` can never return an old answer.
+``0.0``). The hash key binds the model name, version and artifact fingerprint, so a different
+version or a reloaded artifact can never return an old answer.
 
-Values are the post-processed :class:`Prediction`, serialized with orjson (floats round-trip
-exactly). Transport-agnostic: the service decides what to do with HIT, MISS or PARTIAL.
+Values are one row of the post-processed :class:`Outputs` (label, full probability row, value),
+serialized with orjson (floats round-trip exactly). They are the same whatever the transport
+or ``top_k`` (applied when the answer is formatted), so /predict and the V2 protocol share
+entries. A stored value whose kinds or shape do not fit the version's :class:`OutputSpec` is a
+miss. Transport-agnostic: the core decides what to do with HIT, MISS or PARTIAL.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ import numpy as np
 import orjson
 
 from modelserve.cache.base import Cache
-from modelserve.inference.types import FloatArray, Prediction
+from modelserve.inference.types import FloatArray, Outputs, OutputSpec
 from modelserve.settings import ModelConfig
 
 _DIGEST_BYTES = 16
 _MAX_SCOPES = 4096
-"""Per-scope hash keys remembered (model x version x fingerprint x top_k); cleared beyond."""
+"""Per-scope hash keys remembered (model x version x fingerprint); cleared beyond."""
 # Configuration that changes what a version answers for the same row and artifact.
 _OUTPUT_FIELDS = {"task", "labels", "label_from", "torch_output", "output_round", "output_clip"}
 
@@ -39,6 +42,10 @@ class CacheStatus(StrEnum):
     """No row came from the cache."""
     PARTIAL = "PARTIAL"
     """Batch requests only: some rows came from the cache, the model computed the rest."""
+
+
+Row = tuple[str | None, list[float] | None, float | list[float] | None]
+"""One cached row: (label, probabilities, value)."""
 
 
 def artifact_fingerprint(config: ModelConfig, sha256: Sequence[str]) -> str:
@@ -56,9 +63,10 @@ class CacheLookup:
     """The outcome of looking up every row of one request."""
 
     keys: list[bytes]
-    found: list[Prediction | None]
+    found: list[Row | None]
     missing: list[int]
     """Indices of the rows that must be computed."""
+    spec: OutputSpec
 
     @property
     def hits(self) -> int:
@@ -70,14 +78,14 @@ class CacheLookup:
             return CacheStatus.HIT
         return CacheStatus.PARTIAL if len(self.missing) < len(self.keys) else CacheStatus.MISS
 
-    def merge(self, computed: Sequence[Prediction]) -> list[Prediction]:
-        """Every row's prediction: cached ones, and ``computed`` (for ``missing``, in order)."""
+    def merge(self, computed: Outputs) -> Outputs:
+        """Every row's outputs: cached ones, and ``computed`` (for ``missing``, in order)."""
         if len(self.missing) == len(self.keys):
-            return list(computed)
-        out = list(self.found)
-        for index, prediction in zip(self.missing, computed, strict=True):
-            out[index] = prediction
-        return out  # type: ignore[return-value]  # every None was at a missing index
+            return computed
+        rows = list(self.found)
+        for index, row in zip(self.missing, _rows(computed), strict=True):
+            rows[index] = row
+        return _outputs(rows, self.spec)  # type: ignore[arg-type]  # every None was missing
 
 
 class PredictionCache:
@@ -85,18 +93,18 @@ class PredictionCache:
 
     def __init__(self, backend: Cache) -> None:
         self.backend = backend
-        self._secrets: dict[tuple[str, str, str, int | None], bytes] = {}
+        self._secrets: dict[tuple[str, str, str], bytes] = {}
 
     def row_keys(
-        self, model: str, version: str, fingerprint: str, top_k: int | None, matrix: FloatArray
+        self, model: str, version: str, fingerprint: str, matrix: FloatArray
     ) -> list[bytes]:
         """One key per row of ``matrix``."""
-        scope = (model, version, fingerprint, top_k)
+        scope = (model, version, fingerprint)
         secret = self._secrets.get(scope)
         if secret is None:
             if len(self._secrets) >= _MAX_SCOPES:
                 self._secrets.clear()
-            text = "\0".join(map(str, scope)).encode()
+            text = "\0".join(scope).encode()
             secret = self._secrets[scope] = hashlib.blake2b(text, digest_size=32).digest()
         # Adding 0.0 turns -0.0 into 0.0, so equal numbers have equal bytes. Slicing one
         # bytes object is cheaper than a numpy view per row.
@@ -109,33 +117,76 @@ class PredictionCache:
         ]
 
     async def lookup(
-        self, model: str, version: str, fingerprint: str, top_k: int | None, matrix: FloatArray
+        self, model: str, version: str, fingerprint: str, spec: OutputSpec, matrix: FloatArray
     ) -> CacheLookup:
         """Look every row up in one back-end call."""
-        keys = self.row_keys(model, version, fingerprint, top_k, matrix)
+        keys = self.row_keys(model, version, fingerprint, matrix)
         values = await self.backend.get_many(keys)
-        found = [_decode(v) if v is not None else None for v in values]
-        missing = [i for i, prediction in enumerate(found) if prediction is None]
-        return CacheLookup(keys, found, missing)
+        found = [_decode(v, spec) if v is not None else None for v in values]
+        missing = [i for i, row in enumerate(found) if row is None]
+        return CacheLookup(keys, found, missing, spec)
 
-    async def fill(self, lookup: CacheLookup, computed: Sequence[Prediction]) -> None:
-        """Store the predictions computed for ``lookup.missing`` in one back-end call."""
+    async def fill(self, lookup: CacheLookup, computed: Outputs) -> None:
+        """Store the outputs computed for ``lookup.missing`` in one back-end call."""
         await self.backend.set_many(
-            [(lookup.keys[i], _encode(p)) for i, p in zip(lookup.missing, computed, strict=True)]
+            [
+                (lookup.keys[i], orjson.dumps(row))
+                for i, row in zip(lookup.missing, _rows(computed), strict=True)
+            ]
         )
 
     async def close(self) -> None:
         await self.backend.close()
 
 
-def _encode(prediction: Prediction) -> bytes:
-    return orjson.dumps((prediction.prediction, prediction.confidence, prediction.probabilities))
+def _rows(outputs: Outputs) -> list[Row]:
+    n = len(outputs)
+    labels: list[str | None] = list(outputs.labels) if outputs.labels is not None else [None] * n
+    probabilities: list[list[float] | None] = (
+        outputs.probabilities.tolist() if outputs.probabilities is not None else [None] * n
+    )
+    values: list[float | list[float] | None] = (
+        outputs.values.tolist() if outputs.values is not None else [None] * n
+    )
+    return list(zip(labels, probabilities, values, strict=True))
 
 
-def _decode(value: bytes) -> Prediction | None:
-    """The cached prediction, or ``None`` (a miss) for a value this code did not write."""
+def _outputs(rows: list[Row], spec: OutputSpec) -> Outputs:
+    if not spec.is_classifier and not spec.has_probabilities:
+        return Outputs(values=np.array([row[2] for row in rows], dtype=np.float64))
+    labels = [str(row[0]) for row in rows]
+    if not spec.has_probabilities:
+        return Outputs(labels=labels)
+    return Outputs(labels, np.array([row[1] for row in rows], dtype=np.float64))
+
+
+def _decode(value: bytes, spec: OutputSpec) -> Row | None:
+    """The cached row, or ``None`` (a miss) for a value that does not fit ``spec``."""
     try:
-        answer, confidence, probabilities = orjson.loads(value)
-    except (orjson.JSONDecodeError, TypeError, ValueError):
+        row = orjson.loads(value)
+    except orjson.JSONDecodeError:
         return None
-    return Prediction(answer, confidence, probabilities)
+    if not isinstance(row, list) or len(row) != 3:
+        return None
+    label, probabilities, number = row
+    if spec.class_labels is not None:
+        fits = (
+            isinstance(label, str)
+            and _floats(probabilities, len(spec.class_labels))
+            and number is None
+        )
+    elif spec.is_classifier:
+        fits = isinstance(label, str) and probabilities is None and number is None
+    elif spec.value_width is None:
+        fits = label is None and probabilities is None and type(number) is float
+    else:
+        fits = label is None and probabilities is None and _floats(number, spec.value_width)
+    return (label, probabilities, number) if fits else None
+
+
+def _floats(value: object, length: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == length
+        and all(type(item) is float for item in value)
+    )

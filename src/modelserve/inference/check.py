@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelserve.errors import ModelLoadError
-from modelserve.inference.registry import build_version
+from modelserve.inference.version import build_version
 from modelserve.settings import Settings
 
 _COLUMNS = ("name", "version", "format", "features", "load ms", "warm-up ms", "status")

@@ -75,19 +75,37 @@ class FeatureSchema:
                 low[names.index(name)], high[names.index(name)] = lo, hi
             self._ranges = (low, high)
 
-    def to_array(self, rows: Sequence[Row]) -> FloatArray:
-        """Build the (n, n_features) array or raise an InvalidInputError naming the problem."""
+    def rows_to_array(self, rows: Sequence[Row]) -> FloatArray:
+        """The (n, n_features) array of JSON-style rows (lists of numbers, or name → number).
+
+        Raises an InvalidInputError naming the problem; finiteness is :meth:`check`'s job.
+        """
         if rows and _is_named(rows[0]):
-            matrix = np.array([self._ordered(row, i) for i, row in enumerate(rows)], np.float64)
-        else:
-            for i, row in enumerate(rows):
-                if _is_named(row):
-                    raise InvalidInputError(f"row {i} mixes named and positional features")
-                if len(row) != self.n_features:
-                    raise FeatureCountError(self.n_features, len(row), i if len(rows) > 1 else None)
-            matrix = np.array(rows, dtype=np.float64)
-        self._check_finite(matrix)
-        return matrix
+            return np.array([self._ordered(row, i) for i, row in enumerate(rows)], np.float64)
+        for i, row in enumerate(rows):
+            if _is_named(row):
+                raise InvalidInputError(f"row {i} mixes named and positional features")
+            if len(row) != self.n_features:
+                raise FeatureCountError(self.n_features, len(row), i if len(rows) > 1 else None)
+        return np.array(rows, dtype=np.float64)
+
+    def to_array(self, rows: Sequence[Row]) -> FloatArray:
+        """:meth:`rows_to_array`, then :meth:`check`."""
+        return self.check(self.rows_to_array(rows))
+
+    def check(self, batch: FloatArray) -> FloatArray:
+        """``batch`` itself once it is a 2-D float64 array of this width with finite values.
+
+        Every batch goes through here before the model sees it, whichever transport built it.
+        """
+        if batch.dtype != np.float64 or batch.ndim != 2:
+            raise InvalidInputError(
+                f"expected a 2-D float64 batch, got {batch.ndim}-D {batch.dtype}"
+            )
+        if batch.shape[1] != self.n_features:
+            raise FeatureCountError(self.n_features, batch.shape[1])
+        self._check_finite(batch)
+        return batch
 
     def out_of_range(self, matrix: FloatArray) -> RangeReport | None:
         """The values outside their declared ranges, summarised; ``None`` when all are inside."""

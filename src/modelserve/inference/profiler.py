@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from modelserve.inference.registry import build_version
 from modelserve.inference.types import FloatArray
+from modelserve.inference.version import build_version
 from modelserve.observability.profile import DEFAULT_BINS, ReferenceProfile, build_profile
 from modelserve.settings import ModelConfig
 
@@ -28,26 +28,23 @@ def profile_model(
 
     ``require_sha256`` comes from the configuration the model was taken from, if any.
     """
-    entry = build_version(
+    prepared = build_version(
         config.model_copy(update={"profile": None}), require_sha256=require_sha256
     )
-    assert entry.runtime is not None  # noqa: S101 - build_version returns a loaded version
-    assert entry.formatter is not None  # noqa: S101
-    n_features = entry.info.n_features or 0
-    matrix = read_table(data, entry.info.feature_names, n_features)
+    names = prepared.schema.feature_names
+    matrix = read_table(data, names, prepared.schema.n_features)
     labels: list[str] | None = None
     confidences: list[float] | None = None
-    if entry.formatter.is_classifier:
+    if prepared.spec.is_classifier:
         labels, confidences = [], []
         for start in range(0, len(matrix), _CHUNK_ROWS):
             chunk = matrix[start : start + _CHUNK_ROWS]
-            for answer in entry.formatter.format(entry.runtime.predict(chunk)):
-                labels.append(str(answer.prediction))
-                if answer.confidence is not None:
-                    confidences.append(answer.confidence)
+            outputs = prepared.postprocessor.apply(prepared.runtime.predict(chunk))
+            labels.extend(outputs.labels or [])
+            confidences.extend(outputs.confidences() or [])
     return build_profile(
         matrix,
-        entry.info.feature_names,
+        names,
         labels,
         confidences or None,
         bins=bins,

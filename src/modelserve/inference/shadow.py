@@ -1,9 +1,12 @@
 """Shadow mode: mirror live requests to a model's shadow version and compare the answers.
 
 After a live request has its answer, :meth:`ShadowRunner.mirror` schedules an asyncio task
-that sends the same rows to the shadow version named by the model's routing and compares row
-by row: classifiers agree when the labels are equal, regressors when
-``|live - shadow| <= routing.shadow_tolerance`` (the largest |Δ| is logged either way).
+that sends the same validated batch through the shadow version's own pipeline stages
+(:meth:`~modelserve.inference.version.LoadedVersion.compute`: batch → predict → unbatch →
+postprocess) and compares row by row: classifiers agree when the labels are equal, regressors
+when ``|live - shadow| <= routing.shadow_tolerance`` (the largest |Δ| is logged either way).
+When both versions name their features in different orders, the columns are reordered by
+name; a shadow that takes other features is counted as ``error``.
 
 The live request never waits for, and never sees, the shadow: ``mirror`` only creates a task.
 Work is bounded by ``routing.shadow_max_pending`` tasks per model; beyond it the copy is
@@ -15,15 +18,14 @@ dropped. Every mirrored row is counted once in ``modelserve_shadow_comparisons_t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
 
-from modelserve.errors import OverloadedError
-from modelserve.inference.preprocess import Row
-from modelserve.inference.registry import ModelRegistry, ModelVersion
-from modelserve.inference.types import Prediction
+from modelserve.errors import InvalidInputError, OverloadedError
+from modelserve.inference.registry import ModelRegistry
+from modelserve.inference.types import FloatArray, Outputs
+from modelserve.inference.version import LoadedVersion
 from modelserve.observability import metrics
 
 log = structlog.get_logger(__name__)
@@ -41,27 +43,33 @@ class Comparison:
     """(live, shadow) answers of the first row that disagrees."""
 
 
-def compare(
-    live: Sequence[Prediction], shadow: Sequence[Prediction], tolerance: float
-) -> Comparison:
-    """Compare answers row by row: equal labels, or numbers within ``tolerance``."""
+def compare(live: Outputs, shadow: Outputs, tolerance: float) -> Comparison:
+    """Compare outputs row by row: equal labels, or numbers within ``tolerance``."""
     if len(live) != len(shadow):
         raise ValueError(f"shadow answered {len(shadow)} rows for {len(live)}")
+    mine, theirs = _answers(live), _answers(shadow)
     agreed = 0
     max_delta: float | None = None
     example: tuple[object, object] | None = None
-    for mine, theirs in zip(live, shadow, strict=True):
-        delta = _abs_delta(mine.prediction, theirs.prediction)
+    for ours, other in zip(mine, theirs, strict=True):
+        delta = _abs_delta(ours, other)
         if delta is None:
-            same = str(mine.prediction) == str(theirs.prediction)
+            same = str(ours) == str(other)
         else:
             same = delta <= tolerance
             max_delta = delta if max_delta is None else max(max_delta, delta)
         if same:
             agreed += 1
         elif example is None:
-            example = (mine.prediction, theirs.prediction)
+            example = (ours, other)
     return Comparison(agreed, len(live) - agreed, max_delta, example)
+
+
+def _answers(outputs: Outputs) -> list[object]:
+    """Each row's answer: its label, or its value(s)."""
+    if outputs.labels is not None:
+        return list(outputs.labels)
+    return [] if outputs.values is None else list(outputs.values.tolist())
 
 
 def _abs_delta(live: object, shadow: object) -> float | None:
@@ -78,6 +86,16 @@ def _abs_delta(live: object, shadow: object) -> float | None:
     return None  # labels, or answers of different kinds: compared as text
 
 
+def _columns_for(shadow: LoadedVersion, live: LoadedVersion, batch: FloatArray) -> FloatArray:
+    """``batch`` (in the live version's feature order) in the shadow version's order."""
+    ours, theirs = live.schema.feature_names, shadow.schema.feature_names
+    if ours is None or theirs is None or ours == theirs:
+        return batch
+    if sorted(ours) != sorted(theirs):
+        raise InvalidInputError("the shadow version takes other features than the live one")
+    return batch[:, [ours.index(name) for name in theirs]]
+
+
 class ShadowRunner:
     """Mirrors live traffic to shadow versions off the request path. One per process."""
 
@@ -90,7 +108,7 @@ class ShadowRunner:
         """Shadow requests of ``model`` in progress."""
         return self._pending.get(model, 0)
 
-    def mirror(self, live: ModelVersion, rows: Sequence[Row], answers: list[Prediction]) -> None:
+    def mirror(self, live: LoadedVersion, batch: FloatArray, outputs: Outputs) -> None:
         """Schedule the shadow copy of a finished live request. Never raises, never waits."""
         router = self._registry.routers.get(live.name)
         shadow = router.shadow if router is not None else None
@@ -98,11 +116,11 @@ class ShadowRunner:
             return
         try:
             if self.pending(live.name) >= router.config.shadow_max_pending:
-                metrics.record_shadow(live.name, live.version, shadow, "dropped", len(answers))
+                metrics.record_shadow(live.name, live.version, shadow, "dropped", len(outputs))
                 return
             tolerance = router.config.shadow_tolerance
             task = asyncio.get_running_loop().create_task(
-                self._run(live.name, live.version, shadow, tolerance, rows, answers),
+                self._run(live, shadow, tolerance, batch, outputs),
                 name=f"shadow-{live.name}-{shadow}",
             )
         except Exception as exc:  # the live answer must go out whatever happens here
@@ -125,25 +143,26 @@ class ShadowRunner:
 
     async def _run(
         self,
-        model: str,
-        live_version: str,
+        live: LoadedVersion,
         shadow_version: str,
         tolerance: float,
-        rows: Sequence[Row],
-        live_answers: list[Prediction],
+        batch: FloatArray,
+        live_outputs: Outputs,
     ) -> None:
+        model, live_version, rows = live.name, live.version, len(live_outputs)
+
         def count(result: str, n: int) -> None:
             if n:
                 metrics.record_shadow(model, live_version, shadow_version, result, n)
 
         try:
-            answers = await self._predict(model, shadow_version, rows)
-            result = compare(live_answers, answers, tolerance)
+            outputs = await self._compute(live, shadow_version, batch)
+            result = compare(live_outputs, outputs, tolerance)
         except OverloadedError:
-            count("dropped", len(live_answers))
+            count("dropped", rows)
             return
         except Exception as exc:
-            count("error", len(live_answers))
+            count("error", rows)
             log.warning(
                 "shadow_failed",
                 model=model,
@@ -160,7 +179,7 @@ class ShadowRunner:
             model=model,
             live_version=live_version,
             shadow_version=shadow_version,
-            rows=len(live_answers),
+            rows=rows,
             agreed=result.agreed,
             disagreed=result.disagreed,
             max_abs_delta=result.max_abs_delta,
@@ -168,14 +187,6 @@ class ShadowRunner:
             shadow_prediction=result.example[1] if result.example else None,
         )
 
-    async def _predict(self, model: str, version: str, rows: Sequence[Row]) -> list[Prediction]:
-        entry = self._registry.route(model, version, None)
-        entry.acquire()
-        try:
-            assert entry.schema is not None  # noqa: S101 - a routed version is ready
-            assert entry.formatter is not None  # noqa: S101
-            assert entry.batcher is not None  # noqa: S101
-            raw = await entry.batcher.submit(entry.schema.to_array(rows))
-            return entry.formatter.format(raw)
-        finally:
-            entry.release()
+    async def _compute(self, live: LoadedVersion, version: str, batch: FloatArray) -> Outputs:
+        with self._registry.route(live.name, version, None) as shadow:
+            return await shadow.compute(shadow.schema.check(_columns_for(shadow, live, batch)))

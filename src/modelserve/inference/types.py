@@ -48,8 +48,52 @@ class ModelMetadata:
 
 
 @dataclass(frozen=True, slots=True)
+class Outputs:
+    """Post-processed outputs of n rows, as arrays: what every transport encodes its answer from.
+
+    Classifiers have ``labels`` (the predicted label of each row) and, when the model gives
+    them, ``probabilities`` (n, n_classes) with columns in :attr:`OutputSpec.class_labels`
+    order. Regressors have ``values``: (n,) for one output, (n, k) for several, already
+    clipped and rounded as configured. Every number is finite.
+    """
+
+    labels: list[str] | None = None
+    probabilities: FloatArray | None = None
+    values: FloatArray | None = None
+
+    def __len__(self) -> int:
+        if self.labels is not None:
+            return len(self.labels)
+        return 0 if self.values is None else len(self.values)
+
+    def confidences(self) -> list[float] | None:
+        """Top-1 probability per row (classifiers with probabilities), else ``None``."""
+        if self.probabilities is None:
+            return None
+        return [max(row) for row in self.probabilities.tolist()]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    """What a loaded version answers, learnt from its warm-up: kinds and shapes of outputs."""
+
+    is_classifier: bool
+    class_labels: list[str] | None
+    """Names of the probability columns (configured labels, model classes, or "0", "1", ...);
+    ``None`` when the model gives no probabilities."""
+    value_width: int | None = None
+    """Regressors: k for (n, k) outputs, ``None`` for one value per row."""
+    default_top_k: int | None = None
+    """``top_k`` from the configuration, used when a request names none."""
+
+    @property
+    def has_probabilities(self) -> bool:
+        return self.class_labels is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Prediction:
-    """One row's post-processed answer."""
+    """One row's formatted answer (the /predict JSON shape)."""
 
     prediction: str | float | list[float]
     confidence: float | None = None

@@ -12,7 +12,6 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
 
 import structlog
 
@@ -26,16 +25,6 @@ log = structlog.get_logger(__name__)
 
 PROCESS_TICK_S = 5.0
 """Longest time between refreshes of the process and drift gauges."""
-
-
-class PredictionLike(Protocol):
-    """What the monitor reads from one answered row (the inference layer's Prediction)."""
-
-    @property
-    def prediction(self) -> object: ...
-
-    @property
-    def confidence(self) -> float | None: ...
 
 
 class VersionMonitor:
@@ -61,14 +50,18 @@ class VersionMonitor:
         self._record_duration = metrics.prediction_duration_recorder(model, version)
 
     def observe(
-        self, matrix: FloatArray, predictions: Sequence[PredictionLike], seconds: float
+        self,
+        matrix: FloatArray,
+        seconds: float,
+        labels: Sequence[str] | None = None,
+        confidences: Sequence[float] | None = None,
     ) -> None:
-        """One successful request: its validated rows, answers and server time."""
+        """One successful request: its validated rows, server time, and (classifiers) the
+        predicted label and confidence of each row."""
         self._record_duration(seconds)
         self.latency.add(seconds)
         if self.is_classifier:
-            labels = [str(p.prediction) for p in predictions]
-            self.drift.add(matrix, labels, [p.confidence for p in predictions])
+            self.drift.add(matrix, labels, confidences)
         else:
             self.drift.add(matrix)
 

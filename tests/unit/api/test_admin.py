@@ -200,7 +200,7 @@ async def test_reload_lets_requests_in_flight_finish_on_the_old_artifact(
     one, and the reload answers only after it has."""
     served = app_client(load_settings(iris_config(first="gated")))
     async with served as client:
-        registry = served.app.state.registry
+        registry = served.app.state.core.registry
         old = registry.get("iris", "1")
         gate.clear()
         in_flight = asyncio.create_task(

@@ -1,4 +1,4 @@
-"""PredictionCache: row keys, HIT/MISS/PARTIAL lookups, exact round trips, fingerprints."""
+"""PredictionCache: row keys, HIT/MISS/PARTIAL lookups, exact round trips, shape checks."""
 
 from __future__ import annotations
 
@@ -11,19 +11,20 @@ import pytest
 from modelserve.cache.memory import MemoryCache
 from modelserve.inference.artifact import file_sha256
 from modelserve.inference.cache import CacheStatus, PredictionCache, artifact_fingerprint
-from modelserve.inference.types import Prediction
+from modelserve.inference.types import Outputs, OutputSpec
 from modelserve.settings import ModelConfig
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
-CLASSIFIED = Prediction(
-    "setosa", 0.9847031668428455, {"setosa": 0.9847031668428455, "virginica": 6.20377713724823e-8}
-)
+CLASSES = ["setosa", "virginica"]
+CLASSIFIER = OutputSpec(is_classifier=True, class_labels=CLASSES)
+CLASSIFIED = Outputs(["setosa"], np.array([[0.9847031668428455, 6.20377713724823e-8]]))
+REGRESSOR = OutputSpec(is_classifier=False, class_labels=None)
+MULTI_OUTPUT = OutputSpec(is_classifier=False, class_labels=None, value_width=3)
+LABELS_ONLY = OutputSpec(is_classifier=True, class_labels=None)
 
 
-def _keys(
-    matrix: np.ndarray, *, version: str = "1", fingerprint: str = "f", top_k: int | None = None
-) -> list[bytes]:
-    return _cache().row_keys("iris", version, fingerprint, top_k, matrix)
+def _keys(matrix: np.ndarray, *, version: str = "1", fingerprint: str = "f") -> list[bytes]:
+    return _cache().row_keys("iris", version, fingerprint, matrix)
 
 
 def _cache() -> PredictionCache:
@@ -36,12 +37,10 @@ def test_row_keys_equal_for_equal_values_including_negative_zero() -> None:
 
 
 @pytest.mark.parametrize(
-    "changed",
-    [{"version": "2"}, {"fingerprint": "g"}, {"top_k": 1}],
-    ids=["version", "fingerprint", "top_k"],
+    "changed", [{"version": "2"}, {"fingerprint": "g"}], ids=["version", "fingerprint"]
 )
 def test_row_keys_differ_when_scope_changes(changed: dict[str, object]) -> None:
-    """The same row gets another key under another version, artifact or top_k."""
+    """The same row gets another key under another version or artifact."""
     assert _keys(ROWS[:1]) != _keys(ROWS[:1], **changed)  # type: ignore[arg-type]
 
 
@@ -50,18 +49,37 @@ def test_row_keys_differ_between_rows() -> None:
     assert len(set(_keys(ROWS))) == len(ROWS)
 
 
+def _same(first: Outputs, second: Outputs) -> bool:
+    def parts(o: Outputs) -> tuple[object, ...]:
+        return (
+            o.labels,
+            None if o.probabilities is None else o.probabilities.tolist(),
+            None if o.values is None else o.values.tolist(),
+        )
+
+    return parts(first) == parts(second)
+
+
 @pytest.mark.parametrize(
-    "prediction",
-    [CLASSIFIED, Prediction(1.0000000000000002), Prediction([0.1, 1e-300, -2.5])],
-    ids=["classifier", "regressor", "multi-output"],
+    ("outputs", "spec"),
+    [
+        (CLASSIFIED, CLASSIFIER),
+        (Outputs(labels=["dog"]), LABELS_ONLY),
+        (Outputs(values=np.array([1.0000000000000002])), REGRESSOR),
+        (Outputs(values=np.array([[0.1, 1e-300, -2.5]])), MULTI_OUTPUT),
+    ],
+    ids=["classifier", "labels-only", "regressor", "multi-output"],
 )
-async def test_prediction_cache_round_trips_prediction_exactly(prediction: Prediction) -> None:
-    """A cached prediction equals the stored one: label, confidence and probabilities."""
+async def test_prediction_cache_round_trips_outputs_exactly(
+    outputs: Outputs, spec: OutputSpec
+) -> None:
+    """A cached row equals the stored one: label, probabilities and values, bit for bit."""
     cache = _cache()
-    first = await cache.lookup("iris", "1", "f", None, ROWS[:1])
-    await cache.fill(first, [prediction])
-    second = await cache.lookup("iris", "1", "f", None, ROWS[:1])
-    assert second.merge([]) == [prediction]
+    first = await cache.lookup("iris", "1", "f", spec, ROWS[:1])
+    await cache.fill(first, outputs)
+    second = await cache.lookup("iris", "1", "f", spec, ROWS[:1])
+    assert second.status is CacheStatus.HIT
+    assert _same(second.merge(Outputs()), outputs)
 
 
 @pytest.mark.parametrize(
@@ -74,27 +92,39 @@ async def test_prediction_cache_status_reflects_hits(
 ) -> None:
     """HIT when every row is cached, MISS when none is, PARTIAL in between."""
     cache = _cache()
-    seed = await cache.lookup("iris", "1", "f", None, ROWS[stored_rows])
-    await cache.fill(seed, [CLASSIFIED] * len(stored_rows))
-    assert (await cache.lookup("iris", "1", "f", None, ROWS)).status is status
+    seed = await cache.lookup("iris", "1", "f", REGRESSOR, ROWS[stored_rows])
+    await cache.fill(seed, Outputs(values=np.ones(len(stored_rows))))
+    assert (await cache.lookup("iris", "1", "f", REGRESSOR, ROWS)).status is status
 
 
 async def test_prediction_cache_merge_keeps_request_order() -> None:
     """Cached and computed rows are reassembled in the request's order."""
     cache = _cache()
-    seed = await cache.lookup("iris", "1", "f", None, ROWS[1:2])
-    await cache.fill(seed, [Prediction("cached")])
-    lookup = await cache.lookup("iris", "1", "f", None, ROWS)
-    merged = lookup.merge([Prediction("first"), Prediction("third")])
-    assert [p.prediction for p in merged] == ["first", "cached", "third"]
+    seed = await cache.lookup("iris", "1", "f", LABELS_ONLY, ROWS[1:2])
+    await cache.fill(seed, Outputs(labels=["cached"]))
+    lookup = await cache.lookup("iris", "1", "f", LABELS_ONLY, ROWS)
+    merged = lookup.merge(Outputs(labels=["first", "third"]))
+    assert merged.labels == ["first", "cached", "third"]
 
 
-async def test_prediction_cache_treats_foreign_value_as_miss() -> None:
-    """A value this code did not write is a miss, not an error."""
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"not json",
+        b'["setosa", [0.5, 0.5, 0.0], null]',
+        b'["setosa", null, null]',
+        b"[null, null, 1.0]",
+        b'["setosa", [0.5, "x"], null]',
+        b'{"label": "setosa"}',
+    ],
+    ids=["not-json", "too-many-columns", "no-probabilities", "regressor-row", "text", "object"],
+)
+async def test_prediction_cache_treats_misfit_value_as_miss(stored: bytes) -> None:
+    """A value that is not a row of this version's output shape is a miss, not an error."""
     backend = MemoryCache(maxsize=10, ttl_s=60)
     cache = PredictionCache(backend)
-    await backend.set_many([(_keys(ROWS[:1])[0], b"not json")])
-    assert (await cache.lookup("iris", "1", "f", None, ROWS[:1])).missing == [0]
+    await backend.set_many([(_keys(ROWS[:1])[0], stored)])
+    assert (await cache.lookup("iris", "1", "f", CLASSIFIER, ROWS[:1])).missing == [0]
 
 
 def test_artifact_fingerprint_changes_with_file_bytes(

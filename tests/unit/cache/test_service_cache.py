@@ -84,15 +84,15 @@ async def test_service_cache_counts_hits_and_misses_in_metrics(
     assert _sample(name, **labels, result="miss") - misses == 3
 
 
-async def test_service_cache_misses_for_another_top_k(
+async def test_service_cache_serves_another_top_k_from_the_same_entry(
     app_client: Callable[..., Any], iris_settings: Callable[..., Settings]
 ) -> None:
-    """A cached answer is not reused for a request asking another top_k."""
+    """The cache holds full outputs: another top_k is a hit, trimmed when formatted."""
     async with app_client(iris_settings()) as client:
-        await client.post("/predict", json={"features": SETOSA})
+        full = await client.post("/predict", json={"features": SETOSA})
         response = await client.post("/predict?top_k=1", json={"features": SETOSA})
-    assert response.headers["x-cache"] == "MISS"
-    assert list(response.json()["probabilities"]) == ["setosa"]
+    assert response.headers["x-cache"] == "HIT"
+    assert response.json()["probabilities"] == {"setosa": full.json()["probabilities"]["setosa"]}
 
 
 async def test_service_cache_disabled_sends_no_header(

@@ -1,4 +1,4 @@
-"""OutputFormatter: raw model outputs → labels, confidence, probabilities, regression values."""
+"""Postprocessor and format_predictions: raw outputs → Outputs → the /predict answer per row."""
 
 from __future__ import annotations
 
@@ -6,26 +6,39 @@ import numpy as np
 import pytest
 
 from modelserve.errors import NonFiniteOutputError
-from modelserve.inference.postprocess import OutputFormatter
-from modelserve.inference.types import Prediction, RawOutput
+from modelserve.inference.formatting import format_predictions
+from modelserve.inference.postprocess import Postprocessor
+from modelserve.inference.types import OutputSpec, Prediction, RawOutput
 
 LABELS = ["setosa", "versicolor", "virginica"]
 PROBABILITIES = np.array([[0.1, 0.7, 0.2], [0.05, 0.15, 0.8]])
 
 
-def classifier(top_k: int | None = None) -> OutputFormatter:
-    return OutputFormatter(is_classifier=True, labels=LABELS, top_k=top_k)
+def classifier() -> Postprocessor:
+    return Postprocessor(is_classifier=True, labels=LABELS)
 
 
 def regressor(
     round_to: int | None = None, clip: tuple[float, float] | None = None
-) -> OutputFormatter:
-    return OutputFormatter(is_classifier=False, labels=None, round_to=round_to, clip=clip)
+) -> Postprocessor:
+    return Postprocessor(is_classifier=False, labels=None, round_to=round_to, clip=clip)
+
+
+def answers(
+    post: Postprocessor, raw: RawOutput, top_k: int | None = None, default_top_k: int | None = None
+) -> list[Prediction]:
+    """Postprocess ``raw``, then format it as /predict does."""
+    outputs = post.apply(raw)
+    columns = None
+    if outputs.probabilities is not None:
+        columns = post.column_labels(outputs.probabilities.shape[1])
+    spec = OutputSpec(post.is_classifier, columns, default_top_k=default_top_k)
+    return format_predictions(outputs, spec, top_k)
 
 
 def test_format_classifier_gives_label_confidence_and_probabilities() -> None:
     """The label is the most probable class; confidence is its probability."""
-    first, second = classifier().format(RawOutput(probabilities=PROBABILITIES))
+    first, second = answers(classifier(), RawOutput(probabilities=PROBABILITIES))
     assert first == Prediction(
         "versicolor", 0.7, {"setosa": 0.1, "versicolor": 0.7, "virginica": 0.2}
     )
@@ -34,8 +47,8 @@ def test_format_classifier_gives_label_confidence_and_probabilities() -> None:
 
 def test_format_classifier_without_labels_uses_class_indices() -> None:
     """With no labels anywhere, classes are named by their index."""
-    formatter = OutputFormatter(is_classifier=True, labels=None)
-    (answer, _) = formatter.format(RawOutput(probabilities=PROBABILITIES))
+    formatter = Postprocessor(is_classifier=True, labels=None)
+    (answer, _) = answers(formatter, RawOutput(probabilities=PROBABILITIES))
     assert answer.prediction == "1"
     assert answer.probabilities == {"0": 0.1, "1": 0.7, "2": 0.2}
 
@@ -56,9 +69,7 @@ def test_format_top_k_keeps_the_most_probable_labels(
     default: int | None, requested: int | None, expected: list[str]
 ) -> None:
     """top_k keeps the k most probable labels, most probable first; the request beats config."""
-    (answer, _) = classifier(top_k=default).format(
-        RawOutput(probabilities=PROBABILITIES), requested
-    )
+    (answer, _) = answers(classifier(), RawOutput(probabilities=PROBABILITIES), requested, default)
     assert answer.probabilities is not None
     assert sorted(answer.probabilities) == sorted(expected)
     if len(expected) < len(LABELS):
@@ -67,35 +78,35 @@ def test_format_top_k_keeps_the_most_probable_labels(
 
 def test_format_top_k_never_changes_the_prediction() -> None:
     """Even top_k=1 leaves label and confidence those of the full distribution."""
-    (answer, _) = classifier().format(RawOutput(probabilities=PROBABILITIES), 1)
+    (answer, _) = answers(classifier(), RawOutput(probabilities=PROBABILITIES), 1)
     assert (answer.prediction, answer.confidence) == ("versicolor", 0.7)
 
 
 def test_format_label_from_predict_maps_classes_to_labels() -> None:
     """When predict() values are present they decide the label, mapped through the classes."""
-    formatter = OutputFormatter(is_classifier=True, labels=LABELS, classes=["0", "1", "2"])
+    formatter = Postprocessor(is_classifier=True, labels=LABELS, classes=["0", "1", "2"])
     raw = RawOutput(probabilities=PROBABILITIES, values=np.array([2, 2]))
-    assert [p.prediction for p in formatter.format(raw)] == ["virginica", "virginica"]
+    assert [p.prediction for p in answers(formatter, raw)] == ["virginica", "virginica"]
 
 
 def test_format_classifier_without_probabilities_gives_labels_only() -> None:
     """A classifier without predict_proba answers its label and no confidence."""
-    formatter = OutputFormatter(is_classifier=True, labels=LABELS, classes=["0", "1", "2"])
-    (answer,) = formatter.format(RawOutput(values=np.array([1])))
+    formatter = Postprocessor(is_classifier=True, labels=LABELS, classes=["0", "1", "2"])
+    (answer,) = answers(formatter, RawOutput(values=np.array([1])))
     assert answer == Prediction("versicolor")
 
 
 def test_format_string_classes_pass_through_without_labels() -> None:
     """A model whose classes are already names answers those names."""
-    formatter = OutputFormatter(is_classifier=True, labels=None, classes=["cat", "dog"])
-    assert formatter.format(RawOutput(values=np.array(["dog"])))[0].prediction == "dog"
+    formatter = Postprocessor(is_classifier=True, labels=None, classes=["cat", "dog"])
+    assert answers(formatter, RawOutput(values=np.array(["dog"])))[0].prediction == "dog"
 
 
 def test_format_regression_gives_plain_floats() -> None:
     """A regressor answers one Python float per row, no confidence or probabilities."""
-    answers = regressor().format(RawOutput(values=np.array([1.5, -2.25])))
-    assert answers == [Prediction(1.5), Prediction(-2.25)]
-    assert all(type(a.prediction) is float for a in answers)
+    rows = answers(regressor(), RawOutput(values=np.array([1.5, -2.25])))
+    assert rows == [Prediction(1.5), Prediction(-2.25)]
+    assert all(type(a.prediction) is float for a in rows)
 
 
 @pytest.mark.parametrize(
@@ -113,19 +124,19 @@ def test_format_regression_rounds_and_clips(
 ) -> None:
     """output_round and output_clip shape regression values as configured."""
     raw = RawOutput(values=np.array([1.23456, -9.8765, 100.0]))
-    assert [p.prediction for p in regressor(round_to, clip).format(raw)] == expected
+    assert [p.prediction for p in answers(regressor(round_to, clip), raw)] == expected
 
 
 def test_format_multi_output_regression_gives_lists() -> None:
     """A regressor with k outputs answers a list of k numbers per row."""
     raw = RawOutput(values=np.array([[1.0, 2.0], [3.0, 4.0]]))
-    assert [p.prediction for p in regressor().format(raw)] == [[1.0, 2.0], [3.0, 4.0]]
+    assert [p.prediction for p in answers(regressor(), raw)] == [[1.0, 2.0], [3.0, 4.0]]
 
 
 def test_format_empty_output_is_an_error() -> None:
     """A runtime that returned nothing is a bug, reported as such."""
     with pytest.raises(ValueError, match="neither probabilities nor values"):
-        regressor().format(RawOutput())
+        answers(regressor(), RawOutput())
 
 
 @pytest.mark.parametrize(
@@ -139,18 +150,18 @@ def test_format_empty_output_is_an_error() -> None:
 def test_format_non_finite_probabilities_are_refused(raw: RawOutput, row: int) -> None:
     """A NaN or infinite probability is never served as an answer; the row is named."""
     with pytest.raises(NonFiniteOutputError, match=f"row {row}"):
-        classifier().format(raw)
+        answers(classifier(), raw)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "minus-inf"])
 def test_format_non_finite_regression_values_are_refused(value: float) -> None:
     """A regressor's NaN or infinite output is refused (JSON would turn it into null)."""
     with pytest.raises(NonFiniteOutputError, match="row 1") as info:
-        regressor().format(RawOutput(values=np.array([1.0, value])))
+        answers(regressor(), RawOutput(values=np.array([1.0, value])))
     assert (info.value.status_code, info.value.code) == (500, "non_finite_output")
 
 
 def test_format_clipping_does_not_hide_non_finite_values() -> None:
     """output_clip does not turn a NaN into a number; the output is refused."""
     with pytest.raises(NonFiniteOutputError):
-        regressor(clip=(0.0, 1.0)).format(RawOutput(values=np.array([np.nan])))
+        answers(regressor(clip=(0.0, 1.0)), RawOutput(values=np.array([np.nan])))

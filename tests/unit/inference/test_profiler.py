@@ -206,7 +206,7 @@ def test_model_with_a_mismatched_profile_fails_to_load(
 ) -> None:
     """A profile of another width refuses the model at load time, naming the mismatch."""
     from modelserve.errors import ModelLoadError
-    from modelserve.inference.registry import build_version
+    from modelserve.inference.version import build_version
     from modelserve.observability.profile import build_profile
 
     profile = tmp_path / "narrow.json"

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from modelserve.inference.registry import ModelRegistry
 from modelserve.inference.shadow import ShadowRunner, compare
-from modelserve.inference.types import Prediction
+from modelserve.inference.types import FloatArray, Outputs
 from modelserve.settings import Settings, load_settings
 from tests import fakes
 from tests import iris_versions as iv
@@ -91,21 +92,26 @@ async def make_registry() -> AsyncIterator[Callable[[Settings], Any]]:
         await registry.close(5)
 
 
-async def live_answer(registry: ModelRegistry, model: str, row: list[float]) -> list[Prediction]:
-    entry = registry.route(model, "1", None)
-    assert entry.batcher is not None
-    assert entry.formatter is not None
-    assert entry.schema is not None
-    return entry.formatter.format(await entry.batcher.submit(entry.schema.to_array([row])))
+async def live_answer(registry: ModelRegistry, model: str, row: list[float]) -> Outputs:
+    with registry.route(model, "1", None) as entry:
+        return await entry.compute(batch(row))
 
 
-def p(value: str | float | list[float]) -> Prediction:
-    return Prediction(prediction=value)
+def batch(*rows: list[float]) -> FloatArray:
+    return np.array(rows, dtype=np.float64)
+
+
+def labels(*names: str) -> Outputs:
+    return Outputs(labels=list(names))
+
+
+def values(*numbers: float | list[float]) -> Outputs:
+    return Outputs(values=np.array(numbers, dtype=np.float64))
 
 
 def test_compare_counts_equal_labels_as_agreement() -> None:
     """Classifier rows agree when the labels are equal."""
-    result = compare([p("setosa"), p("virginica")], [p("setosa"), p("versicolor")], 0.0)
+    result = compare(labels("setosa", "virginica"), labels("setosa", "versicolor"), 0.0)
     assert (result.agreed, result.disagreed) == (1, 1)
     assert result.example == ("virginica", "versicolor")
     assert result.max_abs_delta is None
@@ -113,14 +119,14 @@ def test_compare_counts_equal_labels_as_agreement() -> None:
 
 def test_compare_regressors_agree_within_tolerance() -> None:
     """Regressor rows agree when |live - shadow| is within the tolerance; the largest is kept."""
-    result = compare([p(1.0), p(2.0)], [p(1.05), p(2.5)], 0.1)
+    result = compare(values(1.0, 2.0), values(1.05, 2.5), 0.1)
     assert (result.agreed, result.disagreed) == (1, 1)
     assert result.max_abs_delta == pytest.approx(0.5)
 
 
 def test_compare_multi_output_rows_use_the_largest_difference() -> None:
     """A multi-output row agrees only when every output is within the tolerance."""
-    result = compare([p([1.0, 2.0])], [p([1.0, 2.3])], 0.2)
+    result = compare(values([1.0, 2.0]), values([1.0, 2.3]), 0.2)
     assert result.agreed == 0
     assert result.max_abs_delta == pytest.approx(0.3)
 
@@ -128,7 +134,7 @@ def test_compare_multi_output_rows_use_the_largest_difference() -> None:
 def test_compare_refuses_different_row_counts() -> None:
     """A shadow answering another number of rows is an error, not a comparison."""
     with pytest.raises(ValueError, match="1 rows for 2"):
-        compare([p("a"), p("b")], [p("a")], 0.0)
+        compare(labels("a", "b"), labels("a"), 0.0)
 
 
 async def test_mirror_counts_agreement_and_logs_it(
@@ -142,7 +148,9 @@ async def test_mirror_counts_agreement_and_logs_it(
     live = registry.route("agree", None, None)
     before = shadow_rows("agree", "1", "2", "agree")
     with capture_logs() as logs:
-        runner.mirror(live, [iv.SETOSA_ROW], await live_answer(registry, "agree", iv.SETOSA_ROW))
+        runner.mirror(
+            live, batch(iv.SETOSA_ROW), await live_answer(registry, "agree", iv.SETOSA_ROW)
+        )
         await settle(runner, "agree")
     assert shadow_rows("agree", "1", "2", "agree") == before + 1
     event = next(e for e in logs if e["event"] == "shadow_compared")
@@ -160,7 +168,9 @@ async def test_mirror_counts_disagreement_with_an_example(
     live = registry.route("differ", None, None)
     before = shadow_rows("differ", "1", "2", "disagree")
     with capture_logs() as logs:
-        runner.mirror(live, [iv.SETOSA_ROW], await live_answer(registry, "differ", iv.SETOSA_ROW))
+        runner.mirror(
+            live, batch(iv.SETOSA_ROW), await live_answer(registry, "differ", iv.SETOSA_ROW)
+        )
         await settle(runner, "differ")
     assert shadow_rows("differ", "1", "2", "disagree") == before + 1
     event = next(e for e in logs if e["event"] == "shadow_compared")
@@ -180,7 +190,7 @@ async def test_mirror_regressor_delta_within_tolerance_agrees(
     live = registry.route("regress", None, None)
     before = shadow_rows("regress", "1", "2", "agree")
     with capture_logs() as logs:
-        runner.mirror(live, [[1.0, 2.0, 3.0, 4.0]], [p(10.005)])
+        runner.mirror(live, batch([1.0, 2.0, 3.0, 4.0]), values(10.005))
         await settle(runner, "regress")
     assert shadow_rows("regress", "1", "2", "agree") == before + 1
     event = next(e for e in logs if e["event"] == "shadow_compared")
@@ -199,7 +209,7 @@ async def test_mirror_counts_a_failing_shadow_as_error(
     row = [666.0, 1.0, 1.0, 1.0]
     before = shadow_rows("fails", "1", "2", "error")
     with capture_logs() as logs:
-        runner.mirror(live, [row], await live_answer(registry, "fails", row))
+        runner.mirror(live, batch(row), await live_answer(registry, "fails", row))
         await settle(runner, "fails")
     assert shadow_rows("fails", "1", "2", "error") == before + 1
     assert any(e["event"] == "shadow_failed" and e["log_level"] == "warning" for e in logs)
@@ -215,7 +225,7 @@ async def test_mirror_returns_before_the_shadow_answers(
     runner = ShadowRunner(registry)
     gate.clear()
     live = registry.route("waits", None, None)
-    runner.mirror(live, [iv.SETOSA_ROW], [p("setosa")])
+    runner.mirror(live, batch(iv.SETOSA_ROW), labels("setosa"))
     await asyncio.sleep(0.05)
     assert runner.pending("waits") == 1
     gate.set()
@@ -237,7 +247,7 @@ async def test_mirror_drops_and_counts_beyond_max_pending(
     live = registry.route("bounded", None, None)
     before = shadow_rows("bounded", "1", "2", "dropped")
     for _ in range(5):
-        runner.mirror(live, [iv.SETOSA_ROW, iv.SETOSA_ROW], [p("setosa"), p("setosa")])
+        runner.mirror(live, batch(iv.SETOSA_ROW, iv.SETOSA_ROW), labels("setosa", "setosa"))
     assert runner.pending("bounded") == 2
     assert shadow_rows("bounded", "1", "2", "dropped") == before + 6
     gate.set()
@@ -253,7 +263,7 @@ async def test_close_cancels_pending_shadow_work(
     )
     runner = ShadowRunner(registry)
     gate.clear()
-    runner.mirror(registry.route("closing", None, None), [iv.SETOSA_ROW], [p("setosa")])
+    runner.mirror(registry.route("closing", None, None), batch(iv.SETOSA_ROW), labels("setosa"))
     await runner.close()
     assert runner.pending("closing") == 0
 
@@ -266,7 +276,7 @@ async def test_mirror_skips_requests_answered_by_the_shadow_version(
         shadow_settings(tmp_path, "itself", model_files["live"], model_files["same"])
     )
     runner = ShadowRunner(registry)
-    runner.mirror(registry.route("itself", "2", None), [iv.SETOSA_ROW], [p("setosa")])
+    runner.mirror(registry.route("itself", "2", None), batch(iv.SETOSA_ROW), labels("setosa"))
     assert runner.pending("itself") == 0
 
 
@@ -289,7 +299,7 @@ async def test_predict_with_a_failing_shadow_returns_the_live_answer(
         response = await client.post(
             "/predict?model=apifail", json={"features": [666.0, 1.0, 1.0, 1.0]}
         )
-        await settle(client_factory.app.state.service.shadow, "apifail")
+        await settle(client_factory.app.state.core.shadow, "apifail")
     assert response.status_code == 200
     assert response.json()["model_version"] == "1"
     assert shadow_rows("apifail", "1", "2", "error") >= 1
@@ -303,7 +313,7 @@ async def test_predict_answers_while_a_slow_shadow_is_still_computing(
     async with client_factory as client:
         gate.clear()
         response = await client.post("/predict?model=apislow", json={"features": VIRGINICA_ROW})
-        runner = client_factory.app.state.service.shadow
+        runner = client_factory.app.state.core.shadow
         still_pending = runner.pending("apislow")
         gate.set()
         await settle(runner, "apislow")
@@ -322,7 +332,7 @@ async def test_predict_never_shows_the_shadow_answer(
         response: httpx.Response = await client.post(
             "/predict?model=apidiffer", json={"features": iv.SETOSA_ROW}
         )
-        await settle(client_factory.app.state.service.shadow, "apidiffer")
+        await settle(client_factory.app.state.core.shadow, "apidiffer")
     body = response.json()
     assert (body["prediction"], body["model_version"]) == ("setosa", "1")
     assert response.headers["x-model-version"] == "1"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -17,12 +16,6 @@ from modelserve.settings import DriftSettings
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 IRIS = np.asarray(load_iris().data, dtype=np.float64)
-
-
-@dataclass(frozen=True)
-class Answer:
-    prediction: object
-    confidence: float | None = 0.9
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +35,7 @@ def _monitor(name: str, profile: ReferenceProfile | None, **settings: float) -> 
 
 
 def _feed(monitor: VersionMonitor, rows: np.ndarray, seconds: float = 0.001) -> None:
-    monitor.observe(rows, [Answer("setosa")] * len(rows), seconds)
+    monitor.observe(rows, seconds, ["setosa"] * len(rows), [0.9] * len(rows))
 
 
 def _sample(name: str, **labels: str) -> float | None:

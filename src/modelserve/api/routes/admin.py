@@ -1,35 +1,28 @@
-"""Admin API (``admin`` scope): load, unload and hot-reload versions; change a model's routing.
+"""Admin API (``admin`` scope) over HTTP: the core's repository operations, converted.
 
-Artifacts always come from the path configured for the version: no request can name a file.
-A load or reload that fails answers 409 ``model_load_failed`` with the reason, and whatever
-was serving keeps serving. Every action is logged (``admin_action_completed`` or
-``admin_action_failed``) with the caller's key name. These routes are not hot, so they are
-ordinary FastAPI routes. Each applies to the process that answers it (see the README on
-several workers and replicas).
+Load, unload and hot-reload versions; show or change a model's routing. What each operation
+does, and its audit log line, is :mod:`modelserve.inference.repository`'s; these handlers
+only convert bodies. A load or reload that fails answers 409 ``model_load_failed`` with the
+reason. These routes are not hot, so they are ordinary FastAPI routes.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any, Literal
 
-import structlog
 from fastapi import APIRouter, Depends, Request
 
 from modelserve.api.auth import require_scope
-from modelserve.api.deps import RegistryDep
+from modelserve.api.deps import CoreDep
 from modelserve.api.schemas import (
     ErrorBody,
     RoutingRequest,
     RoutingResponse,
     VersionActionResponse,
 )
-from modelserve.errors import ModelserveError
-from modelserve.inference.registry import ModelRegistry, ModelVersion
+from modelserve.inference.repository import RoutingState, VersionChange
 from modelserve.settings import RoutingConfig
 
-log = structlog.get_logger(__name__)
 Action = Literal["load", "reload", "unload"]
 
 
@@ -52,35 +45,21 @@ router = APIRouter(
 )
 
 
-@contextlib.contextmanager
-def _audit(request: Request, action: str, model: str, **fields: Any) -> Iterator[None]:
-    """Log the outcome of one admin action, with who asked."""
-    caller = getattr(request.state, "caller", None)
-    try:
-        yield
-    except ModelserveError as exc:
-        log.warning(
-            "admin_action_failed",
-            action=action,
-            model=model,
-            caller=caller,
-            code=exc.code,
-            detail=exc.detail,
-            **fields,
-        )
-        raise
-    log.info("admin_action_completed", action=action, model=model, caller=caller, **fields)
+def _caller(request: Request) -> str | None:
+    caller: str | None = getattr(request.state, "caller", None)
+    return caller
 
 
-def _version_response(entry: ModelVersion, action: Action, changed: bool) -> VersionActionResponse:
+def _version_response(change: VersionChange, action: Action) -> VersionActionResponse:
+    info = change.info
     return VersionActionResponse(
-        model=entry.name,
-        version=entry.version,
+        model=info.name,
+        version=info.version,
         action=action,
-        status=entry.info.status.value,
-        changed=changed,
-        load_ms=entry.info.load_ms,
-        warmup_ms=entry.info.warmup_ms,
+        status=info.status.value,
+        changed=change.changed,
+        load_ms=info.load_ms,
+        warmup_ms=info.warmup_ms,
     )
 
 
@@ -91,18 +70,14 @@ def _version_response(entry: ModelVersion, action: Action, changed: bool) -> Ver
     responses=_errors(409),
 )
 async def load_version(
-    name: str, version: str, request: Request, registry: RegistryDep
+    name: str, version: str, request: Request, core: CoreDep
 ) -> VersionActionResponse:
     """Load a version that is not serving (unloaded, or failed at startup) from its configured
     path, re-reading its sha256 pins from the configuration. A serving version is left as it
     is (`changed: false`); use reload to replace its artifact. 409 `model_load_failed` gives
     the reason when it cannot load."""
-    with _audit(request, "load", name, model_version=version):
-        entry = registry.get(name, version)
-        if entry.ready:
-            return _version_response(entry, "load", changed=False)
-        entry = await registry.load(name, version, reread=True)
-    return _version_response(entry, "load", changed=True)
+    change = await core.repository.load(name, version, _caller(request))
+    return _version_response(change, "load")
 
 
 @router.post(
@@ -112,7 +87,7 @@ async def load_version(
     responses=_errors(409),
 )
 async def reload_version(
-    name: str, version: str, request: Request, registry: RegistryDep
+    name: str, version: str, request: Request, core: CoreDep
 ) -> VersionActionResponse:
     """Read the version's configured path again and swap the new artifact in atomically.
 
@@ -122,9 +97,8 @@ async def reload_version(
     configuration file first, so a pinned artifact is replaced by editing its pin and then
     reloading; a file that does not match its pin is refused. On any failure (409
     `model_load_failed`, with the reason) the old artifact keeps serving."""
-    with _audit(request, "reload", name, model_version=version):
-        entry = await registry.load(name, version, reread=True)
-    return _version_response(entry, "reload", changed=True)
+    change = await core.repository.reload(name, version, _caller(request))
+    return _version_response(change, "reload")
 
 
 @router.post(
@@ -134,24 +108,21 @@ async def reload_version(
     responses=_errors(409),
 )
 async def unload_version(
-    name: str, version: str, request: Request, registry: RegistryDep
+    name: str, version: str, request: Request, core: CoreDep
 ) -> VersionActionResponse:
     """Stop serving a version once its requests in flight finish; it then answers 503
     `model_not_ready` until loaded again. 409 `version_in_use` while the model's routing names
     it (default, weighted or shadow version): change the routing first."""
-    with _audit(request, "unload", name, model_version=version):
-        was_ready = registry.get(name, version).ready
-        entry = await registry.unload(name, version)
-    return _version_response(entry, "unload", changed=was_ready)
+    change = await core.repository.unload(name, version, _caller(request))
+    return _version_response(change, "unload")
 
 
 @router.get(
     "/models/{name}/routing", response_model=RoutingResponse, summary="Show a model's routing"
 )
-async def get_routing(name: str, registry: RegistryDep) -> RoutingResponse:
+async def get_routing(name: str, core: CoreDep) -> RoutingResponse:
     """The routing requests that name no version follow now."""
-    registry.get(name)  # 404 for an unknown model
-    return _routing_response(registry, name)
+    return _routing_response(core.repository.routing(name))
 
 
 @router.put(
@@ -161,30 +132,25 @@ async def get_routing(name: str, registry: RegistryDep) -> RoutingResponse:
     responses=_errors(409, 422),
 )
 async def put_routing(
-    name: str, body: RoutingRequest, request: Request, registry: RegistryDep
+    name: str, body: RoutingRequest, request: Request, core: CoreDep
 ) -> RoutingResponse:
     """Replace the routing of a model at once (one assignment: each request sees the old or
     the new routing). Every version the body names must exist (404 `version_not_found`) and
     be serving (409 `version_not_loaded`). Roll a canary back with `{"default": "1.0"}`."""
     config = RoutingConfig.model_validate(body.model_dump(exclude={"default"}))
-    with _audit(request, "set_routing", name, **body.model_dump(exclude_none=True)):
-        registry.set_routing(name, config, body.default)
-    return _routing_response(registry, name)
+    state = core.repository.set_routing(name, config, body.default, _caller(request))
+    return _routing_response(state)
 
 
-def _routing_response(registry: ModelRegistry, name: str) -> RoutingResponse:
-    router = registry.routers[name]
-    config = router.config
-    versions = [v.version for v in registry.versions() if v.name == name]
+def _routing_response(state: RoutingState) -> RoutingResponse:
+    config = state.config
     return RoutingResponse(
-        model=name,
-        default=router.default_version,
+        model=state.model,
+        default=state.default_version,
         weights=config.weights,
         sticky=config.sticky,
         shadow=config.shadow,
         shadow_tolerance=config.shadow_tolerance,
         shadow_max_pending=config.shadow_max_pending,
-        traffic_percent={
-            v: round(router.share(v) * 100, 6) for v in versions if router.share(v) > 0
-        },
+        traffic_percent={v: round(share * 100, 6) for v, share in state.traffic_share.items()},
     )

@@ -12,9 +12,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from modelserve import __version__
-from modelserve.inference.registry import ModelRegistry
+from modelserve.inference.core import InferenceCore
+from modelserve.inference.version import LoadedVersion
 from modelserve.observability import metrics
-from modelserve.observability.health import HealthState
 from modelserve.observability.stats import StatsSampler, VersionFacts, summarize, take_snapshot
 from modelserve.settings import Settings
 
@@ -41,24 +41,29 @@ async def dashboard(request: Request) -> Response:
 async def stats(request: Request) -> Response:
     """Throughput, latency, errors and, per model version, class mix, confidence and drift."""
     state = request.app.state
-    registry: ModelRegistry = state.registry
-    health: HealthState = state.health
+    core: InferenceCore = state.core
     settings: Settings = state.settings
     sampler: StatsSampler = state.stats_sampler
-    for entry in registry.versions():
-        if entry.monitor is not None:
-            entry.monitor.refresh()  # this worker's drift gauges, fresh for the read below
+    for entry in core.registry.loaded():
+        entry.monitor.refresh()  # this worker's drift gauges, fresh for the read below
     window = sampler.window(take_snapshot(metrics.collect()))
     facts = [
-        VersionFacts(v.name, v.version, v.info.format, v.info.status.value, v.info.task, v.profile)
-        for v in registry.versions()
+        VersionFacts(
+            v.name,
+            v.version,
+            v.info.format,
+            v.info.status.value,
+            v.info.task,
+            v.profile if isinstance(v, LoadedVersion) else None,
+        )
+        for v in core.registry.versions()
     ]
-    ready, reasons = registry.readiness()
+    _, reasons = core.registry.readiness()
     body = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "uptime_s": round(health.uptime_s, 1),
-        "ready": ready and not health.draining and health.loading_done,
-        "draining": health.draining,
+        "uptime_s": round(core.health.uptime_s, 1),
+        "ready": core.server_ready().ready,
+        "draining": core.health.draining,
         "reasons": reasons,
         **summarize(window, facts, settings.drift.psi_threshold),
     }

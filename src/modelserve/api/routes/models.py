@@ -4,38 +4,38 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from modelserve.api.deps import RegistryDep
+from modelserve.api.deps import CoreDep
 from modelserve.api.schemas import ModelsResponse, ModelVersionResponse
 
 router = APIRouter(tags=["models"])
 
 
 @router.get("/models", response_model=ModelsResponse, summary="List model versions")
-async def list_models(registry: RegistryDep) -> ModelsResponse:
+async def list_models(core: CoreDep) -> ModelsResponse:
     """Every model version with its format, input width, feature names, labels and status.
 
     `is_default`, `traffic_percent` and `shadow` show the model's routing as it is now.
     """
-    routers = registry.routers
+    repository = core.repository
     return ModelsResponse(
-        default_model=registry.default_model,
+        default_model=repository.default_model,
         models=[
             ModelVersionResponse(
-                name=v.info.name,
-                version=v.info.version,
-                format=v.info.format,
-                status=v.info.status.value,
-                reason=v.info.reason,
-                is_default=v.version == routers[v.name].default_version,
-                traffic_percent=round(routers[v.name].share(v.version) * 100, 6),
-                shadow=v.version == routers[v.name].shadow,
-                task=v.info.task,
-                n_features=v.info.n_features,
-                feature_names=v.info.feature_names,
-                labels=v.info.labels,
-                load_ms=v.info.load_ms,
-                warmup_ms=v.info.warmup_ms,
+                name=state.info.name,
+                version=state.info.version,
+                format=state.info.format,
+                status=state.info.status.value,
+                reason=state.info.reason,
+                is_default=state.is_default,
+                traffic_percent=round(state.traffic_share * 100, 6),
+                shadow=state.shadow,
+                task=state.info.task,
+                n_features=state.info.n_features,
+                feature_names=state.info.feature_names,
+                labels=state.info.labels,
+                load_ms=state.info.load_ms,
+                warmup_ms=state.info.warmup_ms,
             )
-            for v in registry.versions()
+            for state in repository.index()
         ],
     )

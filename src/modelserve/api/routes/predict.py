@@ -17,7 +17,8 @@ from modelserve.api.errors import from_validation_error
 from modelserve.api.ratelimit import charge_rows
 from modelserve.api.schemas import BatchPredictRequest, PredictRequest
 from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
-from modelserve.inference.service import PredictionResult, PredictionService
+from modelserve.inference.core import InferenceCore, InferenceResult
+from modelserve.inference.formatting import format_predictions
 from modelserve.observability.logging import utc_timestamp
 
 
@@ -76,7 +77,7 @@ class _JSONAnswer(Response):
 
     media_type = "application/json"
 
-    def __init__(self, content: dict[str, object], result: PredictionResult) -> None:
+    def __init__(self, content: dict[str, object], result: InferenceResult) -> None:
         self.status_code = 200
         self.background = None
         self.body = orjson.dumps(content)
@@ -89,29 +90,29 @@ class _JSONAnswer(Response):
             self.raw_headers.append((b"x-cache", result.cache_status.encode()))
 
 
-def _json(content: dict[str, object], result: PredictionResult) -> Response:
+def _json(content: dict[str, object], result: InferenceResult) -> Response:
     return _JSONAnswer(content, result)
 
 
 async def predict(request: Request) -> Response:
     """Predict one row."""
-    service: PredictionService = request.app.state.service
+    core: InferenceCore = request.app.state.core
     body = await _body(request)
     try:
         payload = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
         return from_validation_error(exc, _request_id(request))
     model, version, top_k = _selection(request)
-    result = await service.predict(
-        [payload.features], model=model, version=version, caller=_caller(request), top_k=top_k
+    rows = [payload.features]
+    result = await core.infer(
+        lambda schema: schema.rows_to_array(rows),
+        model=model,
+        version=version,
+        caller=_caller(request),
     )
-    answer = result.predictions[0]
+    answer = format_predictions(result.outputs, result.spec, top_k)[0]
     structlog.contextvars.bind_contextvars(
-        model=result.model,
-        model_version=result.model_version,
-        batch_size=1,
-        prediction=answer.prediction,
-        confidence=answer.confidence,
+        prediction=answer.prediction, confidence=answer.confidence
     )
     return _json(
         {
@@ -130,7 +131,7 @@ async def predict(request: Request) -> Response:
 
 async def predict_batch(request: Request) -> Response:
     """Predict many rows in one request."""
-    service: PredictionService = request.app.state.service
+    core: InferenceCore = request.app.state.core
     limit: int = request.app.state.settings.server.max_batch_rows
     body = await _body(request)
     try:
@@ -144,16 +145,16 @@ async def predict_batch(request: Request) -> Response:
         raise BatchTooLargeError(limit, len(rows))
     await charge_rows(request, len(rows))
     model, version, top_k = _selection(request)
-    result = await service.predict(
-        rows, model=model, version=version, caller=_caller(request), top_k=top_k
+    result = await core.infer(
+        lambda schema: schema.rows_to_array(rows),
+        model=model,
+        version=version,
+        caller=_caller(request),
     )
-    answers = result.predictions
+    answers = format_predictions(result.outputs, result.spec, top_k)
     confidences = [a.confidence for a in answers if a.confidence is not None]
     structlog.contextvars.bind_contextvars(
-        model=result.model,
-        model_version=result.model_version,
-        batch_size=len(rows),
-        avg_latency_per_sample_ms=round(result.latency_ms / len(rows), 4),
+        avg_latency_per_sample_ms=round(result.latency_ms / len(rows), 4)
     )
     content: dict[str, object] = {
         "predictions": [a.prediction for a in answers],

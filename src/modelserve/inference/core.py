@@ -1,0 +1,247 @@
+"""InferenceCore: the one entry point every transport calls (/predict, V2 REST, V2 gRPC).
+
+Transports convert and nothing else; everything a request costs or counts happens here once:
+
+* Health: :meth:`InferenceCore.server_live`, :meth:`~InferenceCore.liveness` (the /health
+  body), :meth:`~InferenceCore.server_ready` (ready = every required version loaded and
+  warmed, loading finished, not draining; with the reasons otherwise).
+* Models: :meth:`~InferenceCore.model_ready` and :meth:`~InferenceCore.model_metadata`
+  (platform, tensors, labels, task; see :mod:`modelserve.inference.metadata`).
+* Inference: :meth:`~InferenceCore.infer` takes a *decode* function that builds the 2-D
+  float64 batch for the version the request resolves to (it receives that version's
+  :class:`~modelserve.inference.preprocess.FeatureSchema`: width, feature names), checks the
+  batch (width, finiteness), then runs cache lookup → batch → predict → unbatch → postprocess,
+  records metrics, drift and shadow copies, and returns an :class:`InferenceResult` whose
+  :class:`~modelserve.inference.types.Outputs` are arrays (labels, probabilities, values).
+  :func:`~modelserve.inference.formatting.format_predictions` turns them into the /predict
+  answer; the V2 adapters encode them as tensors.
+* Repository: :attr:`~InferenceCore.repository` (index, load, reload, unload, routing).
+
+Errors are :class:`~modelserve.errors.ModelserveError` subclasses with a stable ``code``;
+adapters map them to their protocol (:mod:`modelserve.api.errors` for HTTP).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from modelserve.errors import ShuttingDownError
+from modelserve.inference.cache import PredictionCache
+from modelserve.inference.metadata import (
+    VersionMetadata,
+    input_specs,
+    output_specs,
+    platform_of,
+)
+from modelserve.inference.preprocess import FeatureSchema, RangeReport
+from modelserve.inference.registry import ModelRegistry
+from modelserve.inference.repository import ModelRepository
+from modelserve.inference.shadow import ShadowRunner
+from modelserve.inference.types import FloatArray, Outputs, OutputSpec
+from modelserve.inference.version import LoadedVersion
+from modelserve.observability import metrics
+from modelserve.observability.health import HealthState
+from modelserve.observability.throttle import LogThrottle
+
+log = structlog.get_logger(__name__)
+RANGE_LOG_INTERVAL_S = 1.0
+"""Per version, at most one `feature_out_of_range` line this often (the metric counts all)."""
+
+Decode = Callable[[FeatureSchema], FloatArray]
+"""Builds a request's batch for the resolved version's schema (raise InvalidInputError)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceResult:
+    """The outputs of one request's rows, and which version computed them."""
+
+    model: str
+    model_version: str
+    outputs: Outputs
+    spec: OutputSpec
+    """What the version answers (probability column names, default top_k) for formatting."""
+    latency_ms: float
+    cache_status: str | None = None
+    """HIT, MISS or PARTIAL when a prediction cache is configured."""
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    ready: bool
+    reasons: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """The process serves; what /health shows besides."""
+
+    draining: bool
+    uptime_s: float
+    models: dict[str, str]
+    """``name:version`` → status."""
+
+
+class InferenceCore:
+    """One per process: the registry, cache, shadow runner and health behind every transport."""
+
+    def __init__(
+        self, registry: ModelRegistry, health: HealthState, cache: PredictionCache | None = None
+    ) -> None:
+        self.registry = registry
+        self.health = health
+        self.cache = cache
+        self.shadow = ShadowRunner(registry)
+        self.repository = ModelRepository(registry)
+        self._range_logs: dict[tuple[str, str], LogThrottle] = {}
+
+    def server_live(self) -> bool:
+        """True while the process can answer at all (liveness never depends on models)."""
+        return True
+
+    def liveness(self) -> Liveness:
+        return Liveness(
+            self.health.draining,
+            self.health.uptime_s,
+            {f"{v.name}:{v.version}": v.info.status.value for v in self.registry.versions()},
+        )
+
+    def server_ready(self) -> Readiness:
+        """Ready when every required version serves, loading is over, and not draining."""
+        return Readiness(*self.health.readiness(*self.registry.readiness()))
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        """Whether the version (default: the model's default) serves; 404 errors if unknown."""
+        return self.registry.get(name, version).ready
+
+    def model_metadata(self, name: str, version: str | None = None) -> VersionMetadata:
+        """The version (default: the model's default) as metadata endpoints describe it."""
+        entry = self.registry.get(name, version)
+        info = entry.info
+        versions = [v.version for v in self.registry.versions() if v.name == entry.name]
+        metadata = VersionMetadata(
+            entry.name,
+            entry.version,
+            versions,
+            platform_of(info.format),
+            info.status,
+            info.task,
+            feature_names=info.feature_names,
+        )
+        if not isinstance(entry, LoadedVersion):
+            return metadata
+        return VersionMetadata(
+            metadata.name,
+            metadata.version,
+            metadata.versions,
+            metadata.platform,
+            metadata.status,
+            metadata.task,
+            input_specs(entry.schema.n_features),
+            output_specs(entry.spec),
+            metadata.feature_names,
+            entry.spec.class_labels,
+        )
+
+    async def infer(
+        self,
+        decode: Decode,
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        caller: str | None = None,
+    ) -> InferenceResult:
+        """Resolve the version, build and check the batch, and compute its outputs.
+
+        ``model``/``version`` default to the default model and the model's routing; ``caller``
+        makes sticky routing stick. Raises domain errors only.
+        """
+        started = time.perf_counter()
+        if not self.health.accepting:
+            raise ShuttingDownError()
+        with self.registry.route(model, version, caller) as entry:
+            try:
+                batch = entry.schema.check(decode(entry.schema))
+                if (report := entry.schema.out_of_range(batch)) is not None:
+                    self._report_out_of_range(entry, report)
+                if self.cache is None:
+                    outputs = await entry.compute(batch)
+                    cache_status = None
+                else:
+                    outputs, cache_status = await _compute_cached(self.cache, entry, batch)
+            except Exception as exc:
+                metrics.record_failure(
+                    entry.name, entry.version, getattr(exc, "code", "internal_error")
+                )
+                entry.monitor.observe_failure()
+                raise
+        elapsed = time.perf_counter() - started
+        labels, confidences = outputs.labels, outputs.confidences()
+        if labels is not None:
+            metrics.record_predictions(entry.name, entry.version, labels, confidences or [])
+        elif outputs.values is not None:
+            values = outputs.values
+            metrics.record_regression(
+                entry.name, entry.version, values.tolist() if values.ndim == 1 else []
+            )
+        entry.monitor.observe(batch, elapsed, labels, confidences)
+        self.shadow.mirror(entry, batch, outputs)
+        structlog.contextvars.bind_contextvars(
+            model=entry.name, model_version=entry.version, batch_size=len(batch)
+        )
+        return InferenceResult(
+            entry.name, entry.version, outputs, entry.spec, elapsed * 1000, cache_status
+        )
+
+    async def close(self, timeout_s: float) -> None:
+        """At shutdown: cancel shadow copies, then drain every batcher within ``timeout_s``."""
+        await self.shadow.close()  # shadow copies never delay a drain
+        await self.registry.close(timeout_s)
+        if self.cache is not None:
+            await self.cache.close()
+
+    def _report_out_of_range(self, entry: LoadedVersion, report: RangeReport) -> None:
+        """Count every value; log one line per request, at most one per interval."""
+        for feature, count in report.counts.items():
+            metrics.record_out_of_range(entry.name, entry.version, feature, count)
+        key = (entry.name, entry.version)
+        throttle = self._range_logs.get(key)
+        if throttle is None:
+            throttle = self._range_logs[key] = LogThrottle(RANGE_LOG_INTERVAL_S)
+        held_back = throttle.allow()
+        if held_back is None:
+            return
+        example = report.example
+        log.warning(
+            "feature_out_of_range",
+            model=entry.name,
+            model_version=entry.version,
+            rows=report.rows,
+            counts=report.counts,
+            row=example.row,
+            feature=example.feature,
+            value=example.value,
+            low=example.low,
+            high=example.high,
+            requests_not_logged=held_back,
+        )
+
+
+async def _compute_cached(
+    cache: PredictionCache, entry: LoadedVersion, batch: FloatArray
+) -> tuple[Outputs, str]:
+    """Answer cached rows from the cache; only the missing rows go to the batcher."""
+    lookup = await cache.lookup(entry.name, entry.version, entry.fingerprint, entry.spec, batch)
+    computed = Outputs()
+    if lookup.missing:
+        computed = await entry.compute(batch if not lookup.hits else batch[lookup.missing])
+        await cache.fill(lookup, computed)
+    status = lookup.status
+    metrics.record_cache(entry.name, entry.version, lookup.hits, len(lookup.missing))
+    structlog.contextvars.bind_contextvars(
+        cache=status.value, cache_hits=lookup.hits, cache_misses=len(lookup.missing)
+    )
+    return lookup.merge(computed), status.value

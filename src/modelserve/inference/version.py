@@ -1,0 +1,284 @@
+"""A configured model version, and what loading it produces.
+
+:class:`ModelVersion` is any configured version: its config and public state. A version that
+serves is a :class:`LoadedVersion`, whose parts (runtime, schema, postprocessor, batcher,
+monitor) always exist: code holding one never checks for ``None``. :func:`build_version`
+loads, checks and warms up an artifact (blocking; ``modelserve check`` and ``profile`` use it
+too) into a :class:`PreparedVersion`; the registry then gives it a batcher and a monitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import numpy as np
+
+from modelserve.errors import ModelLoadError
+from modelserve.inference.batcher import DynamicBatcher
+from modelserve.inference.cache import artifact_fingerprint
+from modelserve.inference.loader import declared_width, detect_format, load_runtime
+from modelserve.inference.postprocess import Postprocessor
+from modelserve.inference.preprocess import FeatureSchema
+from modelserve.inference.runtimes.base import Runtime
+from modelserve.inference.types import FloatArray, ModelInfo, ModelStatus, Outputs, OutputSpec
+from modelserve.observability.monitor import VersionMonitor
+from modelserve.observability.profile import ReferenceProfile, load_profile
+from modelserve.settings import DriftSettings, ModelConfig
+
+
+@dataclass(eq=False)
+class ModelVersion:
+    """One configured version and its public state; loading it gives a :class:`LoadedVersion`."""
+
+    config: ModelConfig
+    info: ModelInfo
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def version(self) -> str:
+        return self.config.version
+
+    @property
+    def ready(self) -> bool:
+        return self.info.status is ModelStatus.READY
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedVersion:
+    """A loaded, checked and warmed-up model: everything to predict except its batcher."""
+
+    config: ModelConfig
+    info: ModelInfo
+    runtime: Runtime
+    schema: FeatureSchema
+    postprocessor: Postprocessor
+    spec: OutputSpec
+    fingerprint: str
+    """Identity of the loaded artifact and output config (prediction-cache keys use it)."""
+    profile: ReferenceProfile | None
+    """Reference profile for drift signals, when the config names one."""
+
+
+@dataclass(eq=False)
+class LoadedVersion(ModelVersion):
+    """A version that serves. Use it as a context manager around a request (see acquire)."""
+
+    prepared: PreparedVersion
+    batcher: DynamicBatcher
+    monitor: VersionMonitor
+    """Latency and drift state of this version in this process."""
+    in_flight: int = 0
+    """Requests using this version right now (see :meth:`acquire`)."""
+    _drained: asyncio.Event | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def serve(cls, prepared: PreparedVersion, drift: DriftSettings) -> LoadedVersion:
+        """Give ``prepared`` its batcher and monitor (on the event loop)."""
+        name, version = prepared.config.name, prepared.config.version
+        batcher = DynamicBatcher(name, version, prepared.runtime.predict, prepared.config.batching)
+        monitor = VersionMonitor(
+            name,
+            version,
+            n_features=prepared.schema.n_features,
+            is_classifier=prepared.spec.is_classifier,
+            profile=prepared.profile,
+            settings=drift,
+        )
+        return cls(prepared.config, prepared.info, prepared, batcher, monitor)
+
+    @property
+    def schema(self) -> FeatureSchema:
+        return self.prepared.schema
+
+    @property
+    def spec(self) -> OutputSpec:
+        return self.prepared.spec
+
+    @property
+    def fingerprint(self) -> str:
+        return self.prepared.fingerprint
+
+    @property
+    def profile(self) -> ReferenceProfile | None:
+        return self.prepared.profile
+
+    async def compute(self, batch: FloatArray) -> Outputs:
+        """batch → predict → unbatch → postprocess for a validated batch (no cache, no metrics)."""
+        return self.prepared.postprocessor.apply(await self.batcher.submit(batch))
+
+    def acquire(self) -> None:
+        """A request starts using this version; pair with :meth:`release` in a ``finally``.
+
+        A reload or unload retires the replaced version only once every holder has released
+        it, so requests routed before the swap finish on the artifact they started with.
+        """
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._drained is not None:
+            self._drained.set()
+
+    def __enter__(self) -> LoadedVersion:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    async def wait_released(self, timeout_s: float) -> bool:
+        """Wait until no request holds this version; False if some still do at the timeout."""
+        if self.in_flight == 0:
+            return True
+        self._drained = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
+def format_name(config: ModelConfig) -> str:
+    """The version's format: configured, or detected from the file name."""
+    try:
+        return detect_format(config.path, config.format)
+    except ModelLoadError:
+        return config.format
+
+
+def build_version(config: ModelConfig, *, require_sha256: bool) -> PreparedVersion:
+    """Load, check and warm up one version (blocking; call from a thread).
+
+    ``require_sha256``: refuse unpinned files of formats that run code on load.
+    """
+    info = ModelInfo(
+        config.name,
+        config.version,
+        format_name(config),
+        ModelStatus.LOADING,
+        is_default=config.default,
+    )
+    started = time.perf_counter()
+    loaded = load_runtime(config, require_sha256=require_sha256)
+    runtime = loaded.runtime
+    load_s = time.perf_counter() - started
+    meta = runtime.metadata
+    n_features = config.n_features or meta.n_features or declared_width(config)
+    if n_features is None:
+        raise ModelLoadError("the model does not declare its input width; set n_features")
+    if config.n_features and meta.n_features and config.n_features != meta.n_features:
+        raise ModelLoadError(
+            f"n_features is {config.n_features} but the model expects {meta.n_features}"
+        )
+    names = config.feature_names or meta.feature_names
+    try:
+        schema = FeatureSchema(n_features, names, config.feature_ranges)
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    profile = None
+    if config.profile is not None:
+        try:
+            profile = load_profile(config.profile)
+            profile.check_fits(n_features, names)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
+    is_classifier = meta.is_classifier if config.task == "auto" else config.task == "classifier"
+    labels = config.labels or meta.classes
+    if config.labels and meta.classes and len(config.labels) != len(meta.classes):
+        raise ModelLoadError(
+            f"{len(config.labels)} labels configured for a model of {len(meta.classes)} classes"
+        )
+    postprocessor = Postprocessor(
+        is_classifier=is_classifier,
+        labels=labels,
+        classes=meta.classes,
+        round_to=config.output_round,
+        clip=config.output_clip,
+    )
+    started = time.perf_counter()
+    outputs = _warm_up(
+        runtime, postprocessor, _warmup_rows(config, schema), config.batching.max_batch_size
+    )
+    warmup_s = time.perf_counter() - started
+    spec = _output_spec(outputs, postprocessor, config.top_k)
+    info.status = ModelStatus.READY
+    info.task = "classifier" if spec.is_classifier else "regressor"
+    info.n_features, info.feature_names, info.labels = n_features, names, labels
+    info.load_ms, info.warmup_ms = round(load_s * 1000, 3), round(warmup_s * 1000, 3)
+    return PreparedVersion(
+        config,
+        info,
+        runtime,
+        schema,
+        postprocessor,
+        spec,
+        fingerprint=artifact_fingerprint(config, loaded.sha256),
+        profile=profile,
+    )
+
+
+def _output_spec(outputs: Outputs, postprocessor: Postprocessor, top_k: int | None) -> OutputSpec:
+    probabilities = outputs.probabilities
+    class_labels = (
+        None if probabilities is None else postprocessor.column_labels(probabilities.shape[1])
+    )
+    values = outputs.values
+    width = values.shape[1] if values is not None and values.ndim > 1 else None
+    return OutputSpec(
+        is_classifier=postprocessor.is_classifier,
+        class_labels=class_labels,
+        value_width=width,
+        default_top_k=top_k,
+    )
+
+
+def _warmup_rows(config: ModelConfig, schema: FeatureSchema) -> FloatArray:
+    if config.warmup_input:
+        try:
+            return schema.to_array(config.warmup_input)
+        except Exception as exc:
+            raise ModelLoadError(f"warmup_input does not fit the model: {exc}") from exc
+    row = np.zeros(schema.n_features)
+    if config.feature_ranges and schema.feature_names:
+        for name, (low, high) in config.feature_ranges.items():
+            row[schema.feature_names.index(name)] = (low + high) / 2
+    return row.reshape(1, -1)
+
+
+def _warm_up(
+    runtime: Runtime, postprocessor: Postprocessor, rows: FloatArray, batch: int
+) -> Outputs:
+    """Run the model on one row and on a full batch, so the first real calls are not slow.
+
+    Returns the full batch's outputs, from which the version's output spec is learnt.
+    """
+    try:
+        outputs = Outputs()
+        for sample in (rows[:1], np.resize(rows, (max(batch, 1), rows.shape[1]))):
+            raw = runtime.predict(sample)
+            width = None if raw.probabilities is None else raw.probabilities.shape[-1]
+            labels = postprocessor.labels
+            if labels is not None and width is not None and width != len(labels):
+                # Labels must match the probability columns, or answers would be misnamed.
+                raise ModelLoadError(
+                    f"{len(labels)} labels configured for a model of {width} classes"
+                )
+            outputs = postprocessor.apply(raw)
+            if len(outputs) != len(sample):
+                raise ModelLoadError(f"model returned {len(outputs)} rows for {len(sample)}")
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"warm-up prediction failed: {type(exc).__name__}: {exc}") from exc
+    return outputs
