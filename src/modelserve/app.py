@@ -22,7 +22,7 @@ from modelserve.api.openapi import build_openapi
 from modelserve.api.ratelimit import RateLimitMiddleware, RouteLimiter
 from modelserve.api.routes import admin, health, metrics, models, predict
 from modelserve.api.routes.dashboard import dashboard_routes
-from modelserve.cache import build_cache
+from modelserve.cache import build_cache, key_secret
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.core import InferenceCore
 from modelserve.inference.registry import ModelRegistry
@@ -45,7 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     registry = ModelRegistry(settings)
     state = HealthState()
     backend = build_cache(settings)
-    cache = PredictionCache(backend) if backend is not None else None
+    cache = PredictionCache(backend, key_secret(settings)) if backend is not None else None
     limiter = _build_limiter(settings)
     core = InferenceCore(registry, state, cache)
 

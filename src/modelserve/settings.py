@@ -188,6 +188,16 @@ class CacheSettings(_Section):
     """Slower Redis answers are treated as misses; the request never fails for the cache."""
     redis_prefix: str = "modelserve:cache:"
     """Prefix of every cache key in Redis (separates deployments sharing one Redis)."""
+    key_secret: SecretStr | None = None
+    """Secret the cache keys derive from, so they cannot be computed from the config (at least
+    32 characters; needed by `redis`, the same on every replica; memory: random per process)."""
+
+    @field_validator("key_secret")
+    @classmethod
+    def _check_key_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("cache.key_secret must be at least 32 characters")
+        return value
 
 
 class RateLimitSettings(_Section):
@@ -381,6 +391,11 @@ class Settings(BaseSettings):
         )
         if uses_redis and self.redis_url is None:
             raise ValueError("a redis backend is configured but redis_url is not set")
+        if self.cache.backend == "redis" and self.cache.key_secret is None:
+            raise ValueError(
+                "cache.backend redis needs cache.key_secret (MODELSERVE_CACHE__KEY_SECRET), "
+                "the same on every replica, e.g. from `openssl rand -hex 32`"
+            )
         return self
 
 

@@ -17,6 +17,7 @@ from tests.e2e.conftest import RunningServer, wait_ready
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
+KEY_SECRET = "a shared secret of this test run, 32+ chars"  # noqa: S105 - a test fixture value
 
 
 def _config(tmp_path: Path, demo_models_dir: Path, redis_url: str) -> Path:
@@ -27,7 +28,11 @@ def _config(tmp_path: Path, demo_models_dir: Path, redis_url: str) -> Path:
         "labels": ["setosa", "versicolor", "virginica"],
     }
     path = tmp_path / "modelserve.yaml"
-    settings = {"models": [model], "redis_url": redis_url, "cache": {"backend": "redis"}}
+    settings = {
+        "models": [model],
+        "redis_url": redis_url,
+        "cache": {"backend": "redis", "key_secret": KEY_SECRET},
+    }
     path.write_text(yaml.safe_dump(settings))
     return path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,29 @@ def _container() -> dict[str, Any]:
     return container
 
 
+def _container_env() -> dict[str, str]:
+    """The container's own env entries; values from a Secret become a stand-in of 64 hex."""
+    env: dict[str, str] = {}
+    for item in _container().get("env", []):
+        value = "ab" * 32 if "valueFrom" in item else str(item["value"])
+        env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], value)
+    return env
+
+
 def _env_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for key, value in _configmap_env().items():
-        monkeypatch.setenv(key, value)
+    for key, value in {**_configmap_env(), **_container_env()}.items():
+        if key.startswith("MODELSERVE_"):
+            monkeypatch.setenv(key, value)
     return load_settings()
+
+
+def _redis_resources() -> tuple[dict[str, Any], dict[str, Any]]:
+    docs = _documents(BASE / "kustomization.yaml")
+    (redis,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] != "modelserve"
+    ]
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    return redis, policy
 
 
 def test_configmap_every_variable_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,11 +137,60 @@ def test_manifests_trust_only_single_proxy_addresses(monkeypatch: pytest.MonkeyP
     spec = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
     (generator,) = spec["configMapGenerator"]
     assert (generator["name"], generator["behavior"]) == ("modelserve-env", "merge")
-    env = {**_configmap_env(), **dict(item.split("=", 1) for item in generator["literals"])}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    proxies = load_settings().rate_limit.trusted_proxies
+    for item in generator["literals"]:
+        monkeypatch.setenv(*item.split("=", 1))
+    proxies = _env_settings(monkeypatch).rate_limit.trusted_proxies
     assert proxies
     for proxy in proxies:
         network = ipaddress.ip_network(proxy, strict=False)
         assert network.num_addresses == 1, proxy
+
+
+def test_modelserve_reaches_redis_with_a_password_and_a_cache_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Redis URL carries the Secret's password and the cache keys derive from a Secret."""
+    settings = _env_settings(monkeypatch)
+    assert settings.redis_url is not None
+    assert settings.redis_url.get_secret_value() == f"redis://:{'ab' * 32}@modelserve-redis:6379/0"
+    assert settings.cache.key_secret is not None
+    refs = {
+        item["name"]: item["valueFrom"]["secretKeyRef"]
+        for item in _container()["env"]
+        if "valueFrom" in item
+    }
+    assert refs["REDIS_PASSWORD"] == {"name": "modelserve-redis", "key": "password"}
+    assert refs["MODELSERVE_CACHE__KEY_SECRET"]["name"] == "modelserve-redis"
+
+
+def test_redis_requires_the_password_from_the_same_secret() -> None:
+    """redis-server runs with --requirepass set from the Secret modelserve reads."""
+    redis, _ = _redis_resources()
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    (password,) = container["env"]
+    assert password["valueFrom"]["secretKeyRef"] == {"name": "modelserve-redis", "key": "password"}
+
+
+def test_redis_network_policy_admits_only_modelserve_pods() -> None:
+    """The NetworkPolicy selects the Redis pods and admits only modelserve pods on 6379."""
+    redis, policy = _redis_resources()
+    redis_labels = redis["spec"]["template"]["metadata"]["labels"]
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"].items() <= redis_labels.items()
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    (source,) = rule["from"]
+    assert source == {"podSelector": {"matchLabels": _pod_labels()}}
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+
+
+def _pod_labels() -> dict[str, str]:
+    (deployment,) = [
+        d
+        for d in _documents(BASE / "kustomization.yaml")
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "modelserve"
+    ]
+    labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
+    return labels

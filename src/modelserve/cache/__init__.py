@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+
 from modelserve.cache.base import Cache, OutageTracker
 from modelserve.cache.memory import MemoryCache
 from modelserve.cache.redis import RedisCache
 from modelserve.settings import Settings
 
-__all__ = ["Cache", "MemoryCache", "OutageTracker", "RedisCache", "build_cache"]
+__all__ = ["Cache", "MemoryCache", "OutageTracker", "RedisCache", "build_cache", "key_secret"]
 
 
 def build_cache(settings: Settings) -> Cache | None:
@@ -24,3 +26,12 @@ def build_cache(settings: Settings) -> Cache | None:
             prefix=config.redis_prefix,
         )
     return None
+
+
+def key_secret(settings: Settings) -> bytes:
+    """The secret cache keys derive from: ``cache.key_secret``, else random for this process
+    (enough for the per-process memory back-end; Redis requires the setting)."""
+    configured = settings.cache.key_secret
+    if configured is not None:
+        return configured.get_secret_value().encode()
+    return secrets.token_bytes(32)

@@ -2,29 +2,39 @@
 
 A row's key is a keyed BLAKE2b of the row's canonical float64 bytes (after validation, so
 ``[1, 2]`` and ``[1.0, 2.0]`` and the same named features share a key; ``-0.0`` counts as
-``0.0``). The hash key binds the model name, version and artifact fingerprint, so a different
-version or a reloaded artifact can never return an old answer.
+``0.0``). The hash key is derived from a secret (``cache.key_secret``, or random per process)
+and binds the model name, version and artifact fingerprint: nobody without the secret can
+compute which key holds which row, and a different version or a reloaded artifact can never
+return an old answer.
 
 Values are one row of the post-processed :class:`Outputs` (label, full probability row, value),
 serialized with orjson (floats round-trip exactly). They are the same whatever the transport
 or ``top_k`` (applied when the answer is formatted), so /predict and the V2 protocol share
-entries. A stored value whose kinds or shape do not fit the version's :class:`OutputSpec` is a
-miss. Transport-agnostic: the core decides what to do with HIT, MISS or PARTIAL.
+entries. Nothing read back is trusted: a value that is not exactly what the version could
+output (one of its labels, finite floats, its :class:`OutputSpec` shape) is a miss, counted
+in ``modelserve_cache_rejected_total`` and logged at most once per interval. Transport-agnostic:
+the core decides what to do with HIT, MISS or PARTIAL.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 import orjson
+import structlog
 
-from modelserve.cache.base import Cache
+from modelserve.cache.base import WARN_INTERVAL_S, Cache
 from modelserve.inference.types import FloatArray, Outputs, OutputSpec
+from modelserve.observability import metrics
+from modelserve.observability.throttle import LogThrottle
 from modelserve.settings import ModelConfig
+
+log = structlog.get_logger(__name__)
 
 _DIGEST_BYTES = 16
 _MAX_SCOPES = 4096
@@ -91,9 +101,13 @@ class CacheLookup:
 class PredictionCache:
     """Looks rows up in a :class:`~modelserve.cache.base.Cache` and stores computed ones."""
 
-    def __init__(self, backend: Cache) -> None:
+    def __init__(self, backend: Cache, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("the cache key secret must be at least 16 bytes")
         self.backend = backend
+        self._secret = hashlib.blake2b(secret, digest_size=32).digest()
         self._secrets: dict[tuple[str, str, str], bytes] = {}
+        self._rejections = LogThrottle(WARN_INTERVAL_S)
 
     def row_keys(
         self, model: str, version: str, fingerprint: str, matrix: FloatArray
@@ -105,7 +119,9 @@ class PredictionCache:
             if len(self._secrets) >= _MAX_SCOPES:
                 self._secrets.clear()
             text = "\0".join(scope).encode()
-            secret = self._secrets[scope] = hashlib.blake2b(text, digest_size=32).digest()
+            secret = self._secrets[scope] = hashlib.blake2b(
+                text, key=self._secret, digest_size=32
+            ).digest()
         # Adding 0.0 turns -0.0 into 0.0, so equal numbers have equal bytes. Slicing one
         # bytes object is cheaper than a numpy view per row.
         data = np.add(matrix, 0.0, dtype=np.float64).tobytes()
@@ -119,12 +135,29 @@ class PredictionCache:
     async def lookup(
         self, model: str, version: str, fingerprint: str, spec: OutputSpec, matrix: FloatArray
     ) -> CacheLookup:
-        """Look every row up in one back-end call."""
+        """Look every row up in one back-end call; a value that does not fit is a miss."""
         keys = self.row_keys(model, version, fingerprint, matrix)
         values = await self.backend.get_many(keys)
-        found = [_decode(v, spec) if v is not None else None for v in values]
+        found: list[Row | None] = []
+        for value in values:
+            row = None
+            if value is not None and (row := _decode(value, spec)) is None:
+                self._rejected(model, version)
+            found.append(row)
         missing = [i for i, row in enumerate(found) if row is None]
         return CacheLookup(keys, found, missing, spec)
+
+    def _rejected(self, model: str, version: str) -> None:
+        metrics.record_cache_rejected(model, version)
+        held_back = self._rejections.allow()
+        if held_back is not None:
+            log.warning(
+                "cache_value_rejected",
+                backend=self.backend.name,
+                model=model,
+                model_version=version,
+                rejected_not_logged=held_back,
+            )
 
     async def fill(self, lookup: CacheLookup, computed: Outputs) -> None:
         """Store the outputs computed for ``lookup.missing`` in one back-end call."""
@@ -169,24 +202,24 @@ def _decode(value: bytes, spec: OutputSpec) -> Row | None:
     if not isinstance(row, list) or len(row) != 3:
         return None
     label, probabilities, number = row
-    if spec.class_labels is not None:
-        fits = (
-            isinstance(label, str)
-            and _floats(probabilities, len(spec.class_labels))
-            and number is None
-        )
-    elif spec.is_classifier:
-        fits = isinstance(label, str) and probabilities is None and number is None
+    if spec.is_classifier:
+        # Only the version's own labels: a made-up one would be served and become a metric label.
+        labels = spec.answer_labels
+        fits = labels is not None and type(label) is str and label in labels and number is None
+        if spec.class_labels is not None:
+            fits = fits and _floats(probabilities, len(spec.class_labels))
+        else:
+            fits = fits and probabilities is None
     elif spec.value_width is None:
-        fits = label is None and probabilities is None and type(number) is float
+        fits = label is None and probabilities is None and _finite(number)
     else:
         fits = label is None and probabilities is None and _floats(number, spec.value_width)
     return (label, probabilities, number) if fits else None
 
 
+def _finite(value: object) -> bool:
+    return type(value) is float and math.isfinite(value)
+
+
 def _floats(value: object, length: int) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == length
-        and all(type(item) is float for item in value)
-    )
+    return isinstance(value, list) and len(value) == length and all(map(_finite, value))

@@ -33,6 +33,7 @@ class Postprocessor:
     ) -> None:
         self.is_classifier = is_classifier
         self.labels = labels
+        self.classes = classes
         # predict() returns class values; map them to configured label names by position.
         self._label_of_class = (
             dict(zip(classes, labels, strict=False)) if classes and labels else {}
@@ -43,6 +44,14 @@ class Postprocessor:
     def column_labels(self, n_classes: int) -> list[str]:
         """Names of the probability columns: the labels, else "0", "1", ..."""
         return self.labels or [str(i) for i in range(n_classes)]
+
+    def answer_labels(self, n_classes: int | None) -> frozenset[str] | None:
+        """Every label this version can answer with: the probability columns' names and the
+        (renamed) model classes; ``None`` when neither is known (labels are then whatever
+        ``predict()`` returns)."""
+        names = set(self.column_labels(n_classes)) if n_classes is not None else set()
+        names |= set(self._label_of_class.values()) or set(self.classes or ())
+        return frozenset(names) if names else None
 
     def apply(self, raw: RawOutput) -> Outputs:
         """The outputs of every row of ``raw``; NonFiniteOutputError rather than a NaN answer."""

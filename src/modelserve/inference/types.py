@@ -85,6 +85,8 @@ class OutputSpec:
     """Regressors: k for (n, k) outputs, ``None`` for one value per row."""
     default_top_k: int | None = None
     """``top_k`` from the configuration, used when a request names none."""
+    answer_labels: frozenset[str] | None = None
+    """Classifiers: every label an answer can carry; ``None`` when that cannot be known."""
 
     @property
     def has_probabilities(self) -> bool:

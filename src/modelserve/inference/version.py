@@ -235,11 +235,15 @@ def _output_spec(outputs: Outputs, postprocessor: Postprocessor, top_k: int | No
     )
     values = outputs.values
     width = values.shape[1] if values is not None and values.ndim > 1 else None
+    n_classes = None if probabilities is None else probabilities.shape[1]
     return OutputSpec(
         is_classifier=postprocessor.is_classifier,
         class_labels=class_labels,
         value_width=width,
         default_top_k=top_k,
+        answer_labels=postprocessor.answer_labels(n_classes)
+        if postprocessor.is_classifier
+        else None,
     )
 
 

@@ -125,6 +125,11 @@ OUT_OF_RANGE = Counter(
     (*_MODEL, "feature"),
 )
 CACHE = Counter("modelserve_cache_requests_total", "Cache look-ups by result.", (*_MODEL, "result"))
+CACHE_REJECTED = Counter(
+    "modelserve_cache_rejected_total",
+    "Cached values refused as not an answer of this version (tampered or foreign).",
+    _MODEL,
+)
 RATE_LIMITED = Counter("modelserve_rate_limited_total", "Requests refused with 429.", ("route",))
 SHADOW = Counter(
     "modelserve_shadow_comparisons_total",
@@ -274,6 +279,10 @@ def record_cache(model: str, version: str, hits: int, misses: int) -> None:
         CACHE.labels(model, version, "hit").inc(hits)
     if misses:
         CACHE.labels(model, version, "miss").inc(misses)
+
+
+def record_cache_rejected(model: str, version: str) -> None:
+    CACHE_REJECTED.labels(model, version).inc()
 
 
 def record_rate_limited(route: str) -> None:

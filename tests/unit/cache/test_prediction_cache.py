@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from modelserve.cache.memory import MemoryCache
 from modelserve.inference.artifact import file_sha256
@@ -15,20 +16,24 @@ from modelserve.inference.types import Outputs, OutputSpec
 from modelserve.settings import ModelConfig
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
+SECRET = b"a test secret, not a real one"
+REJECTED = "modelserve_cache_rejected_total"
 CLASSES = ["setosa", "virginica"]
-CLASSIFIER = OutputSpec(is_classifier=True, class_labels=CLASSES)
+CLASSIFIER = OutputSpec(is_classifier=True, class_labels=CLASSES, answer_labels=frozenset(CLASSES))
 CLASSIFIED = Outputs(["setosa"], np.array([[0.9847031668428455, 6.20377713724823e-8]]))
 REGRESSOR = OutputSpec(is_classifier=False, class_labels=None)
 MULTI_OUTPUT = OutputSpec(is_classifier=False, class_labels=None, value_width=3)
-LABELS_ONLY = OutputSpec(is_classifier=True, class_labels=None)
+LABELS_ONLY = OutputSpec(
+    is_classifier=True, class_labels=None, answer_labels=frozenset({"dog", "cached", "first"})
+)
 
 
 def _keys(matrix: np.ndarray, *, version: str = "1", fingerprint: str = "f") -> list[bytes]:
     return _cache().row_keys("iris", version, fingerprint, matrix)
 
 
-def _cache() -> PredictionCache:
-    return PredictionCache(MemoryCache(maxsize=100, ttl_s=60))
+def _cache(secret: bytes = SECRET) -> PredictionCache:
+    return PredictionCache(MemoryCache(maxsize=100, ttl_s=60), secret)
 
 
 def test_row_keys_equal_for_equal_values_including_negative_zero() -> None:
@@ -42,6 +47,18 @@ def test_row_keys_equal_for_equal_values_including_negative_zero() -> None:
 def test_row_keys_differ_when_scope_changes(changed: dict[str, object]) -> None:
     """The same row gets another key under another version or artifact."""
     assert _keys(ROWS[:1]) != _keys(ROWS[:1], **changed)  # type: ignore[arg-type]
+
+
+def test_row_keys_differ_between_secrets() -> None:
+    """The same row and scope get another key under another secret: keys need the secret."""
+    other = _cache(b"another secret of enough length").row_keys("iris", "1", "f", ROWS)
+    assert set(other).isdisjoint(_keys(ROWS))
+
+
+def test_prediction_cache_refuses_a_short_secret() -> None:
+    """A secret shorter than 16 bytes is refused."""
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        PredictionCache(MemoryCache(maxsize=10, ttl_s=60), b"short")
 
 
 def test_row_keys_differ_between_rows() -> None:
@@ -108,23 +125,49 @@ async def test_prediction_cache_merge_keeps_request_order() -> None:
 
 
 @pytest.mark.parametrize(
-    "stored",
+    ("stored", "spec"),
     [
-        b"not json",
-        b'["setosa", [0.5, 0.5, 0.0], null]',
-        b'["setosa", null, null]',
-        b"[null, null, 1.0]",
-        b'["setosa", [0.5, "x"], null]',
-        b'{"label": "setosa"}',
+        (b"not json", CLASSIFIER),
+        (b'["setosa", [0.5, 0.5, 0.0], null]', CLASSIFIER),
+        (b'["setosa", null, null]', CLASSIFIER),
+        (b"[null, null, 1.0]", CLASSIFIER),
+        (b'["setosa", [0.5, "x"], null]', CLASSIFIER),
+        (b'{"label": "setosa"}', CLASSIFIER),
+        (b'["made-up", [0.5, 0.5], null]', CLASSIFIER),
+        (b'["setosa", [0.5, 1e999], null]', CLASSIFIER),
+        (b'["made-up", null, null]', LABELS_ONLY),
+        (b'["dog", null, null]', OutputSpec(is_classifier=True, class_labels=None)),
+        (b"[null, null, 1e999]", REGRESSOR),
+        (b"[null, null, 1]", REGRESSOR),
+        (b"[null, null, [1.0, 2.0]]", MULTI_OUTPUT),
     ],
-    ids=["not-json", "too-many-columns", "no-probabilities", "regressor-row", "text", "object"],
+    ids=[
+        "not-json",
+        "too-many-columns",
+        "no-probabilities",
+        "regressor-row",
+        "text",
+        "object",
+        "made-up-label",
+        "infinite-probability",
+        "made-up-label-without-probabilities",
+        "labels-unknown",
+        "infinite-value",
+        "integer-value",
+        "wrong-width",
+    ],
 )
-async def test_prediction_cache_treats_misfit_value_as_miss(stored: bytes) -> None:
-    """A value that is not a row of this version's output shape is a miss, not an error."""
+async def test_prediction_cache_treats_misfit_value_as_a_counted_miss(
+    stored: bytes, spec: OutputSpec
+) -> None:
+    """A value the version could not have output is a miss, counted, never an error."""
     backend = MemoryCache(maxsize=10, ttl_s=60)
-    cache = PredictionCache(backend)
+    cache = PredictionCache(backend, SECRET)
+    labels = {"model": "iris", "model_version": "1"}
+    before = REGISTRY.get_sample_value(REJECTED, labels) or 0.0
     await backend.set_many([(_keys(ROWS[:1])[0], stored)])
-    assert (await cache.lookup("iris", "1", "f", CLASSIFIER, ROWS[:1])).missing == [0]
+    assert (await cache.lookup("iris", "1", "f", spec, ROWS[:1])).missing == [0]
+    assert REGISTRY.get_sample_value(REJECTED, labels) == before + 1
 
 
 def test_artifact_fingerprint_changes_with_file_bytes(

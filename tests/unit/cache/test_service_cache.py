@@ -19,6 +19,7 @@ from tests.conftest import free_port
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]
 VERSICOLOR = [5.9, 3.0, 4.2, 1.5]
+KEY_SECRET = "k" * 32
 
 
 @pytest.fixture
@@ -110,7 +111,10 @@ async def test_service_cache_redis_serves_repeat_request_as_hit(
     app_client: Callable[..., Any], iris_settings: Callable[..., Settings], redis_url: str
 ) -> None:
     """With the Redis back-end the second identical request is a HIT."""
-    settings = iris_settings(cache={"backend": "redis"}, redis_url=redis_url)
+    settings = iris_settings(
+        cache={"backend": "redis", "key_secret": KEY_SECRET, "redis_timeout_ms": 5000},
+        redis_url=redis_url,
+    )
     async with app_client(settings) as client:
         await client.post("/predict", json={"features": SETOSA})
         response = await client.post("/predict", json={"features": SETOSA})
@@ -122,7 +126,7 @@ async def test_service_cache_redis_unreachable_still_predicts(
 ) -> None:
     """With Redis unreachable every request is answered, as a MISS."""
     settings = iris_settings(
-        cache={"backend": "redis", "redis_timeout_ms": 100},
+        cache={"backend": "redis", "redis_timeout_ms": 100, "key_secret": KEY_SECRET},
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
     )
     async with app_client(settings) as client:
@@ -135,7 +139,10 @@ async def test_service_cache_misses_for_another_version(
     app_client: Callable[..., Any], iris_settings: Callable[..., Settings], redis_url: str
 ) -> None:
     """A row cached for version 1 is a MISS for version 2 of the same artifact."""
-    settings = iris_settings(cache={"backend": "redis"}, redis_url=redis_url)
+    settings = iris_settings(
+        cache={"backend": "redis", "key_secret": KEY_SECRET, "redis_timeout_ms": 5000},
+        redis_url=redis_url,
+    )
     second = settings.models[0].model_copy(update={"version": "2"})
     settings.models.append(second)
     async with app_client(settings) as client:
@@ -160,7 +167,10 @@ async def test_service_cache_misses_after_reload_of_changed_artifact(
     """After iris:1 is reloaded from a changed file, the old cached answer is never served."""
     artifact = tmp_path / "iris.joblib"
     shutil.copy(demo_models_dir / "iris.joblib", artifact)
-    settings = iris_settings(cache={"backend": "redis"}, redis_url=redis_url)
+    settings = iris_settings(
+        cache={"backend": "redis", "key_secret": KEY_SECRET, "redis_timeout_ms": 5000},
+        redis_url=redis_url,
+    )
     settings.models[0].path = artifact
     async with app_client(settings) as client:
         await client.post("/predict", json={"features": SETOSA})
@@ -177,7 +187,15 @@ async def test_service_cache_redis_entries_expire_after_ttl(
     app_client: Callable[..., Any], iris_settings: Callable[..., Settings], redis_url: str
 ) -> None:
     """With the Redis back-end an entry older than ttl_s is computed again."""
-    settings = iris_settings(cache={"backend": "redis", "ttl_s": 0.5}, redis_url=redis_url)
+    settings = iris_settings(
+        cache={
+            "backend": "redis",
+            "ttl_s": 0.5,
+            "key_secret": KEY_SECRET,
+            "redis_timeout_ms": 5000,
+        },
+        redis_url=redis_url,
+    )
     async with app_client(settings) as client:
         await client.post("/predict", json={"features": SETOSA})
         fresh = await client.post("/predict", json={"features": SETOSA})

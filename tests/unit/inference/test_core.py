@@ -66,7 +66,11 @@ async def make_core(
         registry = ModelRegistry(core_settings(tmp_path, artifacts))
         await registry.load_all(strict=True)
         health = HealthState(loading_done=True)
-        backend = PredictionCache(MemoryCache(maxsize=100, ttl_s=60)) if cache else None
+        backend = (
+            PredictionCache(MemoryCache(maxsize=100, ttl_s=60), b"core test secret!")
+            if cache
+            else None
+        )
         core = InferenceCore(registry, health, backend)
         made.append(core)
         return core

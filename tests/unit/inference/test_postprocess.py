@@ -165,3 +165,25 @@ def test_format_clipping_does_not_hide_non_finite_values() -> None:
     """output_clip does not turn a NaN into a number; the output is refused."""
     with pytest.raises(NonFiniteOutputError):
         answers(regressor(clip=(0.0, 1.0)), RawOutput(values=np.array([np.nan])))
+
+
+@pytest.mark.parametrize(
+    ("post", "n_classes", "expected"),
+    [
+        (Postprocessor(is_classifier=True, labels=LABELS), 3, frozenset(LABELS)),
+        (Postprocessor(is_classifier=True, labels=None), 3, frozenset({"0", "1", "2"})),
+        (
+            Postprocessor(is_classifier=True, labels=["a", "b"], classes=["x", "y"]),
+            None,
+            frozenset({"a", "b"}),
+        ),
+        (Postprocessor(is_classifier=True, labels=None, classes=["x", "y"]), None, {"x", "y"}),
+        (Postprocessor(is_classifier=True, labels=None), None, None),
+    ],
+    ids=["labels", "numbered-columns", "renamed-classes", "classes", "unknown"],
+)
+def test_answer_labels_are_every_label_the_version_can_give(
+    post: Postprocessor, n_classes: int | None, expected: frozenset[str] | None
+) -> None:
+    """The labels an answer can carry: column names, renamed classes, or unknown."""
+    assert post.answer_labels(n_classes) == expected
