@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS_DIR ?= models
 
-.PHONY: serve test lint fmt bench loadtest demo services clean
+.PHONY: serve test lint fmt bench loadtest demo services clean proto
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,3 +56,13 @@ loadtest: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
+
+# The gRPC message code is generated from src/modelserve/rpc/proto/inference.proto and committed.
+# Its descriptors go to a pool of their own rather than protobuf's default one, where they
+# would clash with other copies of the same protocol (tritonclient's) in the same process.
+proto: $(VENV)/.dev
+	$(PY) -m grpc_tools.protoc -I src/modelserve/rpc/proto --python_out=src/modelserve/rpc \
+		--mypy_out=src/modelserve/rpc src/modelserve/rpc/proto/inference.proto
+	sed -i -e 's/^DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(/POOL = _descriptor_pool.DescriptorPool()\nDESCRIPTOR = POOL.AddSerializedFile(/' \
+		src/modelserve/rpc/inference_pb2.py
+	printf 'from google.protobuf.descriptor_pool import DescriptorPool\nPOOL: DescriptorPool\n' >> src/modelserve/rpc/inference_pb2.pyi

@@ -7,20 +7,20 @@ import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import FastAPI
 from starlette.routing import Route
 
 from modelserve import __version__
-from modelserve.api.auth import ApiKeyring, AuthMiddleware
+from modelserve.api.auth import ApiKeyring, AuthMiddleware, admin_served
 from modelserve.api.dispatch import ModelserveApp
 from modelserve.api.errors import install_error_handlers
 from modelserve.api.middleware import RequestContextMiddleware
 from modelserve.api.openapi import build_openapi
 from modelserve.api.ratelimit import RateLimitMiddleware, RouteLimiter
-from modelserve.api.routes import admin, health, metrics, models, predict
+from modelserve.api.routes import admin, health, metrics, models, predict, v2
 from modelserve.api.routes.dashboard import dashboard_routes
 from modelserve.cache import build_cache, key_secret
 from modelserve.inference.cache import PredictionCache
@@ -31,6 +31,10 @@ from modelserve.observability.monitor import MonitorLoop
 from modelserve.observability.stats import StatsSampler
 from modelserve.observability.tracing import configure_tracing
 from modelserve.settings import Settings
+from modelserve.v2.dataplane import DataPlane
+
+if TYPE_CHECKING:
+    from modelserve.rpc.server import GrpcServer
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
             settings.drift,
         )
         monitor_loop.start()
+        grpc_server = await _start_grpc(app, settings, limiter)
+        grpc_drain = asyncio.create_task(grpc_server.drain_on_signal()) if grpc_server else None
         try:
             yield
         finally:
@@ -69,6 +75,9 @@ def create_app(settings: Settings) -> FastAPI:
             state.stop_accepting()
             loader.cancel()
             started = time.perf_counter()
+            if grpc_server is not None and grpc_drain is not None:
+                grpc_drain.cancel()  # a drain under way goes on inside stop()
+                await grpc_server.stop()
             await core.close(settings.server.grace_period_s)
             if limiter is not None:
                 await limiter.close()
@@ -84,7 +93,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.core = core
     app.state.health = state
+    app.state.dataplane = DataPlane(core, settings.server.max_batch_rows)
     app.state.api_keys = ApiKeyring(settings.auth)
+    app.state.rate_limiter = limiter
     app.state.stats_sampler = StatsSampler()
 
     app.router.routes.extend(
@@ -98,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.server.metrics_enabled:
         app.router.routes.append(Route("/metrics", metrics.metrics_endpoint, methods=["GET"]))
     app.router.routes.extend(dashboard_routes())
+    app.router.routes.extend(v2.v2_routes(repository=admin_served(settings.auth)))
     app.include_router(models.router)
     app.include_router(admin.router)
     install_error_handlers(app)
@@ -119,6 +131,21 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(TracingMiddleware, tracer=tracer)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _start_grpc(
+    app: FastAPI, settings: Settings, limiter: RouteLimiter | None
+) -> GrpcServer | None:
+    """The gRPC server on ``server.grpc_port``, started; None when the port is unset."""
+    if settings.server.grpc_port is None:
+        return None
+    from modelserve.rpc.server import GrpcServer  # grpcio loads only when gRPC is on
+
+    server = GrpcServer(
+        app.state.dataplane, settings, app.state.api_keys, limiter, app.state.health
+    )
+    await server.start()
+    return server
 
 
 def _build_limiter(settings: Settings) -> RouteLimiter | None:

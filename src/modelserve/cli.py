@@ -46,6 +46,7 @@ def main() -> None:
 @click.option("--config", "-c", type=click.Path(exists=True, path_type=Path), help="YAML config.")
 @click.option("--host", default=None, help="Interface to bind [127.0.0.1].")
 @click.option("--port", type=int, default=None, help="Port [8000].")
+@click.option("--grpc-port", type=int, default=None, help="Also serve V2 gRPC on this port [off].")
 @click.option("--workers", type=int, default=None, help="Processes; >1 uses gunicorn [1].")
 @click.option("--probe-port", type=int, default=None, help="Probe listener port [off].")
 @click.option("--log-format", type=click.Choice(["json", "console"]), default=None)

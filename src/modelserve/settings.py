@@ -154,10 +154,14 @@ class ServerSettings(_Section):
     """Lowest level written."""
     access_log: bool = True
     """One log line per request."""
+    grpc_port: int | None = Field(None, ge=0, le=65535)
+    """Serve the Open Inference Protocol over gRPC on this port too (0 picks a free one;
+    unset: no gRPC)."""
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    """Largest request body; larger bodies get 413 without being read."""
+    """Largest request body (HTTP) or message (gRPC); larger ones get 413 or
+    RESOURCE_EXHAUSTED."""
     max_batch_rows: int = Field(1000, ge=1)
-    """Most rows in one /predict-batch request."""
+    """Most rows in one /predict-batch or Open Inference Protocol request."""
     grace_period_s: float = Field(25.0, ge=0)
     """After SIGTERM: longest time to finish accepted requests before exiting."""
     prestop_delay_s: float = Field(0.0, ge=0)

@@ -45,7 +45,8 @@ from modelserve.settings import Scope as KeyScope
 log = structlog.get_logger(__name__)
 
 _OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-_PROBE_PATHS = frozenset({"/health", "/ready"})
+_PROBE_PATHS = frozenset({"/health", "/ready", "/v2/health/live", "/v2/health/ready"})
+_V2_MODELS = "/v2/models/"
 # Operational views with the same exposure as /metrics: protected by protect_metrics.
 _METRICS_PATHS = frozenset({"/metrics", "/stats", "/dashboard"})
 _METRICS_PREFIX = "/dashboard/"
@@ -91,13 +92,18 @@ class ApiKeyring:
 
     def required_scope(self, path: str) -> str | None:
         """The scope ``path`` needs (``"any"`` for any valid key), or ``None`` when open."""
-        if path in _PROBE_PATHS:
+        v2_model = path.startswith(_V2_MODELS)
+        if path in _PROBE_PATHS or (v2_model and path.endswith("/ready")):
             return _ANY_KEY if self.protect_probes else None
-        if path in _METRICS_PATHS or path.startswith(_METRICS_PREFIX):
+        if (
+            path in _METRICS_PATHS
+            or path.startswith(_METRICS_PREFIX)
+            or (v2_model and path.endswith("/stats"))
+        ):
             return _ANY_KEY if self.protect_metrics else None
         if path in _OPEN_PATHS:
             return None
-        if path == "/admin" or path.startswith("/admin/"):
+        if path == "/admin" or path.startswith(("/admin/", "/v2/repository/")):
             return "admin"
         return "predict"
 
@@ -107,6 +113,12 @@ class ApiKeyring:
             raise UnauthorizedError()
         if scope != _ANY_KEY and scope not in key.scopes:
             raise ForbiddenError(scope)
+
+
+def admin_served(settings: AuthSettings) -> bool:
+    """Whether admin operations (the V2 model repository among them) are served: only with
+    auth on and a key holding the ``admin`` scope, so nobody reaches them unauthenticated."""
+    return settings.enabled and any("admin" in key.scopes for key in settings.keys)
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:

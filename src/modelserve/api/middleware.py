@@ -59,7 +59,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope)
+        request_id = request_id_from(scope["headers"])
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -152,8 +152,9 @@ def route_template(scope: Scope) -> str:
     return _UNMATCHED
 
 
-def _request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
+def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's valid ``X-Request-ID``, else a new id (HTTP headers or gRPC metadata)."""
+    for name, value in headers:
         if name == b"x-request-id":
             candidate: str = value.decode("latin-1")
             if _VALID_REQUEST_ID.match(candidate):

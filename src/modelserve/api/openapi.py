@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from modelserve.api.openapi_v2 import add_v2_operations
 from modelserve.api.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
@@ -189,6 +190,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for path, operation in _RAW_OPERATIONS.items():
         if path in served:
             doc.setdefault("paths", {})[path] = {"get": operation}
+    add_v2_operations(doc, {path for path in served if path is not None})
     app.openapi_schema = doc
     return doc
 

@@ -289,3 +289,12 @@ async def _enforce(limiter: RouteLimiter, route: str, identity: str, cost: int) 
         metrics.record_rate_limited(route)
         raise RateLimitedError(verdict.limit, verdict.headers)
     return verdict
+
+
+async def enforce_predict(limiter: RouteLimiter, identity: str, rows: int) -> None:
+    """Spend an Open Inference Protocol request's budget as ``/predict`` (one row) or
+    ``/predict-batch`` (several rows, one per row with ``count_rows``) would spend it."""
+    if rows <= 1:
+        await _enforce(limiter, PREDICT, identity, 1)
+    else:
+        await _enforce(limiter, PREDICT_BATCH, identity, rows if limiter.count_rows else 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -14,14 +15,17 @@ class HealthState:
     draining: bool = False
     accepting: bool = True
     loading_done: bool = False
+    drain_started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    """Set with ``draining``: what other servers in the process (gRPC) wait on to drain too."""
 
     def start_draining(self) -> None:
         """Fail readiness at once; predictions are still served until ``stop_accepting``."""
         self.draining = True
+        self.drain_started.set()
 
     def stop_accepting(self) -> None:
         """New predictions are refused with 503 shutting_down from now on."""
-        self.draining = True
+        self.start_draining()
         self.accepting = False
 
     def readiness(self, models_ready: bool, reasons: list[str]) -> tuple[bool, list[str]]:

@@ -67,6 +67,18 @@ HTTP_DURATION = Histogram(
 HTTP_IN_FLIGHT = Gauge(
     "modelserve_http_requests_in_flight", "Requests being handled.", multiprocess_mode="livesum"
 )
+GRPC_REQUESTS = Counter(
+    "modelserve_grpc_requests_total", "gRPC calls answered.", ("method", "code")
+)
+GRPC_IN_FLIGHT = Gauge(
+    "modelserve_grpc_requests_in_flight", "gRPC calls being handled.", multiprocess_mode="livesum"
+)
+GRPC_DURATION = Histogram(
+    "modelserve_grpc_request_duration_seconds",
+    "Time from a gRPC call's arrival to its answer.",
+    ("method",),
+    buckets=_LATENCY_BUCKETS,
+)
 PREDICTIONS = Counter("modelserve_predictions_total", "Requests predicted.", _MODEL)
 ROWS = Counter("modelserve_rows_predicted_total", "Rows predicted.", _MODEL)
 PREDICTION_DURATION = Histogram(
@@ -310,6 +322,11 @@ def record_load(model: str, version: str, load_s: float, warmup_s: float) -> Non
 def record_http(route: str, method: str, status: int, seconds: float) -> None:
     _child(HTTP_REQUESTS, route, method, str(status)).inc()
     _child(HTTP_DURATION, route, method).observe(seconds)
+
+
+def record_grpc(method: str, code: str, seconds: float) -> None:
+    GRPC_REQUESTS.labels(method, code).inc()
+    GRPC_DURATION.labels(method).observe(seconds)
 
 
 def prediction_duration_recorder(model: str, version: str) -> Callable[[float], None]:

@@ -1,0 +1,257 @@
+"""The Open Inference Protocol (KServe V2) over REST: ``/v2/...``.
+
+Thin: each endpoint reads the path and body, calls the V2 data plane, and writes its answer.
+Failures answer as the protocol says, ``{"error": "<message>"}``, with the status and headers
+of the domain error (400 bad input, 404 unknown model or version, 503 + ``Retry-After`` not
+ready or overloaded, 500 without internals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import orjson
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from modelserve.api.ratelimit import RouteLimiter, enforce_predict
+from modelserve.errors import InvalidInputError, ModelserveError
+from modelserve.inference.metadata import VersionMetadata
+from modelserve.v2.dataplane import Charge, DataPlane
+from modelserve.v2.rest_body import (
+    BINARY_CONTENT_TYPE,
+    HEADER_LENGTH,
+    decode_infer_request,
+    encode_infer_response,
+)
+from modelserve.v2.statistics import Duration, VersionStatistics
+
+log = structlog.get_logger(__name__)
+
+_JSON: Final = "application/json"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _json(content: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status, headers=headers, media_type=_JSON)
+
+
+def _v2_errors(endpoint: Endpoint) -> Endpoint:
+    """Answer failures with the V2 error body; nothing internal leaves the server."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ModelserveError as exc:
+            return _json({"error": exc.detail}, int(exc.status_code), exc.headers)
+        except Exception:
+            log.exception("v2_request_failed", path=request.url.path)
+            return _json({"error": "internal error; the server log has the details"}, 500)
+
+    wrapped.__name__ = endpoint.__name__
+    wrapped.__doc__ = endpoint.__doc__
+    return wrapped
+
+
+def _plane(request: Request) -> DataPlane:
+    plane: DataPlane = request.app.state.dataplane
+    return plane
+
+
+def _model(request: Request) -> tuple[str, str | None]:
+    params = request.path_params
+    return params["name"], params.get("version")
+
+
+def _caller(request: Request) -> str | None:
+    caller: str | None = request.scope.get("state", {}).get("caller")
+    return caller
+
+
+async def live(request: Request) -> Response:
+    """Server live: 200 while the process serves."""
+    return Response(status_code=200 if _plane(request).server_live() else 503)
+
+
+async def ready(request: Request) -> Response:
+    """Server ready: 200 when every required model serves and no drain began, else 503."""
+    readiness = _plane(request).server_ready()
+    if readiness.ready:
+        return Response(status_code=200)
+    return _json({"error": "; ".join(readiness.reasons)}, 503, {"Retry-After": "1"})
+
+
+async def server_metadata(request: Request) -> Response:
+    """Server name, version and the extensions it implements."""
+    name, version, extensions = _plane(request).server_metadata()
+    return _json({"name": name, "version": version, "extensions": list(extensions)})
+
+
+async def model_metadata(request: Request) -> Response:
+    """A model's platform, versions, inputs and outputs (-1: any size)."""
+    return _json(_metadata_json(_plane(request).model_metadata(*_model(request))))
+
+
+def _metadata_json(meta: VersionMetadata) -> dict[str, Any]:
+    def tensors(items: Any) -> list[dict[str, Any]]:
+        return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in items]
+
+    return {
+        "name": meta.name,
+        "versions": meta.versions,
+        "platform": meta.platform,
+        "inputs": tensors(meta.inputs),
+        "outputs": tensors(meta.outputs),
+    }
+
+
+async def model_ready(request: Request) -> Response:
+    """Model ready: 200 when the version serves, 503 when it does not, 404 when unknown."""
+    name, version = _model(request)
+    if _plane(request).model_ready(name, version):
+        return Response(status_code=200)
+    return _json({"error": f"model {name!r} is not ready"}, 503, {"Retry-After": "1"})
+
+
+async def infer(request: Request) -> Response:
+    """Inference: JSON, or JSON followed by binary tensors (``Inference-Header-Content-Length``)."""
+    name, version = _model(request)
+    body = await request.body()
+    header = request.headers.get(HEADER_LENGTH)
+    header_length = None
+    if header is not None:
+        if not header.isdigit():
+            raise InvalidInputError(f"Inference-Header-Content-Length must be a number: {header!r}")
+        header_length = int(header)
+    infer_request = decode_infer_request(body, header_length)
+    answer = await _plane(request).infer(
+        name, version, infer_request, _caller(request), _charger(request)
+    )
+    content, json_length = encode_infer_response(answer, infer_request)
+    structlog.contextvars.bind_contextvars(
+        model=answer.model_name, model_version=answer.model_version
+    )
+    if json_length is None:
+        return Response(content, media_type=_JSON)
+    return Response(
+        content,
+        media_type=BINARY_CONTENT_TYPE,
+        headers={"Inference-Header-Content-Length": str(json_length)},
+    )
+
+
+def _charger(request: Request) -> Charge | None:
+    limiter: RouteLimiter | None = request.app.state.rate_limiter
+    if limiter is None:
+        return None
+    identity = limiter.identity(request.scope)
+
+    async def charge(rows: int) -> None:
+        await enforce_predict(limiter, identity, rows)
+
+    return charge
+
+
+async def statistics(request: Request) -> Response:
+    """Inference statistics of a version, of every version of a model, or of every model."""
+    name = request.path_params.get("name")
+    version = request.path_params.get("version")
+    stats = _plane(request).statistics(name, version)
+    return _json({"model_stats": [_statistics_json(s) for s in stats]})
+
+
+def _statistics_json(stats: VersionStatistics) -> dict[str, Any]:
+    def duration(value: Duration) -> dict[str, int]:
+        return {"count": value.count, "ns": value.ns}
+
+    return {
+        "name": stats.name,
+        "version": stats.version,
+        "inference_count": stats.inference_count,
+        "execution_count": stats.execution_count,
+        "inference_stats": {
+            "success": duration(stats.success),
+            "fail": duration(stats.fail),
+            "queue": duration(stats.queue),
+            "compute_infer": duration(stats.compute_infer),
+        },
+    }
+
+
+async def repository_index(request: Request) -> Response:
+    """Every configured version and its state (``ready: true`` in the body: only ready ones)."""
+    body = await request.body()
+    options = orjson.loads(body) if body.strip() else {}
+    ready_only = isinstance(options, dict) and options.get("ready") is True
+    entries = _plane(request).repository_index(ready_only=ready_only)
+    return _json(
+        [
+            {"name": e.name, "version": e.version, "state": e.state, "reason": e.reason}
+            for e in entries
+        ]
+    )
+
+
+async def repository_load(request: Request) -> Response:
+    """(Re)load a configured model from its configured artifact; nothing else can be named."""
+    await _plane(request).load(
+        request.path_params["name"], await _version(request), _caller(request)
+    )
+    return _json({})
+
+
+async def repository_unload(request: Request) -> Response:
+    """Stop serving a model version (it answers 503 until loaded again)."""
+    await _plane(request).unload(
+        request.path_params["name"], await _version(request), _caller(request)
+    )
+    return _json({})
+
+
+async def _version(request: Request) -> str | None:
+    """The optional ``{"parameters": {"version": "..."}}`` of a load or unload body."""
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidInputError("the request body is not valid JSON") from None
+    parameters = document.get("parameters") if isinstance(document, dict) else None
+    version = parameters.get("version") if isinstance(parameters, dict) else None
+    if version is not None and not isinstance(version, str):
+        raise InvalidInputError("parameters.version must be a string")
+    return version
+
+
+_MODEL: Final = "/v2/models/{name}"
+_VERSION: Final = "/v2/models/{name}/versions/{version}"
+
+
+def v2_routes(*, repository: bool) -> list[BaseRoute]:
+    """The V2 routes; the repository ones only when ``repository`` (admin routes are served)."""
+    routes: list[tuple[str, Endpoint, str]] = [
+        ("/v2/health/live", live, "GET"),
+        ("/v2/health/ready", ready, "GET"),
+        ("/v2", server_metadata, "GET"),
+        ("/v2/models/stats", statistics, "GET"),
+    ]
+    for base in (_MODEL, _VERSION):
+        routes += [
+            (base, model_metadata, "GET"),
+            (f"{base}/ready", model_ready, "GET"),
+            (f"{base}/infer", infer, "POST"),
+            (f"{base}/stats", statistics, "GET"),
+        ]
+    if repository:
+        routes += [
+            ("/v2/repository/index", repository_index, "POST"),
+            ("/v2/repository/models/{name}/load", repository_load, "POST"),
+            ("/v2/repository/models/{name}/unload", repository_unload, "POST"),
+        ]
+    return [
+        Route(path, _v2_errors(endpoint), methods=[method]) for path, endpoint, method in routes
+    ]

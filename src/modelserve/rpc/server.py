@@ -1,0 +1,255 @@
+"""The V2 gRPC server: grpcio's asyncio server in the HTTP server's process and event loop.
+
+It shares the app's data plane (so the same registry, batchers, cache and metrics), API keys
+and rate limits. Every RPC passes through :meth:`GrpcServer._handle`: message-size check
+against ``server.max_body_bytes``, API key from ``authorization: Bearer`` (or ``x-api-key``)
+metadata checked against the method's scope, the request id, the access log line and the
+``modelserve_grpc_*`` metrics. Standard health checking (``grpc.health.v1``) and reflection
+are served beside ``inference.GRPCInferenceService``.
+
+Lifecycle: started in the app's lifespan; on SIGTERM the health service turns NOT_SERVING at
+once, and after ``server.prestop_delay_s`` the server stops accepting RPCs and gives those in
+flight ``server.grace_period_s`` to finish, before the batchers drain. With several workers
+each binds the port with ``SO_REUSEPORT`` and the kernel spreads connections over them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Final
+
+import grpc
+import structlog
+from google.protobuf.descriptor_pool import DescriptorPool
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import _async as health_aio  # public as health.aio, set conditionally
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from modelserve.api.auth import ApiKey, ApiKeyring, admin_served, presented_key
+from modelserve.api.middleware import request_id_from
+from modelserve.api.ratelimit import RouteLimiter, enforce_predict
+from modelserve.errors import BodyTooLargeError, InvalidInputError, ModelserveError
+from modelserve.observability import metrics
+from modelserve.observability.health import HealthState
+from modelserve.rpc import inference_pb2
+from modelserve.rpc.servicer import METHODS, SERVICE, Call, Method
+from modelserve.rpc.status import status_of, trailing_metadata
+from modelserve.settings import Settings
+from modelserve.v2.dataplane import DataPlane
+
+log = structlog.get_logger("modelserve.access")
+_TRANSPORT_HEADROOM: Final = 2
+"""grpcio refuses messages over this many times ``max_body_bytes`` itself (with its own
+wording); up to that, modelserve refuses them with a message that names the setting."""
+
+
+class GrpcServer:
+    """One process's gRPC server; :meth:`start` binds, :meth:`drain` stops it gracefully."""
+
+    def __init__(
+        self,
+        plane: DataPlane,
+        settings: Settings,
+        keyring: ApiKeyring,
+        limiter: RouteLimiter | None,
+        health_state: HealthState,
+    ) -> None:
+        self._plane = plane
+        self._settings = settings
+        self._keyring = keyring
+        self._limiter = limiter
+        self._health_state = health_state
+        self._max_bytes = settings.server.max_body_bytes
+        self._health = health_aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._stopping: asyncio.Task[None] | None = None
+        self.port: int | None = None
+
+    async def start(self) -> int:
+        """Bind ``server.grpc_port`` (0 picks a free one) and serve; returns the port."""
+        server_settings = self._settings.server
+        assert server_settings.grpc_port is not None  # noqa: S101 - started only when set
+        limit = self._max_bytes * _TRANSPORT_HEADROOM
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", -1),
+                ("grpc.so_reuseport", 1 if server_settings.workers > 1 else 0),
+            ]
+        )
+        server.add_generic_rpc_handlers([self._inference_handler()])
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            [SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME], server, _reflection_pool()
+        )
+        address = f"{_host(server_settings.host)}:{server_settings.grpc_port}"
+        self.port = server.add_insecure_port(address)
+        await server.start()
+        self._server = server
+        await self._set_serving(True)
+        log.info("grpc_server_started", port=self.port)
+        return self.port
+
+    async def drain_on_signal(self) -> None:
+        """When the process starts draining: fail health at once, then after the pre-stop
+        delay stop accepting RPCs and let those in flight finish."""
+        await self._health_state.drain_started.wait()
+        await self._set_serving(False)
+        await asyncio.sleep(self._settings.server.prestop_delay_s)
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop accepting, give RPCs in flight ``grace_period_s``; every caller waits for it."""
+        if self._stopping is None:
+            self._stopping = asyncio.create_task(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        started = time.perf_counter()
+        await self._set_serving(False)
+        await server.stop(self._settings.server.grace_period_s)
+        log.info("grpc_server_stopped", drain_ms=round((time.perf_counter() - started) * 1000, 3))
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE):
+            await self._health.set(service, status)
+
+    def _inference_handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        # Repository calls exist only where the admin API does (auth on, an admin key):
+        # elsewhere they are UNIMPLEMENTED, as an absent route is 404.
+        served = admin_served(self._settings.auth)
+        handlers = {
+            method.name: grpc.unary_unary_rpc_method_handler(
+                self._bind(method), response_serializer=_serialize
+            )
+            for method in METHODS
+            if method.scope != "admin" or served
+        }
+        return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+    def _bind(self, method: Method) -> Any:
+        async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
+            return await self._handle(method, raw, context)
+
+        return handle
+
+    async def _handle(
+        self, method: Method, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Message:
+        started = time.perf_counter()
+        metadata = _metadata(context.invocation_metadata())
+        request_id = request_id_from(metadata)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        code = grpc.StatusCode.OK
+        metrics.GRPC_IN_FLIGHT.inc()
+        try:
+            if len(raw) > self._max_bytes:
+                raise BodyTooLargeError(self._max_bytes)
+            key = self._authorize(method, metadata)
+            try:
+                request = method.request.FromString(raw)
+            except DecodeError:
+                raise InvalidInputError(
+                    f"the {method.name} message is not valid protobuf"
+                ) from None
+            caller = key.name if key is not None else None
+            return await method.handler(
+                self._plane, request, Call(caller, self._charger(caller, context))
+            )
+        except ModelserveError as exc:
+            code = status_of(exc)
+            context.set_trailing_metadata((*trailing_metadata(exc), ("x-request-id", request_id)))
+            await context.abort(code, exc.detail)
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("grpc_request_failed", method=method.name)
+            await context.abort(code, "internal error; the server log has the details")
+        finally:
+            metrics.GRPC_IN_FLIGHT.dec()
+            seconds = time.perf_counter() - started
+            metrics.record_grpc(method.name, code.name, seconds)
+            if self._settings.server.access_log:
+                log.info(
+                    "grpc_request_completed",
+                    method=method.name,
+                    code=code.name,
+                    latency_ms=round(seconds * 1000, 3),
+                )
+        raise AssertionError("unreachable: abort() raises")  # pragma: no cover
+
+    def _authorize(self, method: Method, metadata: list[tuple[bytes, bytes]]) -> ApiKey | None:
+        keyring = self._keyring
+        if not keyring.enabled:
+            return None
+        key = keyring.identify(presented_key(metadata))
+        if key is not None:
+            structlog.contextvars.bind_contextvars(api_key_name=key.name)
+        needed = _needed_scope(method.scope, keyring)
+        if needed is not None:
+            keyring.check(key, needed)
+        return key
+
+    def _charger(self, caller: str | None, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        limiter = self._limiter
+        if limiter is None:
+            return None
+        identity = f"key:{caller}" if caller else f"ip:{_peer_ip(context.peer())}"
+
+        async def charge(rows: int) -> None:
+            await enforce_predict(limiter, identity, rows)
+
+        return charge
+
+
+def _reflection_pool() -> DescriptorPool:
+    """The V2 messages' own pool (see the Makefile's proto target) plus health checking's."""
+    pool = inference_pb2.POOL
+    try:
+        pool.FindFileByName(health_pb2.DESCRIPTOR.name)
+    except KeyError:
+        pool.AddSerializedFile(health_pb2.DESCRIPTOR.serialized_pb)
+    return pool
+
+
+def _needed_scope(scope: str, keyring: ApiKeyring) -> str | None:
+    if scope == "probe":
+        return "any" if keyring.protect_probes else None
+    if scope == "metrics":
+        return "any" if keyring.protect_metrics else None
+    return scope
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+def _metadata(items: Any) -> list[tuple[bytes, bytes]]:
+    """gRPC metadata ((name, value) pairs, or None) as the lower-case byte pairs of HTTP
+    headers."""
+    out = []
+    for name, value in items or ():
+        raw = value if isinstance(value, bytes) else value.encode("latin-1", "replace")
+        out.append((name.lower().encode("latin-1", "replace"), raw))
+    return out
+
+
+def _peer_ip(peer: str) -> str:
+    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` → the address alone."""
+    _, _, rest = peer.partition(":")
+    address = rest.rsplit(":", 1)[0] if rest.count(":") >= 1 else rest
+    return address.strip("[]")[:64] or "unknown"
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host

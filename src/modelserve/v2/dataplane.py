@@ -1,0 +1,148 @@
+"""The Open Inference Protocol over the inference core: what V2 REST and V2 gRPC both call.
+
+Each method converts between V2 messages and :class:`~modelserve.inference.core.InferenceCore`
+calls and nothing else: readiness is the probes' readiness, inference is the same
+``core.infer`` as ``/predict`` (so the same batcher, cache, metrics and errors), metadata is
+the core's, and repository calls are the core's repository operations on configured versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from modelserve import __version__
+from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
+from modelserve.inference.core import InferenceCore, Readiness
+from modelserve.inference.metadata import VersionMetadata
+from modelserve.inference.preprocess import FeatureSchema
+from modelserve.inference.types import FloatArray, ModelStatus
+from modelserve.observability import metrics
+from modelserve.v2.features import feature_matrix
+from modelserve.v2.messages import InferRequest, InferResponse
+from modelserve.v2.outputs import ModelAnswer, output_tensors
+from modelserve.v2.statistics import VersionStatistics, version_statistics
+from modelserve.v2.tensor import Tensor
+
+SERVER_NAME: Final = "modelserve"
+EXTENSIONS: Final = ("binary_tensor_data", "classification", "model_repository", "statistics")
+"""The extensions this server really implements, as ``GET /v2`` lists them."""
+
+Charge = Callable[[int], Awaitable[None]]
+"""Called with the row count once a request is decoded, before any work: the transport's
+rate limiter spends the caller's budget there (and raises to refuse)."""
+
+_STATES: Final = {
+    ModelStatus.READY: "READY",
+    ModelStatus.LOADING: "LOADING",
+    ModelStatus.FAILED: "UNAVAILABLE",
+    ModelStatus.UNLOADED: "UNAVAILABLE",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryEntry:
+    name: str
+    version: str
+    state: str
+    """READY, LOADING or UNAVAILABLE, as Triton's repository index says."""
+    reason: str
+
+
+class DataPlane:
+    """V2 operations for one process, over its inference core."""
+
+    def __init__(self, core: InferenceCore, max_rows: int) -> None:
+        self.core = core
+        self.max_rows = max_rows
+
+    def server_live(self) -> bool:
+        return self.core.server_live()
+
+    def server_ready(self) -> Readiness:
+        return self.core.server_ready()
+
+    def server_metadata(self) -> tuple[str, str, tuple[str, ...]]:
+        return SERVER_NAME, __version__, EXTENSIONS
+
+    def model_ready(self, name: str, version: str | None) -> bool:
+        """Whether the version (the model's default when None) serves; 404 if unknown."""
+        return self.core.model_ready(name, version or None)
+
+    def model_metadata(self, name: str, version: str | None) -> VersionMetadata:
+        return self.core.model_metadata(name, version or None)
+
+    async def infer(
+        self,
+        name: str,
+        version: str | None,
+        request: InferRequest,
+        caller: str | None = None,
+        charge: Charge | None = None,
+    ) -> InferResponse:
+        """Run ``request`` through the core; outputs as the request selects them."""
+        rows = _rows(request.inputs)
+        if rows == 0:
+            raise EmptyBatchError()
+        if rows > self.max_rows:
+            raise BatchTooLargeError(self.max_rows, rows)
+        if charge is not None:
+            await charge(rows)
+
+        def decode(schema: FeatureSchema) -> FloatArray:
+            return feature_matrix(request.inputs, schema.n_features, schema.feature_names)
+
+        result = await self.core.infer(decode, model=name, version=version or None, caller=caller)
+        outputs = result.outputs
+        answer = ModelAnswer(
+            labels=outputs.labels,
+            probabilities=outputs.probabilities,
+            class_labels=result.spec.class_labels or (),
+            values=outputs.values,
+        )
+        return InferResponse(
+            result.model,
+            result.model_version,
+            output_tensors(answer, request.outputs),
+            id=request.id,
+        )
+
+    def statistics(self, name: str | None, version: str | None) -> list[VersionStatistics]:
+        """Statistics of one version, every version of one model, or every version."""
+        registry = self.core.registry
+        if name is None:
+            chosen = registry.versions()
+        elif version is None:
+            registry.get(name)  # 404 for an unknown model
+            chosen = [v for v in registry.versions() if v.name == name]
+        else:
+            chosen = [registry.get(name, version)]
+        return version_statistics(metrics.collect(), [(v.name, v.version) for v in chosen])
+
+    def repository_index(self, ready_only: bool = False) -> list[RepositoryEntry]:
+        return [
+            RepositoryEntry(
+                state.info.name, state.info.version, _STATES[state.info.status],
+                state.info.reason or "",
+            )
+            for state in self.core.repository.index()
+            if state.info.status is ModelStatus.READY or not ready_only
+        ]  # fmt: skip
+
+    async def load(self, name: str, version: str | None, caller: str | None) -> None:
+        """(Re)load a configured version from its configured artifact (the default if None)."""
+        entry = self.core.registry.get(name, version or None)
+        await self.core.repository.reload(entry.name, entry.version, caller)
+
+    async def unload(self, name: str, version: str | None, caller: str | None) -> None:
+        entry = self.core.registry.get(name, version or None)
+        await self.core.repository.unload(entry.name, entry.version, caller)
+
+
+def _rows(inputs: Sequence[Tensor]) -> int:
+    """The batch size the inputs declare (their first dimension); the decode checks the rest."""
+    if not inputs:
+        raise InvalidInputError("an inference request needs at least one input")
+    first = inputs[0].shape
+    return first[0] if first else 1
