@@ -33,6 +33,13 @@ SETOSA = [5.1, 3.5, 1.4, 0.2]
 # Paths anyone may call with auth on (defaults), and the body each protected route needs.
 OPEN_PATHS = {"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc"}
 OPEN_PATHS |= {"/openapi.json", "/stats", "/dashboard"}
+# The Open Inference Protocol's probes and statistics have the exposure of /ready and /stats.
+OPEN_PATHS |= {"/v2/health/live", "/v2/health/ready", "/v2/models/stats"}
+OPEN_PATHS |= {
+    f"{base}/{leaf}"
+    for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
+    for leaf in ("ready", "stats")
+}
 PREDICT_ROUTES = [
     ("POST", "/predict", {"features": SETOSA}),
     ("POST", "/predict-batch", {"batch": [SETOSA]}),

@@ -1,0 +1,178 @@
+"""One inference core behind three transports, real processes: the same request through
+``/predict``, V2 REST and V2 gRPC gives the same answer, counts once in the same metrics, hits
+the same cache entry and spends the same rate-limit budget; gRPC drains on SIGTERM and serves
+from every worker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from tritonclient.utils import InferenceServerException
+
+from tests.conftest import free_port
+from tests.e2e.conftest import RunningServer, wait_for_log_events, write_config
+from tests.label_models import build_label_models
+
+pytestmark = pytest.mark.e2e
+
+ROW = [5.9, 3.0, 4.2, 1.5]
+
+
+def _metric(server: RunningServer, name: str, **labels: str) -> float:
+    text = httpx.get(server.base_url + "/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def _via_predict(server: RunningServer, model: str) -> tuple[str, dict[str, float]]:
+    body = httpx.post(
+        f"{server.base_url}/predict?model={model}", json={"features": ROW}, timeout=30
+    ).json()
+    return body["prediction"], body["probabilities"]
+
+
+def _via_v2_rest(server: RunningServer, model: str) -> httpx.Response:
+    tensor = {"name": "input", "shape": [1, 4], "datatype": "FP64", "data": ROW}
+    return httpx.post(
+        f"{server.base_url}/v2/models/{model}/infer", json={"inputs": [tensor]}, timeout=30
+    )
+
+
+def _rest_answer(response: httpx.Response, classes: list[str]) -> tuple[str, dict[str, float]]:
+    label, probabilities = response.json()["outputs"]
+    return label["data"][0], dict(zip(classes, probabilities["data"], strict=True))
+
+
+def _via_grpc(port: int, model: str) -> Any:
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+    tensor = grpcclient.InferInput("input", [1, 4], "FP64")
+    tensor.set_data_from_numpy(np.array([ROW]))
+    try:
+        return client.infer(model, [tensor], client_timeout=30)
+    finally:
+        client.close()
+
+
+def _grpc_answer(result: Any, classes: list[str]) -> tuple[str, dict[str, float]]:
+    label = result.as_numpy("label")[0].decode()
+    return label, dict(zip(classes, result.as_numpy("probabilities")[0].tolist(), strict=True))
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    build_label_models(tmp_path / "models")
+    return tmp_path / "models"
+
+
+def test_transports_same_answer_metrics_once_and_one_cache_entry(
+    serve_modelserve: Callable[..., RunningServer], models_dir: Path
+) -> None:
+    """/predict, V2 REST and gRPC: one answer, one prediction counted each, one cache entry."""
+    grpc_port = free_port()
+    server = serve_modelserve(models_dir / "modelserve.yaml", "--grpc-port", str(grpc_port))
+    classes = ["10", "20", "30"]
+    labels = {"model": "ints", "model_version": "1"}
+    predicted = _metric(server, "modelserve_predictions_total", **labels)
+    hits = _metric(server, "modelserve_cache_requests_total", result="hit", **labels)
+    misses = _metric(server, "modelserve_cache_requests_total", result="miss", **labels)
+
+    by_predict = _via_predict(server, "ints")
+    rest = _via_v2_rest(server, "ints")
+    by_grpc = _grpc_answer(_via_grpc(grpc_port, "ints"), classes)
+
+    assert by_predict == _rest_answer(rest, classes) == by_grpc
+    assert _metric(server, "modelserve_predictions_total", **labels) - predicted == 3
+    # The first computed the row; the other two found it under the same cache key.
+    assert _metric(server, "modelserve_cache_requests_total", result="miss", **labels) - misses == 1
+    assert _metric(server, "modelserve_cache_requests_total", result="hit", **labels) - hits == 2
+
+
+def test_transports_share_one_rate_limit_budget(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    """Three single-row requests, one per transport, spend a budget of three for all of them."""
+    grpc_port = free_port()
+    config = build_label_models(tmp_path / "models", grpc_port=grpc_port)
+    data = yaml.safe_load(config.read_text())
+    data["rate_limit"] = {"enabled": True, "predict": "3/minute", "predict_batch": "3/minute"}
+    write_config(config.parent, data)
+    server = serve_modelserve(config)
+
+    assert httpx.post(server.base_url + "/predict?model=ints", json={"features": ROW}).is_success
+    assert _via_v2_rest(server, "ints").is_success
+    _via_grpc(grpc_port, "ints")
+
+    refused = _via_v2_rest(server, "ints")
+    assert refused.status_code == 429
+    assert "rate limit exceeded" in refused.json()["error"]
+    assert (
+        httpx.post(server.base_url + "/predict?model=ints", json={"features": ROW}).status_code
+        == 429
+    )
+    with pytest.raises(InferenceServerException) as caught:
+        _via_grpc(grpc_port, "ints")
+    assert caught.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+
+
+def test_transports_grpc_call_in_flight_finishes_on_sigterm(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path, fake_models_dir: Path
+) -> None:
+    """SIGTERM while a gRPC call is computing: the call gets its answer and the server exits 0."""
+    grpc_port = free_port()
+    config = write_config(
+        tmp_path,
+        {
+            "models": [{"name": "slow", "path": str(fake_models_dir / "slow.joblib")}],
+            "server": {"grpc_port": grpc_port, "grace_period_s": 20},
+        },
+    )
+    server = serve_modelserve(config)
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["result"] = _via_grpc(grpc_port, "slow")
+        except InferenceServerException as exc:
+            outcome["error"] = exc
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 30
+    while _metric(server, "modelserve_grpc_requests_in_flight") < 1:
+        assert time.monotonic() < deadline, "the gRPC call never arrived"
+        time.sleep(0.02)
+    assert server.stop(timeout_s=60) == 0
+    caller.join(timeout=30)
+    assert "error" not in outcome
+    assert outcome["result"].as_numpy("label").tolist() == [b"0"]
+    assert wait_for_log_events(server, 1, event="grpc_server_stopped")
+
+
+def test_transports_grpc_on_every_worker(
+    serve_modelserve: Callable[..., RunningServer], models_dir: Path
+) -> None:
+    """With --workers 2 each worker serves gRPC on the shared port; calls on new connections
+    all succeed."""
+    grpc_port = free_port()
+    server = serve_modelserve(
+        models_dir / "modelserve.yaml", "--grpc-port", str(grpc_port), "--workers", "2"
+    )
+    started = wait_for_log_events(server, 2, event="grpc_server_started")
+    assert {line["port"] for line in started} == {grpc_port}
+    wait_for_log_events(server, 2, event="models_loaded", ready=True)
+    for _ in range(10):
+        assert _via_grpc(grpc_port, "strings").as_numpy("label").tolist() == [b"versicolor"]
