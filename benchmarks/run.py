@@ -25,7 +25,7 @@ import joblib
 import numpy as np
 import sklearn
 
-from benchmarks import models, report, servers
+from benchmarks import models, report, servers, v2
 from benchmarks.loadgen import LoadgenError, ensure_wrk, wrk_version
 from benchmarks.peers import PeerUnavailableError
 from benchmarks.peers import launch as peers
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: modelserve,naive,noop,litserve,mlserver",
+        help="comma-separated subset: modelserve,v2,naive,noop,litserve,mlserver",
     )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -163,6 +163,24 @@ def main(argv: list[str] | None = None) -> int:
                             runner.health_under_load(spec, model, conns, args.health_connections)
 
             _phase(runner, spec.label, run_modelserve)
+
+    if wanted("v2"):
+
+        def run_open_inference() -> None:
+            measured = v2.run_v2(
+                wrk,
+                files,
+                rows,
+                WORK_DIR,
+                duration_s=args.duration,
+                warmup_s=args.warmup,
+                connections=conns,
+                batch_connections=args.batch_connections,
+            )
+            path = v2.write(measured, args.out, datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
+            print(path.read_text(encoding="utf-8"))
+
+        _phase(runner, "modelserve Open Inference Protocol", run_open_inference)
 
     if wanted("naive"):
         naive = servers.naive_spec(files, free_port())
