@@ -22,6 +22,7 @@ from modelserve.api.openapi import build_openapi
 from modelserve.api.ratelimit import RateLimitMiddleware, RouteLimiter
 from modelserve.api.routes import admin, health, metrics, models, predict, v2
 from modelserve.api.routes.dashboard import dashboard_routes
+from modelserve.api.v2_errors import V2ErrorBodyMiddleware
 from modelserve.cache import build_cache, key_secret
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.core import InferenceCore
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
         access_log=settings.server.access_log,
         health=state,
     )
+    app.add_middleware(V2ErrorBodyMiddleware)  # outside them all: every /v2 refusal
     tracer = configure_tracing(settings.tracing)
     if tracer is not None:  # off by default: then not even imported
         from modelserve.api.tracing import TracingMiddleware

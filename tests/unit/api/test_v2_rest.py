@@ -320,3 +320,35 @@ async def test_v2_routes_are_in_the_openapi_document(client: httpx.AsyncClient) 
         "/V2Error"
     )
     assert "V2InferenceResponse" in doc["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    ("path", "overrides", "status", "message"),
+    [
+        (
+            "/v2/models/ints/infer",
+            {"auth": {"enabled": True, "keys": [{"name": "a", "key": "k" * 32}]}},
+            401,
+            "missing or invalid API key",
+        ),
+        ("/v2/models/ints/infer", {"server": {"max_body_bytes": 1024}}, 413, "max_body_bytes"),
+        ("/v2/nothing/here", {}, 404, "Not Found"),
+    ],
+    ids=["no-key", "body-too-large", "unknown-path"],
+)
+async def test_v2_refusals_before_the_route_use_the_v2_error_body(
+    app_client: Callable[..., Any],
+    models_dir: Path,
+    path: str,
+    overrides: dict[str, Any],
+    status: int,
+    message: str,
+) -> None:
+    """Auth, body-size and routing refusals on /v2 paths answer {"error": ...} too."""
+    settings = load_settings(models_dir / "modelserve.yaml", **overrides)
+    body = _infer_body(rows=[ROWS[0]] * 100)
+    async with app_client(settings) as client:
+        response = await client.post(path, json=body)
+    assert response.status_code == status
+    assert list(response.json()) == ["error"]
+    assert message in response.json()["error"]
