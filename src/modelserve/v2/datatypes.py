@@ -29,10 +29,6 @@ NUMPY_DTYPES: Final[dict[str, np.dtype[np.generic]]] = {
 
 DATATYPES: Final = tuple(NUMPY_DTYPES)
 
-_BY_KIND_AND_SIZE: Final = {
-    (dtype.kind, dtype.itemsize): name for name, dtype in NUMPY_DTYPES.items() if name != BYTES
-}
-
 
 def numpy_dtype(datatype: str) -> np.dtype[np.generic]:
     """The numpy dtype of a V2 datatype, or UnknownDatatypeError naming the valid ones."""
@@ -40,17 +36,6 @@ def numpy_dtype(datatype: str) -> np.dtype[np.generic]:
         return NUMPY_DTYPES[datatype]
     except KeyError:
         raise UnknownDatatypeError(datatype, DATATYPES) from None
-
-
-def datatype_of(array: np.ndarray) -> str:
-    """The V2 datatype of a numpy array (object and string arrays are BYTES)."""
-    kind = array.dtype.kind
-    if kind in "OSU":
-        return BYTES
-    try:
-        return _BY_KIND_AND_SIZE[(kind, array.dtype.itemsize)]
-    except KeyError:
-        raise TypeError(f"no V2 datatype for numpy dtype {array.dtype}") from None
 
 
 def is_integer(datatype: str) -> bool:

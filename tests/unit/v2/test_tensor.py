@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from modelserve.errors import InvalidTensorError, UnknownDatatypeError
 from modelserve.v2 import tensor
-from modelserve.v2.datatypes import DATATYPES, NUMPY_DTYPES, datatype_of
+from modelserve.v2.datatypes import DATATYPES, NUMPY_DTYPES
 
 NUMERIC = [name for name in DATATYPES if name != "BYTES"]
 SHAPES = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=5)
@@ -177,9 +177,3 @@ def test_tensor_shape_must_be_non_negative_ints(shape: object) -> None:
     """A request shape is a list of non-negative integers (-1 appears only in metadata)."""
     with pytest.raises(InvalidTensorError, match="shape must be a list of non-negative integers"):
         tensor.check_shape("x", shape)
-
-
-@pytest.mark.parametrize("datatype", NUMERIC)
-def test_datatype_of_inverts_numpy_dtype(datatype: str) -> None:
-    """Each numeric datatype's numpy dtype maps back to it."""
-    assert datatype_of(np.zeros(1, NUMPY_DTYPES[datatype])) == datatype
