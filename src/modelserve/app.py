@@ -69,8 +69,14 @@ def create_app(settings: Settings) -> FastAPI:
         monitor_loop.start()
         grpc_server = await _start_grpc(app, settings, limiter)
         grpc_drain = asyncio.create_task(grpc_server.drain_on_signal()) if grpc_server else None
+        forced = False
         try:
             yield
+        except asyncio.CancelledError:
+            # The server skipped the lifespan shutdown (a second SIGINT) and is cancelling
+            # what is left: stop without draining.
+            forced = True
+            raise
         finally:
             await monitor_loop.stop()
             state.stop_accepting()
@@ -79,7 +85,10 @@ def create_app(settings: Settings) -> FastAPI:
             if grpc_server is not None and grpc_drain is not None:
                 grpc_drain.cancel()  # a drain under way goes on inside stop()
                 await grpc_server.stop()
-            await core.close(settings.server.grace_period_s)
+            # The HTTP drain already spent part of the grace period: the batchers get the rest.
+            server = settings.server
+            drain_s = state.drain_time_left(server.prestop_delay_s, server.grace_period_s)
+            await core.close(0.0 if forced else drain_s)
             if limiter is not None:
                 await limiter.close()
             log.info("server_stopped", drain_ms=round((time.perf_counter() - started) * 1000, 3))

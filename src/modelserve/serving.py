@@ -9,11 +9,13 @@ cuts the pre-stop delay short; a second SIGINT also skips the drain.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import gc
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -26,6 +28,7 @@ import structlog
 import uvicorn
 from uvicorn.server import HANDLED_SIGNALS
 
+from modelserve.inference.batcher import INFERENCE_THREAD_PREFIX
 from modelserve.observability.health import HealthState
 from modelserve.probes import ProbeSnapshot
 from modelserve.settings import Settings
@@ -33,6 +36,9 @@ from modelserve.settings import Settings
 ProbeSink = Callable[[ProbeSnapshot], None]
 
 log = structlog.get_logger(__name__)
+
+_IDLE_THREAD_EXIT_S = 0.5
+"""How long idle inference threads get to end once their executors are shut down."""
 
 
 class DrainingServer(uvicorn.Server):
@@ -184,6 +190,32 @@ def _run_uvicorn(settings: Settings) -> None:
             listener.stop()
     if not server.started:
         raise SystemExit(3)
+    _leave_stuck_model_calls_behind()
+
+
+def _leave_stuck_model_calls_behind() -> None:
+    """Exit now if a model call outlived the drain, instead of waiting for it.
+
+    A running model call cannot be interrupted, and Python joins every inference thread at
+    exit, so one stuck call would keep the process alive past ``grace_period_s`` (and past a
+    second SIGINT). Idle inference threads end as soon as their executor shuts down; a thread
+    still alive after a moment is in a model call: the exit handlers run (logs and spans are
+    flushed) and the process leaves without it.
+    """
+    deadline = time.monotonic() + _IDLE_THREAD_EXIT_S
+    busy = []
+    for thread in threading.enumerate():
+        if thread.name.startswith(INFERENCE_THREAD_PREFIX):
+            thread.join(max(deadline - time.monotonic(), 0.0))
+            if thread.is_alive():
+                busy.append(thread.name)
+    if not busy:
+        return
+    log.warning("model_calls_abandoned", threads=busy)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _run_gunicorn(settings: Settings) -> None:

@@ -51,6 +51,8 @@ from modelserve.settings import BatchingConfig
 log = structlog.get_logger(__name__)
 
 PredictFn = Callable[[FloatArray], RawOutput]
+INFERENCE_THREAD_PREFIX = "infer-"
+"""Names of the threads that run model calls start with this."""
 
 
 @dataclass(eq=False, slots=True)
@@ -89,7 +91,8 @@ class DynamicBatcher:
         self._timeout_s = config.timeout_ms / 1000
         self._threads = config.inference_threads
         self._executor = ThreadPoolExecutor(
-            max_workers=self._threads, thread_name_prefix=f"infer-{model}-{version}"
+            max_workers=self._threads,
+            thread_name_prefix=f"{INFERENCE_THREAD_PREFIX}{model}-{version}",
         )
         self._queue: deque[_Request] = deque()
         self._queued_rows = 0

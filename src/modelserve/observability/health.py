@@ -17,11 +17,24 @@ class HealthState:
     loading_done: bool = False
     drain_started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     """Set with ``draining``: what other servers in the process (gRPC) wait on to drain too."""
+    draining_since: float | None = None
+    """``time.monotonic()`` of the signal that started the shutdown."""
 
     def start_draining(self) -> None:
         """Fail readiness at once; predictions are still served until ``stop_accepting``."""
         self.draining = True
         self.drain_started.set()
+        if self.draining_since is None:
+            self.draining_since = time.monotonic()
+
+    def drain_time_left(self, prestop_delay_s: float, grace_period_s: float) -> float:
+        """What is left of the shutdown's time budget (the pre-stop delay plus the grace
+        period, from the signal), for the work still to drain; the whole grace period when
+        no signal started the shutdown."""
+        if self.draining_since is None:
+            return grace_period_s
+        elapsed = time.monotonic() - self.draining_since
+        return max(prestop_delay_s + grace_period_s - elapsed, 0.0)
 
     def stop_accepting(self) -> None:
         """New predictions are refused with 503 shutting_down from now on."""
