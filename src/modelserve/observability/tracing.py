@@ -105,11 +105,17 @@ def record_batch_stages(
     tracer = _tracer
     if tracer is None:
         return
+    from opentelemetry import trace
+
     offset_ns = time.time_ns() - int(clock_now * 1e9)
     attributes = {"modelserve.model": model, "modelserve.model_version": version}
-    enqueued_ns = offset_ns + int(enqueued_at * 1e9)
-    started_ns = offset_ns + int(max(started_at, enqueued_at) * 1e9)
-    end_ns = offset_ns + int(clock_now * 1e9)
+    # uvloop's clock is cached per loop iteration (millisecond steps), so a converted time can
+    # fall before the request span began: a child never starts before its parent.
+    parent_start = getattr(trace.get_current_span(), "start_time", None)
+    floor_ns = parent_start if isinstance(parent_start, int) else 0
+    enqueued_ns = max(offset_ns + int(enqueued_at * 1e9), floor_ns)
+    started_ns = max(offset_ns + int(max(started_at, enqueued_at) * 1e9), enqueued_ns)
+    end_ns = max(offset_ns + int(clock_now * 1e9), started_ns)
     queue = tracer.start_span("queue_wait", start_time=enqueued_ns, attributes=attributes)
     queue.end(end_time=started_ns)
     inference = tracer.start_span(
