@@ -94,6 +94,9 @@ async def test_shutdown_under_load_answers_every_accepted_request(
         {
             "models": [{"name": "slowish", "path": str(fake_models_dir / "slowish.joblib")}],
             "server": {"grace_period_s": 10},
+            # Every request reaches the 0.2 s model, so some are always in flight at the signal
+            # (cached answers take a millisecond: the clients could all be between requests).
+            "cache": {"backend": "none"},
         },
     )
     server = serve_modelserve(config, "--workers", str(workers))
