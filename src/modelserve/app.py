@@ -130,7 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(AuthMiddleware, keyring=app.state.api_keys)
     app.add_middleware(
         RequestContextMiddleware,
-        max_body_bytes=settings.server.max_body_bytes,
+        max_body_bytes=settings.body_limit_bytes(),
         access_log=settings.server.access_log,
         health=state,
     )

@@ -138,8 +138,15 @@ class BatchTooLargeError(ModelserveError):
     code = "batch_too_large"
     status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
-    def __init__(self, limit: int, got: int) -> None:
-        super().__init__(f"a batch may hold at most {limit} rows, got {got}")
+    def __init__(self, limit: int, got: int | None = None, *, width: int | None = None) -> None:
+        if width is not None:
+            super().__init__(
+                f"a batch may hold at most {limit} rows of {width} features (server."
+                "max_batch_rows x the widest model; set n_features for a wider one), got more"
+            )
+            return
+        counted = "more" if got is None else str(got)
+        super().__init__(f"a batch may hold at most {limit} rows, got {counted}")
 
 
 class BodyTooLargeError(ModelserveError):

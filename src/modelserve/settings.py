@@ -157,11 +157,14 @@ class ServerSettings(_Section):
     grpc_port: int | None = Field(None, ge=0, le=65535)
     """Serve the Open Inference Protocol over gRPC on this port too (0 picks a free one;
     unset: no gRPC)."""
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_body_bytes: int | None = Field(None, ge=1024)
     """Largest request body (HTTP) or message (gRPC); larger ones get 413 or
-    RESOURCE_EXHAUSTED."""
-    max_batch_rows: int = Field(1000, ge=1)
-    """Most rows in one /predict-batch or Open Inference Protocol request."""
+    RESOURCE_EXHAUSTED. Unset: twice what `max_batch_rows` JSON rows of the widest model take,
+    plus 64 KiB (a width the config does not declare counts as 100 features)."""
+    max_batch_rows: int = Field(1000, ge=1, le=100_000)
+    """Most rows in one /predict-batch or Open Inference Protocol request. A /predict-batch
+    body with more rows, or more values than this many rows of the widest model, is refused
+    before it is parsed (declare `n_features` for models wider than 100 that do not say)."""
     grace_period_s: float = Field(25.0, ge=0)
     """After SIGTERM: longest time to finish accepted requests before exiting."""
     prestop_delay_s: float = Field(0.0, ge=0)
@@ -364,6 +367,21 @@ class Settings(BaseSettings):
             sources.append(InitSettingsSource(settings_cls, init_kwargs=cls._config_data))
         return tuple(sources)
 
+    def body_limit_bytes(self) -> int:
+        """``server.max_body_bytes``, or the limit derived from the rows and the widest model.
+
+        A JSON value costs at most ~24 bytes (``-1.2345678901234567e-300,``) plus, in named
+        rows, its quoted name; the limit doubles that for whitespace and adds 64 KiB.
+        """
+        if self.server.max_body_bytes is not None:
+            return self.server.max_body_bytes
+        per_row = max((_row_bytes(model) for model in self.models), default=_row_bytes(None))
+        return 2 * self.server.max_batch_rows * per_row + _BODY_HEADROOM_BYTES
+
+    def widest_model(self) -> int:
+        """The most features any configured model declares (100 for one that declares none)."""
+        return max((_width(model) for model in self.models), default=_UNDECLARED_WIDTH)
+
     @model_validator(mode="after")
     def _check_models(self) -> Settings:
         seen: set[tuple[str, str]] = set()
@@ -401,6 +419,27 @@ class Settings(BaseSettings):
                 "the same on every replica, e.g. from `openssl rand -hex 32`"
             )
         return self
+
+
+_VALUE_BYTES = 24
+_UNDECLARED_WIDTH = 100
+_BODY_HEADROOM_BYTES = 64 * 1024
+
+
+def _row_bytes(model: ModelConfig | None) -> int:
+    """The most bytes one tightly written JSON row of ``model`` needs."""
+    if model is None:
+        return _UNDECLARED_WIDTH * _VALUE_BYTES
+    if model.feature_names:
+        return sum(_VALUE_BYTES + len(name) + 4 for name in model.feature_names)
+    return _width(model) * _VALUE_BYTES
+
+
+def _width(model: ModelConfig) -> int:
+    if model.feature_names:
+        return len(model.feature_names)
+    width = model.n_features or (len(model.warmup_input[0]) if model.warmup_input else None)
+    return width or _UNDECLARED_WIDTH
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:

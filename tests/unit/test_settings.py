@@ -35,7 +35,7 @@ def test_load_settings_defaults_without_a_file() -> None:
     """With no file, env or flags every value is its documented default."""
     settings = load_settings()
     assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8000)
-    assert settings.server.max_body_bytes == 8 * 1024 * 1024
+    assert settings.server.max_body_bytes is None
     assert settings.server.max_batch_rows == 1000
     assert settings.models == []
 
@@ -277,3 +277,22 @@ def _model_types(annotation: Any) -> list[type[Any]]:
             found.append(current)
         stack.extend(get_args(current))
     return found
+
+
+@pytest.mark.parametrize(
+    ("models", "explicit", "expected"),
+    [
+        ([], None, 2 * 1000 * 100 * 24 + 64 * 1024),
+        ([model(n_features=4)], None, 2 * 1000 * 4 * 24 + 64 * 1024),
+        ([model(feature_names=["ab", "c"])], None, 2 * 1000 * (30 + 29) + 64 * 1024),
+        ([model(n_features=4), model(name="wide", n_features=8)], None, 2 * 1000 * 8 * 24 + 65536),
+        ([model(n_features=4)], 5000, 5000),
+    ],
+    ids=["no-models", "declared-width", "named", "widest-wins", "explicit"],
+)
+def test_body_limit_derives_from_rows_and_the_widest_model(
+    models: list[dict[str, Any]], explicit: int | None, expected: int
+) -> None:
+    """Unset, the body limit is twice max_batch_rows rows of the widest model, plus 64 KiB."""
+    settings = Settings(models=models, server={"max_body_bytes": explicit})
+    assert settings.body_limit_bytes() == expected

@@ -61,7 +61,7 @@ class GrpcServer:
         self._keyring = keyring
         self._limiter = limiter
         self._health_state = health_state
-        self._max_bytes = settings.server.max_body_bytes
+        self._max_bytes = settings.body_limit_bytes()
         self._health = health_aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._stopping: asyncio.Task[None] | None = None

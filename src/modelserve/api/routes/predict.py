@@ -21,6 +21,9 @@ from modelserve.inference.core import InferenceCore, InferenceResult
 from modelserve.inference.formatting import format_predictions
 from modelserve.observability.logging import utc_timestamp
 
+_ENVELOPE_BRACKETS = 2
+"""``{"batch": [`` around the rows."""
+
 
 async def _body(request: Request) -> bytes:
     """The request body, read straight from ``receive``.
@@ -129,11 +132,27 @@ async def predict(request: Request) -> Response:
     )
 
 
+def _bound_batch(body: bytes, limit: int, width: int) -> None:
+    """Refuse a batch of more than ``limit`` rows, or ``limit`` x ``width`` values, unparsed.
+
+    Every row opens with ``[`` or ``{`` and values are separated by commas, so counting them
+    (at memchr speed) bounds rows and values from above. Parsing is what costs: a body within
+    the byte limit can hold ~100 000 ``[1]`` rows or numbers, and would hold the event loop
+    through a long parse only to be refused.
+    """
+    if body.count(b"[") + body.count(b"{") > limit + _ENVELOPE_BRACKETS:
+        raise BatchTooLargeError(limit)
+    if body.count(b",") > limit * (width + 1):
+        raise BatchTooLargeError(limit, width=width)
+
+
 async def predict_batch(request: Request) -> Response:
     """Predict many rows in one request."""
     core: InferenceCore = request.app.state.core
-    limit: int = request.app.state.settings.server.max_batch_rows
+    settings = request.app.state.settings
+    limit: int = settings.server.max_batch_rows
     body = await _body(request)
+    _bound_batch(body, limit, settings.widest_model())
     try:
         payload = BatchPredictRequest.model_validate_json(body)
     except ValidationError as exc:
