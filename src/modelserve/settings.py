@@ -20,7 +20,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-ModelFormat = Literal["auto", "sklearn", "skops", "onnx", "torchscript"]
+ModelFormat = Literal[
+    "auto", "sklearn", "skops", "onnx", "torchscript", "xgboost", "lightgbm", "catboost", "mlflow"
+]
 TaskKind = Literal["auto", "classifier", "regressor"]
 Scope = Literal["predict", "admin"]
 
@@ -65,11 +67,11 @@ class ModelConfig(_Section):
     version: str = Field("1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
     """Version label used in the API (`?model_version=`)."""
     path: Path
-    """Model file. Only configured paths are ever loaded; requests cannot name files."""
+    """Model file or MLflow model directory. Only configured paths are loaded; requests cannot."""
     format: ModelFormat = "auto"
-    """Runtime; `auto` picks by extension (.pkl/.pickle/.joblib, .skops, .onnx, .pt/.pth/.ts)."""
+    """Runtime; `auto`: a folder with an MLmodel file is mlflow, else by extension (see Formats)."""
     sha256: str | None = None
-    """Pinned hex digest of the file; a mismatch refuses to load the model."""
+    """Pinned hex digest of the file (of a directory: its manifest); a mismatch refuses to load."""
     default: bool = False
     """This version answers when a request names none (else the first listed version)."""
     required: bool = True

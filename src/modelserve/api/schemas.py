@@ -148,6 +148,9 @@ class ModelVersionResponse(BaseModel):
     name: str
     version: str
     format: str
+    platform: str | None = Field(
+        None, description="Artifact kind once loaded, e.g. xgboost_json or mlflow_sklearn."
+    )
     status: str = Field(description="loading, ready, failed or unloaded.")
     reason: str | None = Field(None, description="Why the version is not ready.")
     is_default: bool
@@ -158,6 +161,9 @@ class ModelVersionResponse(BaseModel):
     task: str | None
     n_features: int | None
     feature_names: list[str] | None
+    feature_types: list[str] | None = Field(
+        None, description="Declared input types, e.g. from an MLflow signature (double, long)."
+    )
     labels: list[str] | None
     load_ms: float | None
     warmup_ms: float | None

@@ -126,7 +126,7 @@ class InferenceCore:
             entry.name,
             entry.version,
             versions,
-            platform_of(info.format),
+            info.platform or platform_of(info.format),
             info.status,
             info.task,
             feature_names=info.feature_names,

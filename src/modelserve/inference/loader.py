@@ -15,8 +15,14 @@ from typing import Any
 import numpy as np
 
 from modelserve.errors import ModelLoadError
-from modelserve.inference.artifact import Artifact, read_artifact
-from modelserve.inference.runtimes.base import Runtime, RuntimeBuilder
+from modelserve.inference.artifact import (
+    Artifact,
+    DirectoryArtifact,
+    read_artifact,
+    read_directory,
+)
+from modelserve.inference.runtimes.base import Runtime, RuntimeBuilder, classifier_hint
+from modelserve.inference.runtimes.extras import EXTRA_OF_MODULE, missing_extra_message
 from modelserve.inference.types import FloatArray, ModelMetadata, RawOutput
 from modelserve.settings import ModelConfig, PreprocessorConfig
 
@@ -45,6 +51,32 @@ def _build_torchscript(artifact: Artifact, config: ModelConfig) -> Runtime:
     return load_torchscript(artifact, config)
 
 
+def _build_xgboost(artifact: Artifact, config: ModelConfig) -> Runtime:
+    from modelserve.inference.runtimes.xgboost import XGBoostRuntime
+
+    return XGBoostRuntime(artifact, classifier_hint=classifier_hint(config))
+
+
+def _build_lightgbm(artifact: Artifact, config: ModelConfig) -> Runtime:
+    from modelserve.inference.runtimes.lightgbm import LightGBMRuntime
+
+    return LightGBMRuntime(artifact)
+
+
+def _build_catboost(artifact: Artifact, config: ModelConfig) -> Runtime:
+    from modelserve.inference.runtimes.catboost import CatBoostRuntime
+
+    return CatBoostRuntime(artifact)
+
+
+def _build_mlflow(artifact: Artifact, config: ModelConfig) -> Runtime:
+    from modelserve.inference.runtimes.mlflow import load_mlflow
+
+    if not isinstance(artifact, DirectoryArtifact):
+        raise ModelLoadError(f"{artifact.name} is a file; an MLflow model is a directory")
+    return load_mlflow(artifact, config)
+
+
 @dataclass(frozen=True, slots=True)
 class FormatSpec:
     """One loadable format."""
@@ -54,6 +86,8 @@ class FormatSpec:
     runs_code: bool
     """Loading executes code from the file (pickle, TorchScript): a pin is then the trust."""
     build: RuntimeBuilder
+    directory: bool = False
+    """The artifact is a directory (an MLflow model), read whole as a DirectoryArtifact."""
 
 
 FORMATS = {
@@ -63,8 +97,14 @@ FORMATS = {
         FormatSpec("skops", (".skops",), False, _build_skops),
         FormatSpec("onnx", (".onnx",), False, _build_onnx),
         FormatSpec("torchscript", (".pt", ".pth", ".ts", ".torchscript"), True, _build_torchscript),
+        FormatSpec("xgboost", (".json", ".ubj"), False, _build_xgboost),
+        FormatSpec("lightgbm", (".txt",), False, _build_lightgbm),
+        FormatSpec("catboost", (".cbm",), False, _build_catboost),
+        # Its flavours may be pickles (sklearn, the LightGBM wrappers, python_function).
+        FormatSpec("mlflow", (), True, _build_mlflow, directory=True),
     )
 }
+MLFLOW_MODEL_FILE = "MLmodel"
 FORMAT_BY_SUFFIX = {suffix: f.name for f in FORMATS.values() for suffix in f.suffixes}
 
 
@@ -77,15 +117,18 @@ class LoadedRuntime:
 
 
 def detect_format(path: Path, configured: str = "auto") -> str:
-    """The configured format, or the one the file extension implies."""
+    """The configured format, an MLflow model directory, or the one the extension implies."""
     if configured != "auto":
         return configured
+    if (path / MLFLOW_MODEL_FILE).is_file():
+        return "mlflow"
     try:
         return FORMAT_BY_SUFFIX[path.suffix.lower()]
     except KeyError:
         known = ", ".join(sorted(FORMAT_BY_SUFFIX))
         raise ModelLoadError(
-            f"cannot tell the format of {path.name} from its extension ({known}); set `format`"
+            f"cannot tell the format of {path.name} from its extension ({known}) and it is no"
+            " MLflow model directory; set `format`"
         ) from None
 
 
@@ -96,7 +139,8 @@ def load_runtime(config: ModelConfig, *, require_sha256: bool) -> LoadedRuntime:
     whose format runs code on load is refused unless pinned.
     """
     fmt = FORMATS[detect_format(config.path, config.format)]
-    artifact = read_artifact(
+    read = read_directory if fmt.directory else read_artifact
+    artifact = read(
         config.path, config.sha256, runs_code=fmt.runs_code, require_sha256=require_sha256
     )
     pre = config.preprocessor
@@ -109,6 +153,8 @@ def load_runtime(config: ModelConfig, *, require_sha256: bool) -> LoadedRuntime:
         runtime = fmt.build(artifact, config)
     except ModelLoadError:
         raise
+    except ModuleNotFoundError as exc:
+        raise _missing_module(artifact.name, exc) from exc
     except Exception as exc:
         # Corrupt pickles raise anything at all; the reason goes to the log and /models.
         raise ModelLoadError(
@@ -120,6 +166,14 @@ def load_runtime(config: ModelConfig, *, require_sha256: bool) -> LoadedRuntime:
     return LoadedRuntime(
         PreprocessedRuntime(transformer, runtime), (artifact.sha256, pre_artifact.sha256)
     )
+
+
+def _missing_module(name: str, exc: ModuleNotFoundError) -> ModelLoadError:
+    """A pickle of an XGBoost/LightGBM/CatBoost/MLflow object whose library is missing."""
+    module = (exc.name or "").split(".")[0]
+    if module in EXTRA_OF_MODULE:
+        return ModelLoadError(missing_extra_message(module, name))
+    return ModelLoadError(f"could not load {name}: {exc}")
 
 
 def declared_width(config: ModelConfig) -> int | None:
@@ -169,6 +223,7 @@ class PreprocessedRuntime:
             is_classifier=meta.is_classifier,
             classes=meta.classes,
             feature_names=[str(n) for n in names] if names is not None else None,
+            platform=meta.platform,
         )
 
     @property

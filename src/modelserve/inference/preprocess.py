@@ -19,6 +19,13 @@ from modelserve.inference.types import FloatArray
 
 Row = Sequence[float] | Mapping[str, float]
 _PYTHON_CHECK_MAX_VALUES = 64
+INTEGER_TYPES = frozenset({"long", "integer", "int64", "int32", "int16", "int8"})
+"""Declared input types (MLflow column types and tensor dtypes) that take whole numbers only."""
+
+
+def integer_columns(feature_types: Sequence[str] | None) -> list[int]:
+    """Indexes of the columns whose declared type is an integer type."""
+    return [i for i, kind in enumerate(feature_types or ()) if kind in INTEGER_TYPES]
 
 
 def _is_named(row: Row) -> bool:
@@ -56,6 +63,8 @@ class FeatureSchema:
         n_features: int,
         feature_names: list[str] | None = None,
         ranges: Mapping[str, tuple[float, float]] | None = None,
+        *,
+        integer_columns: Sequence[int] = (),
     ) -> None:
         if feature_names is not None and len(feature_names) != n_features:
             raise ValueError(
@@ -64,6 +73,7 @@ class FeatureSchema:
         self.n_features = n_features
         self.feature_names = feature_names
         self._index = {name: i for i, name in enumerate(feature_names or [])}
+        self._integers = list(integer_columns)
         self._ranges: tuple[FloatArray, FloatArray] | None = None
         if ranges:
             names = feature_names or [str(i) for i in range(n_features)]
@@ -105,6 +115,8 @@ class FeatureSchema:
         if batch.shape[1] != self.n_features:
             raise FeatureCountError(self.n_features, batch.shape[1])
         self._check_finite(batch)
+        if self._integers:
+            self._check_integers(batch)
         return batch
 
     def out_of_range(self, matrix: FloatArray) -> RangeReport | None:
@@ -147,6 +159,18 @@ class FeatureSchema:
         finite = np.isfinite(matrix)
         row, col = (int(v) for v in np.argwhere(~finite)[0])
         raise NonFiniteFeatureError(row, col, self._name(col), float(matrix[row, col]))
+
+    def _check_integers(self, matrix: FloatArray) -> None:
+        """A column declared as an integer refuses 1.5 rather than let the model truncate it."""
+        block = matrix[:, self._integers]
+        fractional = np.argwhere(block != np.floor(block))
+        if fractional.size:
+            row, position = (int(v) for v in fractional[0])
+            column = self._integers[position]
+            raise InvalidInputError(
+                f"feature {self._name(column)} of row {row} must be a whole number,"
+                f" got {matrix[row, column]}"
+            )
 
     def _name(self, column: int) -> str:
         return self.feature_names[column] if self.feature_names else str(column)

@@ -45,6 +45,10 @@ class ModelMetadata:
     is_classifier: bool
     classes: list[str] | None = None
     feature_names: list[str] | None = None
+    platform: str | None = None
+    """Artifact kind in ``<library>_<format>`` form (``xgboost_json``, ``mlflow_sklearn``)."""
+    feature_types: list[str] | None = None
+    """Declared type of each input column (an MLflow signature's ``double``, ``long``, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,5 +120,7 @@ class ModelInfo:
     n_features: int | None = None
     feature_names: list[str] | None = None
     labels: list[str] | None = None
+    platform: str | None = None
+    feature_types: list[str] | None = None
     load_ms: float | None = None
     warmup_ms: float | None = None

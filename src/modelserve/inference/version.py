@@ -21,7 +21,7 @@ from modelserve.inference.batcher import DynamicBatcher
 from modelserve.inference.cache import artifact_fingerprint
 from modelserve.inference.loader import declared_width, detect_format, load_runtime
 from modelserve.inference.postprocess import Postprocessor
-from modelserve.inference.preprocess import FeatureSchema
+from modelserve.inference.preprocess import FeatureSchema, integer_columns
 from modelserve.inference.runtimes.base import Runtime
 from modelserve.inference.types import FloatArray, ModelInfo, ModelStatus, Outputs, OutputSpec
 from modelserve.observability.monitor import VersionMonitor
@@ -183,7 +183,12 @@ def build_version(config: ModelConfig, *, require_sha256: bool) -> PreparedVersi
         )
     names = config.feature_names or meta.feature_names
     try:
-        schema = FeatureSchema(n_features, names, config.feature_ranges)
+        schema = FeatureSchema(
+            n_features,
+            names,
+            config.feature_ranges,
+            integer_columns=integer_columns(meta.feature_types),
+        )
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
     profile = None
@@ -215,6 +220,7 @@ def build_version(config: ModelConfig, *, require_sha256: bool) -> PreparedVersi
     info.status = ModelStatus.READY
     info.task = "classifier" if spec.is_classifier else "regressor"
     info.n_features, info.feature_names, info.labels = n_features, names, labels
+    info.platform, info.feature_types = meta.platform, meta.feature_types
     info.load_ms, info.warmup_ms = round(load_s * 1000, 3), round(warmup_s * 1000, 3)
     return PreparedVersion(
         config,

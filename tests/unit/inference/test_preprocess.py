@@ -15,7 +15,12 @@ from modelserve.errors import (
     NonFiniteFeatureError,
     UnknownFeatureError,
 )
-from modelserve.inference.preprocess import FeatureSchema, OutOfRange, RangeReport
+from modelserve.inference.preprocess import (
+    FeatureSchema,
+    OutOfRange,
+    RangeReport,
+    integer_columns,
+)
 
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 RANGES = {"sepal_length": (4.0, 8.0), "petal_width": (0.0, 3.0)}
@@ -161,3 +166,18 @@ def test_feature_schema_refuses_inconsistent_declarations(
     """Names that do not fit the width, or ranges for unknown names, are configuration errors."""
     with pytest.raises(ValueError, match=message):
         FeatureSchema(4, names, ranges)
+
+
+def test_schema_refuses_a_fraction_in_an_integer_column() -> None:
+    """A column declared as an integer (an MLflow `long`) refuses 2.5 and names the feature."""
+    schema = FeatureSchema(
+        4, NAMES, integer_columns=integer_columns(["double", "long", "double", "double"])
+    )
+    with pytest.raises(InvalidInputError, match="sepal_width of row 1 must be a whole number"):
+        schema.to_array([[5.1, 3.0, 1.4, 0.2], [5.1, 2.5, 1.4, 0.2]])
+
+
+def test_schema_accepts_whole_numbers_in_an_integer_column() -> None:
+    """Whole numbers (sent as 3 or 3.0) pass an integer column unchanged."""
+    schema = FeatureSchema(4, NAMES, integer_columns=[1])
+    assert schema.to_array([[5.1, 3, 1.4, 0.2]]).tolist() == [[5.1, 3.0, 1.4, 0.2]]

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from modelserve.api.deps import CoreDep
 from modelserve.api.schemas import ModelsResponse, ModelVersionResponse
+from modelserve.inference.metadata import platform_of
 
 router = APIRouter(tags=["models"])
 
@@ -24,6 +25,7 @@ async def list_models(core: CoreDep) -> ModelsResponse:
                 name=state.info.name,
                 version=state.info.version,
                 format=state.info.format,
+                platform=state.info.platform or platform_of(state.info.format),
                 status=state.info.status.value,
                 reason=state.info.reason,
                 is_default=state.is_default,
@@ -32,6 +34,7 @@ async def list_models(core: CoreDep) -> ModelsResponse:
                 task=state.info.task,
                 n_features=state.info.n_features,
                 feature_names=state.info.feature_names,
+                feature_types=state.info.feature_types,
                 labels=state.info.labels,
                 load_ms=state.info.load_ms,
                 warmup_ms=state.info.warmup_ms,

@@ -29,6 +29,7 @@ class SklearnRuntime:
             raise ModelLoadError(f"{type(estimator).__name__} has no predict(); not a model")
         self.estimator = estimator
         self.format = format
+        _one_thread_per_call(estimator)
         self._has_proba = is_classifier(estimator) and hasattr(estimator, "predict_proba")
         self._use_predict = label_from == "predict" or not self._has_proba
         self._metadata = _read_metadata(estimator)
@@ -82,6 +83,22 @@ def load_skops_object(artifact: Artifact, trusted: list[str]) -> Any:
             f"{', '.join(sorted(untrusted))}"
         )
     return sio.loads(artifact.data, trusted=list(trusted) or None)
+
+
+_THREADED_WRAPPERS = {"xgboost": "n_jobs", "lightgbm": "n_jobs", "catboost": "thread_count"}
+"""Libraries whose sklearn wrappers predict on every core unless told otherwise."""
+
+
+def _one_thread_per_call(estimator: Any) -> None:
+    """XGBoost/LightGBM/CatBoost wrappers (alone or as a Pipeline's steps) use one thread.
+
+    inference_threads calls run at once, so a version then uses at most that many cores.
+    """
+    steps = [step for _, step in getattr(estimator, "steps", [])] or [estimator]
+    for step in steps:
+        param = _THREADED_WRAPPERS.get(type(step).__module__.split(".")[0])
+        if param is not None and hasattr(step, "set_params"):
+            step.set_params(**{param: 1})
 
 
 def _read_metadata(estimator: Any) -> ModelMetadata:

@@ -1,0 +1,178 @@
+"""Tiny real XGBoost, LightGBM, CatBoost and MLflow models, fitted with fixed seeds.
+
+Iris (three classes, four features) and breast cancer (two classes, thirty features) are
+scikit-learn's bundled data sets, so nothing is downloaded. Each builder writes one artifact
+and returns the library's own probabilities on :data:`IRIS_ROWS` or :data:`CANCER_ROWS`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import catboost
+import joblib
+import lightgbm
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import xgboost
+from sklearn.datasets import load_breast_cancer, load_iris
+from sklearn.ensemble import RandomForestClassifier
+
+SEED = 3
+IRIS_X, IRIS_Y = load_iris(return_X_y=True)
+CANCER_X, CANCER_Y = load_breast_cancer(return_X_y=True)
+IRIS_ROWS: npt.NDArray[np.float64] = IRIS_X[::7].astype(np.float64)
+"""22 rows covering all three classes."""
+CANCER_ROWS: npt.NDArray[np.float64] = CANCER_X[::29].astype(np.float64)
+"""20 rows of both classes."""
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+Probabilities = npt.NDArray[np.float64]
+
+
+def xgb_classifier(binary: bool) -> xgboost.XGBClassifier:
+    x, y = (CANCER_X, CANCER_Y) if binary else (IRIS_X, IRIS_Y)
+    return xgboost.XGBClassifier(n_estimators=20, max_depth=3, random_state=SEED).fit(x, y)
+
+
+def lgb_classifier(binary: bool) -> lightgbm.LGBMClassifier:
+    x, y = (CANCER_X, CANCER_Y) if binary else (IRIS_X, IRIS_Y)
+    return lightgbm.LGBMClassifier(n_estimators=20, random_state=SEED, verbose=-1).fit(x, y)
+
+
+def cb_classifier(binary: bool) -> catboost.CatBoostClassifier:
+    x, y = (CANCER_X, CANCER_Y) if binary else (IRIS_X, IRIS_Y)
+    model = catboost.CatBoostClassifier(
+        iterations=20,
+        depth=3,
+        random_seed=SEED,
+        verbose=0,
+        thread_count=1,
+        allow_writing_files=False,
+    )
+    return model.fit(x, y)
+
+
+def forest() -> RandomForestClassifier:
+    return RandomForestClassifier(n_estimators=20, max_depth=6, random_state=SEED).fit(
+        IRIS_X, IRIS_Y
+    )
+
+
+def rows_for(binary: bool) -> npt.NDArray[np.float64]:
+    return CANCER_ROWS if binary else IRIS_ROWS
+
+
+def probabilities(model: Any, binary: bool) -> Probabilities:
+    return np.asarray(model.predict_proba(rows_for(binary)), dtype=np.float64)
+
+
+Builder = Callable[[Path], Probabilities]
+
+
+def save_xgb_native(suffix: str, binary: bool) -> Builder:
+    def build(path: Path) -> Probabilities:
+        model = xgb_classifier(binary)
+        model.save_model(path.with_suffix(suffix))
+        return probabilities(model, binary)
+
+    return build
+
+
+def save_joblib(make: Callable[[bool], Any], binary: bool) -> Builder:
+    def build(path: Path) -> Probabilities:
+        model = make(binary)
+        joblib.dump(model, path.with_suffix(".joblib"))
+        return probabilities(model, binary)
+
+    return build
+
+
+def save_lgb_native(binary: bool) -> Builder:
+    def build(path: Path) -> Probabilities:
+        model = lgb_classifier(binary)
+        model.booster_.save_model(path.with_suffix(".txt"))
+        return probabilities(model, binary)
+
+    return build
+
+
+def save_catboost(binary: bool) -> Builder:
+    def build(path: Path) -> Probabilities:
+        model = cb_classifier(binary)
+        model.save_model(str(path.with_suffix(".cbm")))
+        return probabilities(model, binary)
+
+    return build
+
+
+def iris_signature() -> Any:
+    from mlflow.models import infer_signature
+
+    return infer_signature(pd.DataFrame(IRIS_X, columns=IRIS_FEATURES), IRIS_Y)
+
+
+def save_mlflow(flavour: str) -> Builder:
+    """An MLflow directory of an iris classifier in ``flavour``, with a named signature."""
+
+    def build(path: Path) -> Probabilities:
+        with warnings.catch_warnings():  # mlflow warns about pickles and type hints
+            warnings.simplefilter("ignore")
+            return _save_mlflow(flavour, path)
+
+    return build
+
+
+def _save_mlflow(flavour: str, path: Path) -> Probabilities:
+    import mlflow.lightgbm
+    import mlflow.sklearn
+    import mlflow.xgboost
+
+    signature = iris_signature()
+    options: dict[str, Any] = {"pip_requirements": []}
+    if flavour == "sklearn":
+        model: Any = forest()
+        mlflow.sklearn.save_model(
+            model, path, signature=signature, serialization_format="cloudpickle", **options
+        )
+    elif flavour == "sklearn-skops":
+        model = forest()
+        mlflow.sklearn.save_model(
+            model,
+            path,
+            signature=signature,
+            skops_trusted_types=["sklearn.tree._tree.Tree"],
+            **options,
+        )
+    elif flavour == "xgboost":
+        model = xgb_classifier(binary=False)
+        mlflow.xgboost.save_model(model, path, signature=signature, **options)
+    elif flavour == "lightgbm":
+        model = lgb_classifier(binary=False)
+        mlflow.lightgbm.save_model(model.booster_, path, signature=signature, **options)
+    else:
+        raise ValueError(flavour)
+    return probabilities(model, binary=False)
+
+
+def petal_rule(self: Any, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
+    """A python_function model's predict: class 0 for short petals, else 1 (a rule, not a fit)."""
+    return (model_input["petal_length"] > 2.5).astype(np.int64).to_numpy()
+
+
+def save_mlflow_pyfunc(path: Path) -> npt.NDArray[np.int64]:
+    """A python_function-only directory; returns its answers on :data:`IRIS_ROWS`."""
+    with warnings.catch_warnings():  # mlflow warns about pickles, even on import
+        warnings.simplefilter("ignore")
+        import mlflow.pyfunc
+
+        # Subclassed here so that importing this module does not import mlflow (slow).
+        rule = type("PetalRule", (mlflow.pyfunc.PythonModel,), {"predict": petal_rule})
+        mlflow.pyfunc.save_model(
+            path, python_model=rule(), signature=iris_signature(), pip_requirements=[]
+        )
+    labels: npt.NDArray[np.int64] = (IRIS_ROWS[:, 2] > 2.5).astype(np.int64)
+    return labels

@@ -1,0 +1,65 @@
+"""A model whose optional library is not installed fails to load naming the pip install."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import pytest
+
+from tests import boosted_models as bm
+from tests.conftest import pythonpath_env
+from tests.e2e.conftest import write_config
+
+pytestmark = pytest.mark.e2e
+
+
+def check_without(module: str, tmp_path: Path, model: Path) -> subprocess.CompletedProcess[str]:
+    """``modelserve check`` in a process where importing ``module`` fails as if uninstalled."""
+    shadow = tmp_path / "shadow" / module
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n"
+    )
+    config = write_config(tmp_path, {"models": [{"name": "m", "path": str(model)}]})
+    env = pythonpath_env()
+    env["PYTHONPATH"] = f"{tmp_path / 'shadow'}:{env['PYTHONPATH']}"
+    return subprocess.run(
+        [sys.executable, "-m", "modelserve", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "filename"),
+    [
+        ("xgboost", "model.json"),
+        ("lightgbm", "model.txt"),
+        ("catboost", "model.cbm"),
+    ],
+    ids=["xgboost", "lightgbm", "catboost"],
+)
+def test_native_file_without_its_library_names_the_extra(
+    tmp_path: Path, module: str, filename: str
+) -> None:
+    """A native model file fails `modelserve check` with the pip install of its extra."""
+    model = tmp_path / filename
+    model.write_bytes(b"not read: the import fails first")
+    result = check_without(module, tmp_path, model)
+    assert result.returncode == 1
+    assert f"pip install 'modelserve[{module}]'" in result.stdout
+
+
+def test_pickled_wrapper_without_its_library_names_the_extra(tmp_path: Path) -> None:
+    """An XGBClassifier in a joblib file fails to unpickle naming the xgboost extra."""
+    model = tmp_path / "model.joblib"
+    joblib.dump(bm.xgb_classifier(binary=False), model)
+    result = check_without("xgboost", tmp_path, model)
+    assert result.returncode == 1
+    assert "pip install 'modelserve[xgboost]'" in result.stdout
