@@ -127,6 +127,60 @@ def profile(data: Path, model_spec: str, config: Path | None, out: Path, bins: i
     click.echo(f"wrote {out}: {reference.rows} rows, {len(reference.features)} features")
 
 
+@main.command()
+@click.argument("model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Rows to verify on (.csv with header, .npy, .parquet); default: drawn from the trees.",
+)
+@click.option("--rows", type=click.IntRange(10, 1_000_000), default=2000, show_default=True)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=1e-5,
+    show_default=True,
+    help="Largest allowed probability difference (relative for regressors).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the drawn sample.")
+@click.option("--sha256", default=None, help="Pinned digest of MODEL_PATH, checked before loading.")
+def optimize(
+    model_path: Path,
+    out: Path,
+    data: Path | None,
+    rows: int,
+    tolerance: float,
+    seed: int,
+    sha256: str | None,
+) -> None:
+    """Convert a tree model to ONNX Runtime; verify, time, and write OUT only if it matches."""
+    from modelserve.errors import ModelLoadError
+    from modelserve.inference.artifact import file_sha256
+    from modelserve.optimize.command import optimize_model
+
+    try:
+        report = optimize_model(
+            model_path, out, data=data, rows=rows, tolerance=tolerance, seed=seed, sha256=sha256
+        )
+    except ModelLoadError as exc:
+        raise click.ClickException(exc.detail) from exc
+    except ValueError as exc:  # not convertible, or not comparable
+        raise click.ClickException(str(exc)) from exc
+    conversion, verification = report.conversion, report.verification
+    click.echo(f"converted {conversion.source} with {conversion.converter}")
+    click.echo(f"sample: {report.sample_source}")
+    click.echo(verification.describe())
+    if not report.written:
+        click.echo(f"refused: {out} was not written", err=True)
+        sys.exit(1)
+    click.echo("in-process time per model call (original -> optimized):")
+    for timing in report.timings:
+        click.echo(f"  {timing.describe()}")
+    click.echo(f"wrote {out} (sha256 {file_sha256(out)})")
+    click.echo("serve it beside the original as a shadow version first (see the README)")
+
+
 @main.command("config-reference")
 @click.option("--update", type=click.Path(exists=True, path_type=Path), help="Rewrite in place.")
 def config_reference(update: Path | None) -> None:
