@@ -11,17 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import FastAPI
-from starlette.routing import Route
 
 from modelserve import __version__
-from modelserve.api.auth import ApiKeyring, AuthMiddleware, admin_served
+from modelserve.api.auth import ApiKeyring, AuthMiddleware, require_scope
 from modelserve.api.dispatch import ModelserveApp
 from modelserve.api.errors import install_error_handlers
 from modelserve.api.middleware import RequestContextMiddleware
 from modelserve.api.openapi import build_openapi
 from modelserve.api.ratelimit import RateLimitMiddleware, RouteLimiter
-from modelserve.api.routes import admin, health, metrics, models, predict, v2
-from modelserve.api.routes.dashboard import dashboard_routes
+from modelserve.api.route_table import RouteTable
+from modelserve.api.routes.table import declare_routes
 from modelserve.api.v2_errors import V2ErrorBodyMiddleware
 from modelserve.cache import build_cache, key_secret
 from modelserve.inference.cache import PredictionCache
@@ -108,28 +107,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.rate_limiter = limiter
     app.state.stats_sampler = StatsSampler()
 
-    app.router.routes.extend(
-        [
-            Route("/predict", predict.predict, methods=["POST"]),
-            Route("/predict-batch", predict.predict_batch, methods=["POST"]),
-            Route("/health", health.health, methods=["GET"]),
-            Route("/ready", health.ready, methods=["GET"]),
-        ]
-    )
-    if settings.server.metrics_enabled:
-        app.router.routes.append(Route("/metrics", metrics.metrics_endpoint, methods=["GET"]))
-    app.router.routes.extend(dashboard_routes())
-    app.router.routes.extend(v2.v2_routes(repository=admin_served(settings.auth)))
-    app.include_router(models.router)
-    app.include_router(admin.router)
+    table = RouteTable(declare_routes(settings))
+    app.state.route_table = table
+    app.install_routes(table, require_scope("admin"))
     install_error_handlers(app)
     # Added first = runs innermost: RequestContext → Auth (sets the caller) → RateLimit → routes.
     if limiter is not None:
-        app.add_middleware(RateLimitMiddleware, limiter=limiter)
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, table=table)
     if settings.auth.enabled:
-        app.add_middleware(AuthMiddleware, keyring=app.state.api_keys)
+        app.add_middleware(AuthMiddleware, keyring=app.state.api_keys, table=table)
     app.add_middleware(
         RequestContextMiddleware,
+        table=table,
         max_body_bytes=settings.body_limit_bytes(),
         access_log=settings.server.access_log,
         health=state,
@@ -139,8 +128,8 @@ def create_app(settings: Settings) -> FastAPI:
     if tracer is not None:  # off by default: then not even imported
         from modelserve.api.tracing import TracingMiddleware
 
-        app.add_middleware(TracingMiddleware, tracer=tracer)
-    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+        app.add_middleware(TracingMiddleware, tracer=tracer, table=table)
+    app.openapi = lambda: build_openapi(app, table)  # type: ignore[method-assign]
     return app
 
 

@@ -39,6 +39,7 @@ import orjson
 import structlog
 
 from modelserve.api.auth import ApiKeyring, presented_key
+from modelserve.api.route_table import Access
 from modelserve.errors import ModelserveError
 
 log = structlog.get_logger(__name__)
@@ -390,13 +391,17 @@ class SnapshotDirectory:
             (self.directory / f"worker-{pid}.json").unlink()
 
 
+_ACCESS = {"/health": Access.PROBE, "/ready": Access.PROBE, "/metrics": Access.METRICS}
+"""Who may call each path of the probe port: the same access as on the main port."""
+
+
 def keyring_authorizer(keyring: ApiKeyring) -> Authorize | None:
     """The main port's rules on the probe port: a key when probes or metrics are protected."""
     if not keyring.enabled:
         return None
 
     def authorize(path: str, headers: list[tuple[bytes, bytes]]) -> ProbeAnswer | None:
-        needed = keyring.required_scope(path)
+        needed = keyring.required_scope(_ACCESS.get(path))
         if needed is None:
             return None
         try:

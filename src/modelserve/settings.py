@@ -219,11 +219,13 @@ class RateLimitSettings(_Section):
     strategy: Literal["moving-window", "fixed-window"] = "moving-window"
     """Counting strategy."""
     predict: str = "100/minute"
-    """Limit for POST /predict."""
+    """Limit of the `predict` operation (POST /predict)."""
     predict_batch: str = "10/minute"
-    """Limit for POST /predict-batch."""
+    """Limit of the `predict_rows` operation (POST /predict-batch)."""
+    admin: str = "60/minute"
+    """Limit of the `admin` operation (every admin API call)."""
     count_rows: bool = False
-    """Count /predict-batch by rows instead of requests (1 before the body is read, the rest
+    """Count `predict_rows` by rows instead of requests (1 before the body is read, the rest
     after)."""
     trusted_proxies: list[str] = Field(default_factory=list)
     """Addresses/CIDRs whose X-Forwarded-For is honoured; list the proxies themselves (/32)."""
@@ -234,7 +236,7 @@ class RateLimitSettings(_Section):
     redis_prefix: str = "modelserve:ratelimit"
     """Prefix of every rate-limit key in Redis."""
 
-    @field_validator("predict", "predict_batch")
+    @field_validator("predict", "predict_batch", "admin")
     @classmethod
     def _check_limit(cls, value: str) -> str:
         try:

@@ -10,16 +10,16 @@ Contract for route authors:
 * When ``auth.enabled``, :class:`AuthMiddleware` runs on every HTTP request (inside the
   request-id middleware). It authenticates the key, stores the :class:`ApiKey` in
   ``request.state.api_key`` and its *name* in ``request.state.caller`` (used for sticky routing
-  and rate limits), and enforces :meth:`ApiKeyring.required_scope` by path: ``/admin`` and
-  ``/admin/...`` need ``admin``; the docs are open; probes are open unless ``protect_probes``;
-  ``/metrics``, ``/stats`` and ``/dashboard`` are open unless ``protect_metrics`` (then any
-  valid key will do); every other path needs ``predict``. Refusals are 401 ``unauthorized``
-  (with ``WWW-Authenticate: Bearer``) for a missing or unknown key and 403 ``forbidden`` for a
-  key without the scope.
-* FastAPI routes add a second, explicit guard with ``Depends(require_scope("admin"))`` (for
-  instance ``APIRouter(dependencies=[Depends(require_scope("admin"))])``) or the ``AdminKeyDep``
-  annotation. The dependency returns the caller's :class:`ApiKey`, or ``None`` when auth is
-  disabled; it raises :class:`~modelserve.errors.UnauthorizedError` /
+  and rate limits), and enforces :meth:`ApiKeyring.required_scope` of the route's declared
+  :class:`~modelserve.api.route_table.Access` (the route table, never a path string):
+  ``admin`` routes need ``admin``; ``open`` ones (the docs) need nothing; ``probe`` routes are
+  open unless ``protect_probes`` and ``metrics`` routes unless ``protect_metrics`` (then any
+  valid key will do); ``predict`` routes, and any path no route declares, need ``predict``.
+  Refusals are 401 ``unauthorized`` (with ``WWW-Authenticate: Bearer``) for a missing or
+  unknown key and 403 ``forbidden`` for a key without the scope.
+* FastAPI routes declared ``admin`` get a second, explicit guard from the route table:
+  ``Depends(require_scope("admin"))``. The dependency returns the caller's :class:`ApiKey`, or
+  ``None`` when auth is disabled; it raises :class:`~modelserve.errors.UnauthorizedError` /
   :class:`~modelserve.errors.ForbiddenError`, which the app's handlers turn into the error body.
 
 Keys never reach a log line: only key names are logged.
@@ -31,25 +31,19 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelserve.api.errors import error_response
+from modelserve.api.route_table import Access, RouteTable
 from modelserve.errors import ForbiddenError, ModelserveError, UnauthorizedError
 from modelserve.settings import AuthSettings
 from modelserve.settings import Scope as KeyScope
 
 log = structlog.get_logger(__name__)
 
-_OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-_PROBE_PATHS = frozenset({"/health", "/ready", "/v2/health/live", "/v2/health/ready"})
-_V2_MODELS = "/v2/models/"
-# Operational views with the same exposure as /metrics: protected by protect_metrics.
-_METRICS_PATHS = frozenset({"/metrics", "/stats", "/dashboard"})
-_METRICS_PREFIX = "/dashboard/"
 _ANY_KEY = "any"
 """Pseudo-scope: any valid key will do (protected probes and metrics)."""
 _BEARER = b"bearer "
@@ -90,20 +84,19 @@ class ApiKeyring:
                 found = key
         return found
 
-    def required_scope(self, path: str) -> str | None:
-        """The scope ``path`` needs (``"any"`` for any valid key), or ``None`` when open."""
-        v2_model = path.startswith(_V2_MODELS)
-        if path in _PROBE_PATHS or (v2_model and path.endswith("/ready")):
+    def required_scope(self, access: Access | None) -> str | None:
+        """The scope a route of ``access`` needs (``"any"``: any valid key), ``None`` if open.
+
+        ``access`` is ``None`` for a path no route declares: it needs ``predict``, so an
+        unknown path tells a caller without a key nothing.
+        """
+        if access is Access.PROBE:
             return _ANY_KEY if self.protect_probes else None
-        if (
-            path in _METRICS_PATHS
-            or path.startswith(_METRICS_PREFIX)
-            or (v2_model and path.endswith("/stats"))
-        ):
+        if access is Access.METRICS:
             return _ANY_KEY if self.protect_metrics else None
-        if path in _OPEN_PATHS:
+        if access is Access.OPEN:
             return None
-        if path == "/admin" or path.startswith(("/admin/", "/v2/repository/")):
+        if access is Access.ADMIN:
             return "admin"
         return "predict"
 
@@ -136,9 +129,10 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
 class AuthMiddleware:
     """Pure ASGI: authenticate the key, set the caller, enforce the path's scope."""
 
-    def __init__(self, app: ASGIApp, *, keyring: ApiKeyring) -> None:
+    def __init__(self, app: ASGIApp, *, keyring: ApiKeyring, table: RouteTable) -> None:
         self.app = app
         self.keyring = keyring
+        self.table = table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,7 +145,8 @@ class AuthMiddleware:
             state["api_key"] = key
             state["caller"] = key.name
             structlog.contextvars.bind_contextvars(api_key_name=key.name)
-        needed = keyring.required_scope(scope["path"])
+        matched = self.table.route_for(scope)
+        needed = keyring.required_scope(matched.spec.access if matched is not None else None)
         if needed is not None:
             try:
                 keyring.check(key, needed)
@@ -181,7 +176,3 @@ def require_scope(scope: KeyScope) -> Callable[[Request], Awaitable[ApiKey | Non
         return key
 
     return dependency
-
-
-AdminKeyDep = Annotated[ApiKey | None, Depends(require_scope("admin"))]
-"""Route parameter annotation for admin routes (see the module docstring)."""

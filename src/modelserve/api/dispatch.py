@@ -1,12 +1,14 @@
-"""ModelserveApp: FastAPI with direct dispatch of plain, fixed-path routes.
+"""ModelserveApp: FastAPI with direct dispatch of the routes declared ``direct``.
 
-/predict, /predict-batch, /health and /ready are plain Starlette routes. For them the app runs
-the same user middleware (request context, auth, rate limits, tracing) and then the endpoint
-itself, skipping the layers FastAPI and Starlette put around every request: telemetry and
-body-limit wrappers, the exception middleware, the exit stack and the linear route match. On
-the single-row /predict path those layers cost more than the prediction's own Python code.
-Exceptions go to the same exception handlers, looked up the way Starlette does; anything else
-(every other route, method, and lifespan) takes the ordinary FastAPI path.
+A route declared with ``direct=True`` in the route table (/predict, /predict-batch, /health,
+/ready) is a plain async Starlette endpoint. For it the app runs the same user middleware
+(request context, auth, rate limits, tracing) and then the endpoint itself, skipping the
+layers FastAPI and Starlette put around every request: telemetry and body-limit wrappers, the
+exception middleware, the exit stack and the linear route match. On the single-row /predict
+path those layers cost more than the prediction's own Python code. Templated paths work the
+same way: the table's match gives the path parameters. Exceptions go to the same exception
+handlers, looked up the way Starlette does; anything else (every other route, method, and
+lifespan) takes the ordinary FastAPI path.
 """
 
 from __future__ import annotations
@@ -18,48 +20,52 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from modelserve.api.route_table import RouteTable
 
 
 class ModelserveApp(FastAPI):
-    """A FastAPI app whose plain async routes with a fixed path are dispatched directly."""
+    """A FastAPI app dispatching its table's ``direct`` routes straight to their endpoints."""
 
-    _direct_routes: dict[tuple[str, str], Route] | None = None
+    route_table: RouteTable | None = None
     _direct_stack: ASGIApp | None = None
 
+    def install_routes(self, table: RouteTable, admin_guard: Any) -> None:
+        """Serve ``table``'s routes (see :meth:`RouteTable.install`) and dispatch from it."""
+        table.install(self, admin_guard)
+        self.route_table = table
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not self.root_path and not scope.get("root_path"):
-            if self._direct_stack is None:
-                self._build_direct_dispatch()
-            assert self._direct_routes is not None  # noqa: S101 - built just above
-            route = self._direct_routes.get((scope["method"], scope["path"]))
-            if route is not None:
+        table = self.route_table
+        if table is not None and scope["type"] == "http":
+            matched = table.route_for(scope)  # once per request; the middleware reuse it
+            if (
+                matched is not None
+                and matched.spec.direct
+                and scope["method"] in matched.spec.methods
+                and not self.root_path
+                and not scope.get("root_path")
+            ):
+                if self._direct_stack is None:
+                    self._direct_stack = self._build_direct_stack()
                 scope["app"] = self
                 scope["router"] = self.router
-                scope["route"] = route
-                scope["endpoint"] = route.endpoint
-                scope["path_params"] = {}
-                await self._direct_stack(scope, receive, send)  # type: ignore[misc]
+                scope["route"] = matched.route
+                scope["endpoint"] = matched.spec.endpoint
+                scope["path_params"] = matched.path_params
+                await self._direct_stack(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
 
-    def _build_direct_dispatch(self) -> None:
+    def _build_direct_stack(self) -> ASGIApp:
         if self.middleware_stack is None:
             # Also freezes add_middleware(), exactly as Starlette does on the first request.
             self.middleware_stack = self.build_middleware_stack()
-        self._direct_routes = {
-            (method, route.path): route
-            for route in self.router.routes
-            if type(route) is Route
-            and not route.param_convertors
-            and inspect.iscoroutinefunction(route.endpoint)
-            for method in route.methods or ()
-        }
         stack: ASGIApp = self._run_endpoint
         for cls, args, kwargs in reversed(self.user_middleware):
             stack = cls(stack, *args, **kwargs)
-        self._direct_stack = stack
+        return stack
 
     async def _run_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)

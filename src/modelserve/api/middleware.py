@@ -13,17 +13,16 @@ import secrets
 import time
 
 import structlog
-from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve.api.errors import error_response
+from modelserve.api.route_table import RouteTable
 from modelserve.errors import BodyTooLargeError
 from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
 
 log = structlog.get_logger("modelserve.access")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_UNMATCHED = "unmatched"
 # Generated request ids: 32 hex digits like uuid4().hex, from a random per-process prefix and
 # a counter. Unique all the same, without uuid4's getrandom() system call on every request.
 _id_prefix = secrets.token_hex(10)
@@ -45,11 +44,13 @@ class RequestContextMiddleware:
         self,
         app: ASGIApp,
         *,
+        table: RouteTable,
         max_body_bytes: int,
         access_log: bool = True,
         health: HealthState | None = None,
     ) -> None:
         self.app = app
+        self.table = table
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
         self.health = health
@@ -104,7 +105,7 @@ class RequestContextMiddleware:
         finally:
             metrics.HTTP_IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
-            metrics.record_http(route_template(scope), scope["method"], status, elapsed)
+            metrics.record_http(self.table.label(scope), scope["method"], status, elapsed)
             if self.access_log:
                 log.info(
                     "request_completed",
@@ -130,26 +131,6 @@ class RequestContextMiddleware:
             return message
 
         return receive_limited
-
-
-def route_template(scope: Scope) -> str:
-    """The matched route's path template (``/predict``), or ``unmatched``; never the raw path.
-
-    FastAPI's router stores the route object only for its own APIRoutes; for plain Starlette
-    routes and mounts it leaves just the matched endpoint, which is found among the app's routes.
-    """
-    route = scope.get("route")
-    if route is not None:
-        return str(getattr(route, "path", _UNMATCHED))
-    endpoint = scope.get("endpoint")
-    if endpoint is None:
-        return _UNMATCHED
-    for candidate in getattr(scope.get("app"), "routes", ()):
-        if getattr(candidate, "endpoint", None) is endpoint or (
-            isinstance(candidate, Mount) and candidate.app is endpoint
-        ):
-            return str(candidate.path)
-    return _UNMATCHED
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:

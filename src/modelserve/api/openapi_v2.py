@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from modelserve.api.route_table import PlainDoc
+
 _REF: Final = "#/components/schemas/{}"
 _TAG: Final = "open inference protocol"
 
@@ -263,23 +265,18 @@ def v2_operations() -> dict[str, tuple[str, dict[str, Any]]]:
     }
 
 
-def add_v2_operations(doc: dict[str, Any], served: set[str]) -> None:
-    """Add the V2 operations of the routes the app serves, and their schemas, to ``doc``."""
-    paths = doc.setdefault("paths", {})
-    added = False
-    for path, (method, operation) in v2_operations().items():
-        if path in served:
-            parameters = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in ("name", "version")
-                if "{" + p + "}" in path
-            ]
-            operation_id = "v2" + path[3:].replace("/", "_").replace("{", "").replace("}", "")
-            paths.setdefault(path, {})[method] = {
-                **operation,
-                "operationId": f"{operation_id}_{method}",
-                **({"parameters": parameters} if parameters else {}),
-            }
-            added = True
-    if added:
-        doc.setdefault("components", {}).setdefault("schemas", {}).update(COMPONENTS)
+def v2_doc(path: str) -> PlainDoc:
+    """The declared OpenAPI entry of one V2 route, with the V2 schemas as components."""
+    method, operation = v2_operations()[path]
+    parameters = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+        for p in ("name", "version")
+        if "{" + p + "}" in path
+    ]
+    operation_id = "v2" + path[3:].replace("/", "_").replace("{", "").replace("}", "")
+    entry = {
+        **operation,
+        "operationId": f"{operation_id}_{method}",
+        **({"parameters": parameters} if parameters else {}),
+    }
+    return PlainDoc(entry, components=COMPONENTS)

@@ -1,16 +1,19 @@
-"""Per-caller rate limits on the prediction routes, with the ``limits`` package.
+"""Per-caller rate limits by operation, with the ``limits`` package.
 
 Who is counted: the API key's *name* when auth identified one (``request.state.caller``),
 else the client IP. ``X-Forwarded-For`` is read only when the direct peer is in
 ``rate_limit.trusted_proxies``; the client is then the right-most address that is not itself a
 trusted proxy, so a client cannot pick its identity by sending the header.
 
-What is counted: ``POST /predict`` against ``rate_limit.predict`` and ``POST /predict-batch``
-against ``rate_limit.predict_batch`` (one per request, or one per row with ``count_rows``).
-Every request is charged 1 before its body is read, so a batch refused as too large or
-invalid still costs; with ``count_rows`` the route calls :func:`charge_rows` for the other
-rows once it knows the count. Nothing else is
-limited: probes, ``/metrics``, ``/models`` and the docs never are.
+What is counted: the :class:`~modelserve.api.route_table.Operation` a route declares in the
+route table, never a URL: ``predict`` against ``rate_limit.predict``, ``predict_rows`` against
+``rate_limit.predict_batch`` (one per request, or one per row with ``count_rows``), ``admin``
+against ``rate_limit.admin``. Every counted request is charged 1 before its body is read, so a
+batch refused as too large or invalid still costs; with ``count_rows`` the route calls
+:func:`charge_rows` for the other rows once it knows the count. Routes that declare no
+operation are never limited: probes, ``/metrics``, ``/models`` and the docs. Counters are
+keyed by operation and caller, so every route declaring an operation
+(``/v2/models/{name}/infer`` too) spends the same budget.
 
 Answers: over the limit → 429 ``rate_limited`` with ``Retry-After``; every counted response
 carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (Unix time
@@ -40,6 +43,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve.api.errors import error_response
+from modelserve.api.route_table import Operation, RouteTable
 from modelserve.cache.base import OutageTracker
 from modelserve.errors import ModelserveError, RateLimitedError, RateLimitUnavailableError
 from modelserve.observability import metrics
@@ -47,8 +51,6 @@ from modelserve.settings import RateLimitSettings
 
 log = structlog.get_logger(__name__)
 
-PREDICT = "/predict"
-PREDICT_BATCH = "/predict-batch"
 _STATE_KEY = "rate_limit"
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -65,14 +67,15 @@ class Verdict:
 
 
 class RouteLimiter:
-    """The configured limits per route, their storage, and the caller's identity rules."""
+    """The configured limits per operation, their storage, and the caller's identity rules."""
 
     def __init__(self, settings: RateLimitSettings, redis_url: str | None = None) -> None:
         self.count_rows = settings.count_rows
         self.fail_open = settings.fail_open
-        self._limits: dict[str, list[RateLimitItem]] = {
-            PREDICT: parse_many(settings.predict),
-            PREDICT_BATCH: parse_many(settings.predict_batch),
+        self._limits: dict[Operation, list[RateLimitItem]] = {
+            Operation.PREDICT: parse_many(settings.predict),
+            Operation.PREDICT_ROWS: parse_many(settings.predict_batch),
+            Operation.ADMIN: parse_many(settings.admin),
         }
         self._trusted: list[IPNetwork] = [
             ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_proxies
@@ -104,13 +107,6 @@ class RouteLimiter:
         )
         self._strategy: RateLimiter = strategy(self._storage)
         self.tracker = OutageTracker(f"{settings.storage} rate limits")
-
-    def limited_route(self, scope: Scope) -> str | None:
-        """The counted route this request is for, or ``None`` when it is never limited."""
-        path = scope["path"]
-        if scope["method"] != "POST" or path not in self._limits:
-            return None
-        return str(path)
 
     def identity(self, scope: Scope) -> str:
         """``key:<name>`` for an authenticated caller, else ``ip:<address>``."""
@@ -151,25 +147,26 @@ class RouteLimiter:
     def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in network for network in self._trusted)
 
-    async def charge(self, route: str, identity: str, cost: int = 1) -> Verdict | None:
-        """Count ``cost`` against every limit of ``route``; ``None`` when storage is down."""
+    async def charge(self, operation: Operation, identity: str, cost: int = 1) -> Verdict | None:
+        """Count ``cost`` against every limit of ``operation``; ``None`` when storage is down."""
         if not self.tracker.available():
             return None
         try:
             async with asyncio.timeout(self._timeout_s):
-                verdict = await self._charge(route, identity, cost)
+                verdict = await self._charge(operation, identity, cost)
         except Exception as exc:  # storage failures are decided by fail_open, never a 500
             self.tracker.failed(exc, "charge")
             return None
         self.tracker.succeeded()
         return verdict
 
-    async def _charge(self, route: str, identity: str, cost: int) -> Verdict:
+    async def _charge(self, operation: Operation, identity: str, cost: int) -> Verdict:
         strategy = self._strategy
         tightest: tuple[int, float, RateLimitItem] | None = None
-        for item in self._limits[route]:
-            allowed = await strategy.hit(item, route, identity, cost=cost)
-            reset_at, remaining = await strategy.get_window_stats(item, route, identity)
+        key = operation.value
+        for item in self._limits[operation]:
+            allowed = await strategy.hit(item, key, identity, cost=cost)
+            reset_at, remaining = await strategy.get_window_stats(item, key, identity)
             if not allowed:
                 return Verdict(False, _headers(item, 0, reset_at, refused=True), str(item))
             if tightest is None or remaining < tightest[0]:
@@ -207,34 +204,45 @@ def _headers(
 
 
 class RateLimitMiddleware:
-    """Pure ASGI: charge counted routes before the endpoint runs; add the headers after."""
+    """Pure ASGI: charge the route's operation before the endpoint runs; add headers after."""
 
-    def __init__(self, app: ASGIApp, *, limiter: RouteLimiter) -> None:
+    def __init__(self, app: ASGIApp, *, limiter: RouteLimiter, table: RouteTable) -> None:
         self.app = app
         self.limiter = limiter
+        self.table = table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limiter = self.limiter
-        route = limiter.limited_route(scope) if scope["type"] == "http" else None
-        if route is None:
+        counted = self._counted(scope)
+        if counted is None:
             await self.app(scope, receive, send)
             return
+        operation, route = counted
+        limiter = self.limiter
         state = scope.setdefault("state", {})
         identity = limiter.identity(scope)
+        if operation is Operation.INFER:
+            state[_STATE_KEY] = _Infer(limiter, route, identity)
+            await self.app(scope, receive, self._with_headers(state, send))
+            return
         try:
             # Every request costs 1 before its body is read (an oversized or invalid batch
             # too); with count_rows the route charges the remaining rows once it knows them.
-            verdict = await _enforce(limiter, route, identity, 1)
+            verdict = await _enforce(limiter, operation, route, identity, 1)
         except ModelserveError as exc:
             response = error_response(
                 exc.status_code, exc.code, exc.detail, state.get("request_id"), exc.headers
             )
             await response(scope, receive, send)
             return
-        if route == PREDICT_BATCH and limiter.count_rows:
-            state[_STATE_KEY] = _Deferred(limiter, route, identity, verdict)
+        if operation is Operation.PREDICT_ROWS and limiter.count_rows:
+            state[_STATE_KEY] = _Deferred(limiter, operation, route, identity, verdict)
         else:
             state[_STATE_KEY] = verdict
+        await self.app(scope, receive, self._with_headers(state, send))
+
+    @staticmethod
+    def _with_headers(state: dict[str, object], send: Send) -> Send:
+        """``send``, adding the rate headers of the request's verdict to the response."""
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -248,7 +256,17 @@ class RateLimitMiddleware:
                     ]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        return send_with_headers
+
+    def _counted(self, scope: Scope) -> tuple[Operation, str] | None:
+        """The operation the request spends and its route label, or ``None`` (not limited)."""
+        if scope["type"] != "http":
+            return None
+        matched = self.table.route_for(scope)
+        if matched is None or not matched.allows(scope["method"]):
+            return None
+        operation = matched.spec.operation
+        return None if operation is None else (operation, matched.spec.path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,10 +274,32 @@ class _Deferred:
     """The rest of a charge, made by the endpoint once it knows the cost (rows of a batch)."""
 
     limiter: RouteLimiter
+    operation: Operation
     route: str
+    """The declared path (the metrics' route label)."""
     identity: str
     first: Verdict | None
     """The verdict of the 1 charged before the body was read."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Infer:
+    """A charge of a route declared ``infer``, made by the endpoint once it knows its rows."""
+
+    limiter: RouteLimiter
+    route: str
+    identity: str
+
+
+async def charge_infer(request: Request, rows: int) -> None:
+    """Charge a request of a route declared ``infer`` as its ``rows`` would cost on /predict
+    (one row) or /predict-batch (several); a no-op for other routes or without limits."""
+    pending = request.scope.get("state", {}).get(_STATE_KEY)
+    if not isinstance(pending, _Infer):
+        return
+    request.scope["state"][_STATE_KEY] = await _spend_rows(
+        pending.limiter, pending.route, pending.identity, rows
+    )
 
 
 async def charge_rows(request: Request, rows: int) -> None:
@@ -275,12 +315,14 @@ async def charge_rows(request: Request, rows: int) -> None:
     state[_STATE_KEY] = deferred.first
     if rows > 1:
         state[_STATE_KEY] = await _enforce(
-            deferred.limiter, deferred.route, deferred.identity, rows - 1
+            deferred.limiter, deferred.operation, deferred.route, deferred.identity, rows - 1
         )
 
 
-async def _enforce(limiter: RouteLimiter, route: str, identity: str, cost: int) -> Verdict | None:
-    verdict = await limiter.charge(route, identity, cost)
+async def _enforce(
+    limiter: RouteLimiter, operation: Operation, route: str, identity: str, cost: int
+) -> Verdict | None:
+    verdict = await limiter.charge(operation, identity, cost)
     if verdict is None:
         if not limiter.fail_open:
             raise RateLimitUnavailableError()
@@ -291,10 +333,19 @@ async def _enforce(limiter: RouteLimiter, route: str, identity: str, cost: int) 
     return verdict
 
 
-async def enforce_predict(limiter: RouteLimiter, identity: str, rows: int) -> None:
+async def enforce_predict(
+    limiter: RouteLimiter, identity: str, rows: int, route: str = "ModelInfer"
+) -> None:
     """Spend an Open Inference Protocol request's budget as ``/predict`` (one row) or
-    ``/predict-batch`` (several rows, one per row with ``count_rows``) would spend it."""
+    ``/predict-batch`` (several rows, one per row with ``count_rows``) would spend it
+    (gRPC; REST routes declare the ``infer`` operation and call :func:`charge_infer`)."""
+    await _spend_rows(limiter, route, identity, rows)
+
+
+async def _spend_rows(
+    limiter: RouteLimiter, route: str, identity: str, rows: int
+) -> Verdict | None:
     if rows <= 1:
-        await _enforce(limiter, PREDICT, identity, 1)
-    else:
-        await _enforce(limiter, PREDICT_BATCH, identity, rows if limiter.count_rows else 1)
+        return await _enforce(limiter, Operation.PREDICT, route, identity, 1)
+    cost = rows if limiter.count_rows else 1
+    return await _enforce(limiter, Operation.PREDICT_ROWS, route, identity, cost)

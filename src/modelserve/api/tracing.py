@@ -12,15 +12,16 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.api.middleware import route_template
+from modelserve.api.route_table import RouteTable
 
 
 class TracingMiddleware:
     """Wraps each HTTP request in a SERVER span."""
 
-    def __init__(self, app: ASGIApp, *, tracer: Tracer) -> None:
+    def __init__(self, app: ASGIApp, *, tracer: Tracer, table: RouteTable) -> None:
         self.app = app
         self.tracer = tracer
+        self.table = table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,7 +46,7 @@ class TracingMiddleware:
             try:
                 await self.app(scope, receive, send_recording_status)
             finally:
-                route = route_template(scope)
+                route = self.table.label(scope)
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)
                 span.set_attribute("http.response.status_code", status)

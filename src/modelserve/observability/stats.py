@@ -24,21 +24,6 @@ from modelserve.observability.profile import ReferenceProfile
 
 STATS_WINDOW_S = 60.0
 MIN_SNAPSHOT_SPACING_S = 1.0
-MONITORING_ROUTES = frozenset(
-    {
-        "/metrics",
-        "/stats",
-        "/dashboard",
-        "/dashboard/static",
-        "/health",
-        "/ready",
-        "/docs",
-        "/redoc",
-        "/openapi.json",
-        "unmatched",
-    }
-)
-"""Routes left out of the traffic figures: probes, scrapes, the dashboard's own polling."""
 
 Labels = dict[str, str]
 Where = Callable[[Labels], bool]
@@ -167,10 +152,17 @@ class VersionFacts:
 
 
 def summarize(
-    window: Window, versions: Sequence[VersionFacts], psi_threshold: float
+    window: Window,
+    versions: Sequence[VersionFacts],
+    psi_threshold: float,
+    monitoring_routes: frozenset[str],
 ) -> dict[str, Any]:
-    """The /stats document: server-wide traffic figures and one entry per model version."""
-    traffic: Where = lambda labels: labels.get("route") not in MONITORING_ROUTES  # noqa: E731
+    """The /stats document: server-wide traffic figures and one entry per model version.
+
+    ``monitoring_routes`` (route labels: probes, scrapes, the dashboard's own polling) are
+    left out of the traffic figures; the app passes its route table's.
+    """
+    traffic: Where = lambda labels: labels.get("route") not in monitoring_routes  # noqa: E731
     requests = window.delta("modelserve_http_requests_total", traffic)
     by_status = window.by_label("modelserve_http_requests_total", "status", traffic)
     server_errors = sum(n for status, n in by_status.items() if status.startswith("5"))

@@ -152,10 +152,10 @@ async def test_ratelimit_never_limits_probes_metrics_or_models(
     assert "x-ratelimit-limit" not in responses[0].headers
 
 
-async def test_ratelimit_counts_routes_separately(
+async def test_ratelimit_counts_operations_separately(
     app_client: Callable[..., Any], limited_settings: Callable[..., Settings]
 ) -> None:
-    """Exhausting /predict leaves /predict-batch its own limit."""
+    """Exhausting the predict operation leaves predict_rows (/predict-batch) its own limit."""
     async with app_client(limited_settings()) as client:
         for _ in range(3):
             await _predict(client)

@@ -142,7 +142,7 @@ def test_summarize_traffic_leaves_out_monitoring_routes() -> None:
     """Requests per second, error rate and latency count /predict, not /metrics."""
     window = Window(Snapshot(0.0, {}), _traffic_snapshot(10.0, requests=100, errors=5))
 
-    traffic = summarize(window, [], 0.2)["traffic"]
+    traffic = summarize(window, [], 0.2, frozenset({"/metrics"}))["traffic"]
 
     assert traffic["requests"] == 100
     assert traffic["requests_per_s"] == pytest.approx(10.0)
@@ -155,7 +155,7 @@ def test_summarize_model_class_mix_is_shares_of_the_window() -> None:
     facts = VersionFacts("m", "1", "sklearn", "ready", "classifier", None)
     window = Window(Snapshot(0.0, {}), _traffic_snapshot(10.0, requests=100, errors=0))
 
-    (model,) = summarize(window, [facts], 0.2)["models"]
+    (model,) = summarize(window, [facts], 0.2, frozenset())["models"]
 
     assert model["class_mix"] == {"a": 0.75, "b": 0.25}
     assert model["drift"]["has_profile"] is False

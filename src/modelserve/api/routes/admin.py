@@ -3,16 +3,16 @@
 Load, unload and hot-reload versions; show or change a model's routing. What each operation
 does, and its audit log line, is :mod:`modelserve.inference.repository`'s; these handlers
 only convert bodies. A load or reload that fails answers 409 ``model_load_failed`` with the
-reason. These routes are not hot, so they are ordinary FastAPI routes.
+reason. These routes are not hot, so they are ordinary FastAPI routes; their paths, scope and
+docs are declared in :mod:`modelserve.api.routes.table`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Request
 
-from modelserve.api.auth import require_scope
 from modelserve.api.deps import CoreDep
 from modelserve.api.schemas import (
     ErrorBody,
@@ -26,7 +26,8 @@ from modelserve.settings import RoutingConfig
 Action = Literal["load", "reload", "unload"]
 
 
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI error responses of admin routes (declared in the route table)."""
     texts = {
         401: "Missing or invalid API key (when auth is enabled).",
         403: "The API key lacks the admin scope.",
@@ -35,14 +36,6 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         422: "Invalid body (for instance negative or all-zero weights).",
     }
     return {code: {"model": ErrorBody, "description": texts[code]} for code in codes}
-
-
-router = APIRouter(
-    prefix="/admin",
-    tags=["admin"],
-    dependencies=[Depends(require_scope("admin"))],
-    responses=_errors(401, 403, 404),
-)
 
 
 def _caller(request: Request) -> str | None:
@@ -63,12 +56,6 @@ def _version_response(change: VersionChange, action: Action) -> VersionActionRes
     )
 
 
-@router.post(
-    "/models/{name}/versions/{version}/load",
-    response_model=VersionActionResponse,
-    summary="Load a version",
-    responses=_errors(409),
-)
 async def load_version(
     name: str, version: str, request: Request, core: CoreDep
 ) -> VersionActionResponse:
@@ -80,12 +67,6 @@ async def load_version(
     return _version_response(change, "load")
 
 
-@router.post(
-    "/models/{name}/versions/{version}/reload",
-    response_model=VersionActionResponse,
-    summary="Hot-reload a version",
-    responses=_errors(409),
-)
 async def reload_version(
     name: str, version: str, request: Request, core: CoreDep
 ) -> VersionActionResponse:
@@ -101,12 +82,6 @@ async def reload_version(
     return _version_response(change, "reload")
 
 
-@router.post(
-    "/models/{name}/versions/{version}/unload",
-    response_model=VersionActionResponse,
-    summary="Unload a version",
-    responses=_errors(409),
-)
 async def unload_version(
     name: str, version: str, request: Request, core: CoreDep
 ) -> VersionActionResponse:
@@ -117,20 +92,11 @@ async def unload_version(
     return _version_response(change, "unload")
 
 
-@router.get(
-    "/models/{name}/routing", response_model=RoutingResponse, summary="Show a model's routing"
-)
 async def get_routing(name: str, core: CoreDep) -> RoutingResponse:
     """The routing requests that name no version follow now."""
     return _routing_response(core.repository.routing(name))
 
 
-@router.put(
-    "/models/{name}/routing",
-    response_model=RoutingResponse,
-    summary="Replace a model's routing",
-    responses=_errors(409, 422),
-)
 async def put_routing(
     name: str, body: RoutingRequest, request: Request, core: CoreDep
 ) -> RoutingResponse:

@@ -8,8 +8,6 @@ from importlib import resources
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from modelserve import __version__
 from modelserve.inference.core import InferenceCore
@@ -19,15 +17,6 @@ from modelserve.observability.stats import StatsSampler, VersionFacts, summarize
 from modelserve.settings import Settings
 
 _NO_STORE = {"Cache-Control": "no-store"}
-
-
-def dashboard_routes() -> list[BaseRoute]:
-    """The page, its static assets, and the JSON endpoint."""
-    return [
-        Route("/dashboard", dashboard, methods=["GET"]),
-        Mount("/dashboard/static", StaticFiles(packages=[("modelserve", "static")])),
-        Route("/stats", stats, methods=["GET"]),
-    ]
 
 
 async def dashboard(request: Request) -> Response:
@@ -65,6 +54,8 @@ async def stats(request: Request) -> Response:
         "ready": core.server_ready().ready,
         "draining": core.health.draining,
         "reasons": reasons,
-        **summarize(window, facts, settings.drift.psi_threshold),
+        **summarize(
+            window, facts, settings.drift.psi_threshold, state.route_table.monitoring_paths
+        ),
     }
     return Response(orjson.dumps(body), media_type="application/json", headers=_NO_STORE)

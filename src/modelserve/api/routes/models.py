@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from modelserve.api.deps import CoreDep
 from modelserve.api.schemas import ModelsResponse, ModelVersionResponse
 from modelserve.inference.metadata import platform_of
 
-router = APIRouter(tags=["models"])
 
-
-@router.get("/models", response_model=ModelsResponse, summary="List model versions")
 async def list_models(core: CoreDep) -> ModelsResponse:
     """Every model version with its format, input width, feature names, labels and status.
 

@@ -15,9 +15,10 @@ import orjson
 import structlog
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
 
-from modelserve.api.ratelimit import RouteLimiter, enforce_predict
+from modelserve.api.openapi_v2 import v2_doc
+from modelserve.api.ratelimit import charge_infer
+from modelserve.api.route_table import Access, Operation, RouteSpec
 from modelserve.errors import InvalidInputError, ModelserveError
 from modelserve.inference.metadata import VersionMetadata
 from modelserve.v2.dataplane import Charge, DataPlane
@@ -144,13 +145,12 @@ async def infer(request: Request) -> Response:
 
 
 def _charger(request: Request) -> Charge | None:
-    limiter: RouteLimiter | None = request.app.state.rate_limiter
-    if limiter is None:
+    """The rate-limit charge of this request (declared ``infer``), once its rows are known."""
+    if request.app.state.rate_limiter is None:
         return None
-    identity = limiter.identity(request.scope)
 
     async def charge(rows: int) -> None:
-        await enforce_predict(limiter, identity, rows)
+        await charge_infer(request, rows)
 
     return charge
 
@@ -231,27 +231,54 @@ _MODEL: Final = "/v2/models/{name}"
 _VERSION: Final = "/v2/models/{name}/versions/{version}"
 
 
-def v2_routes(*, repository: bool) -> list[BaseRoute]:
-    """The V2 routes; the repository ones only when ``repository`` (admin routes are served)."""
-    routes: list[tuple[str, Endpoint, str]] = [
-        ("/v2/health/live", live, "GET"),
-        ("/v2/health/ready", ready, "GET"),
-        ("/v2", server_metadata, "GET"),
-        ("/v2/models/stats", statistics, "GET"),
+def v2_routes(*, repository: bool) -> list[RouteSpec]:
+    """The V2 routes' declarations; the repository ones only when ``repository`` (admin
+    routes are served)."""
+    routes: list[tuple[str, Endpoint, str, Access, Operation | None]] = [
+        ("/v2/health/live", live, "GET", Access.PROBE, None),
+        ("/v2/health/ready", ready, "GET", Access.PROBE, None),
+        ("/v2", server_metadata, "GET", Access.PREDICT, None),
+        ("/v2/models/stats", statistics, "GET", Access.METRICS, None),
     ]
     for base in (_MODEL, _VERSION):
         routes += [
-            (base, model_metadata, "GET"),
-            (f"{base}/ready", model_ready, "GET"),
-            (f"{base}/infer", infer, "POST"),
-            (f"{base}/stats", statistics, "GET"),
+            (base, model_metadata, "GET", Access.PREDICT, None),
+            (f"{base}/ready", model_ready, "GET", Access.PROBE, None),
+            (f"{base}/infer", infer, "POST", Access.PREDICT, Operation.INFER),
+            (f"{base}/stats", statistics, "GET", Access.METRICS, None),
         ]
     if repository:
         routes += [
-            ("/v2/repository/index", repository_index, "POST"),
-            ("/v2/repository/models/{name}/load", repository_load, "POST"),
-            ("/v2/repository/models/{name}/unload", repository_unload, "POST"),
+            ("/v2/repository/index", repository_index, "POST", Access.ADMIN, Operation.ADMIN),
+            (
+                "/v2/repository/models/{name}/load",
+                repository_load,
+                "POST",
+                Access.ADMIN,
+                Operation.ADMIN,
+            ),
+            (
+                "/v2/repository/models/{name}/unload",
+                repository_unload,
+                "POST",
+                Access.ADMIN,
+                Operation.ADMIN,
+            ),
         ]
     return [
-        Route(path, _v2_errors(endpoint), methods=[method]) for path, endpoint, method in routes
+        RouteSpec(
+            path=path,
+            methods=(method,),
+            endpoint=_v2_errors(endpoint),
+            access=access,
+            operation=operation,
+            doc=v2_doc(path),
+            monitoring=access in (Access.PROBE, Access.METRICS),
+            direct=endpoint in _DIRECT,
+        )
+        for path, endpoint, method, access, operation in routes
     ]
+
+
+_DIRECT: Final = (live, ready, infer)
+"""Hot and cheap routes taken straight to the endpoint (see ModelserveApp)."""

@@ -1,0 +1,229 @@
+"""Every HTTP route is declared once, as a :class:`RouteSpec`; everything else reads the table.
+
+A declaration says: path template, methods, endpoint, who may call it (:class:`Access`), which
+rate-limit operation it spends (:class:`Operation`), its OpenAPI entry, whether it is a
+monitoring route (left out of the traffic figures), and whether it takes the direct-dispatch
+fast path. From the :class:`RouteTable` of those declarations come
+
+* the router (:meth:`RouteTable.install`): plain Starlette routes, FastAPI routes (which
+  generate their own OpenAPI entries) and mounts;
+* the auth scope of a request (:mod:`modelserve.api.auth`), the rate-limit operation
+  (:mod:`modelserve.api.ratelimit`), the OpenAPI entries of plain routes
+  (:mod:`modelserve.api.openapi`), the stats exclusions (:attr:`RouteTable.monitoring_paths`),
+  the metrics' route label, and direct dispatch (:mod:`modelserve.api.dispatch`).
+
+:meth:`RouteTable.route_for` matches a request once and remembers the answer in its scope, so
+middleware and dispatch share one lookup: a dictionary hit for fixed paths, a regular
+expression per templated route otherwise. Nothing else matches literal path strings.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from starlette.routing import Mount, Route, compile_path
+from starlette.types import ASGIApp, Scope
+
+_SCOPE_KEY = "modelserve.route"
+_NO_ROUTE = object()
+UNMATCHED = "unmatched"
+"""The metrics' route label of a request no declaration matches."""
+
+
+class Access(enum.StrEnum):
+    """Who may call a route when auth is enabled."""
+
+    OPEN = "open"
+    """Anyone (the API description)."""
+    PROBE = "probe"
+    """Anyone, unless ``auth.protect_probes`` (then any valid key): liveness and readiness."""
+    METRICS = "metrics"
+    """Anyone, unless ``auth.protect_metrics`` (then any valid key): /metrics, /stats, ..."""
+    PREDICT = "predict"
+    """A key with the ``predict`` scope."""
+    ADMIN = "admin"
+    """A key with the ``admin`` scope."""
+
+
+class Operation(enum.StrEnum):
+    """What a request spends of its caller's rate limits (the storage key, too)."""
+
+    PREDICT = "predict"
+    """One per request, against ``rate_limit.predict``."""
+    PREDICT_ROWS = "predict_rows"
+    """Against ``rate_limit.predict_batch``: one per request, or one per row with
+    ``count_rows`` (the endpoint charges once it knows the rows)."""
+    ADMIN = "admin"
+    """One per request, against ``rate_limit.admin``."""
+    INFER = "infer"
+    """Charged by the endpoint once it knows the rows (:func:`~modelserve.api.ratelimit.
+    charge_infer`): one row as ``predict``, several as ``predict_rows``, so a request spends
+    what the same rows would spend on /predict or /predict-batch."""
+
+
+@dataclass(frozen=True)
+class PlainDoc:
+    """The OpenAPI entry of a plain route: its operation object and the models it refers to."""
+
+    operation: dict[str, Any]
+    models: tuple[type[Any], ...] = ()
+    """Pydantic models to add to ``components.schemas``."""
+    components: dict[str, Any] = field(default_factory=dict)
+    """Schemas written out, added to ``components.schemas`` as they are."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FastAPIRoute:
+    """Options of a route FastAPI validates and documents itself (``add_api_route``)."""
+
+    response_model: Any = None
+    summary: str | None = None
+    tags: Sequence[str] = ()
+    responses: dict[int | str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteSpec:
+    """One declared route (see the module docstring)."""
+
+    path: str
+    """Path template, with ``{name}`` parameters as in Starlette."""
+    methods: tuple[str, ...] = ("GET",)
+    endpoint: Callable[..., Any] | None = None
+    """A plain Starlette endpoint ``(request) -> response``, or a FastAPI one with ``fastapi``
+    options. ``None`` for routes FastAPI serves itself (the docs) and for mounts."""
+    access: Access = Access.PREDICT
+    operation: Operation | None = None
+    """Rate-limit operation; ``None`` is never limited."""
+    doc: PlainDoc | None = None
+    """The OpenAPI entry of a plain route or mount (FastAPI documents its own routes)."""
+    fastapi: FastAPIRoute | None = None
+    mount: ASGIApp | None = None
+    """An ASGI app serving every path under ``path`` (static files)."""
+    monitoring: bool = False
+    """Probes, scrapes, docs and the dashboard: left out of the traffic figures."""
+    direct: bool = False
+    """Dispatched by :class:`~modelserve.api.dispatch.ModelserveApp` straight to the endpoint,
+    skipping FastAPI's per-request layers (plain async endpoints only)."""
+
+    def __post_init__(self) -> None:
+        plain = self.fastapi is None and inspect.iscoroutinefunction(self.endpoint)
+        if self.direct and not plain:
+            raise ValueError(f"{self.path}: only plain async endpoints are dispatched directly")
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedRoute:
+    """A request's declaration, the Starlette route built for it, and its path parameters."""
+
+    spec: RouteSpec
+    route: Route | Mount | None
+    path_params: dict[str, Any]
+
+    def allows(self, method: str) -> bool:
+        return self.spec.mount is not None or method in self.spec.methods
+
+
+class RouteTable:
+    """The declared routes of one app, and the lookups derived from them."""
+
+    def __init__(self, specs: Sequence[RouteSpec]) -> None:
+        self.specs = list(specs)
+        self._fixed: dict[str, list[RouteSpec]] = {}
+        self._templated: list[tuple[Any, dict[str, Any], list[RouteSpec]]] = []
+        self._prefixes: list[RouteSpec] = []
+        self._routes: dict[int, Route | Mount] = {}
+        templates: dict[str, list[RouteSpec]] = {}
+        for spec in self.specs:
+            if spec.mount is not None:
+                self._prefixes.append(spec)
+                continue
+            _, _, convertors = compile_path(spec.path)
+            same_path = (templates if convertors else self._fixed).setdefault(spec.path, [])
+            if any(set(other.methods) & set(spec.methods) for other in same_path):
+                raise ValueError(f"{spec.path}: a method is declared twice")
+            same_path.append(spec)
+        for path, specs_of_path in templates.items():
+            regex, _, convertors = compile_path(path)
+            self._templated.append((regex, convertors, specs_of_path))
+
+    @property
+    def monitoring_paths(self) -> frozenset[str]:
+        """Route labels left out of the traffic figures (with unmatched requests)."""
+        return frozenset({s.path for s in self.specs if s.monitoring} | {UNMATCHED})
+
+    def route_for(self, scope: Scope) -> MatchedRoute | None:
+        """The request's declaration, remembered in ``scope`` (see :meth:`match`)."""
+        found = scope.get(_SCOPE_KEY, _NO_ROUTE)
+        if found is _NO_ROUTE:
+            found = scope[_SCOPE_KEY] = self.match(scope["method"], _route_path(scope))
+        return found  # type: ignore[no-any-return]
+
+    def label(self, scope: Scope) -> str:
+        """The request's route label for metrics and spans: the declared path template, or
+        ``unmatched`` (a raw path never becomes a label)."""
+        matched = self.route_for(scope)
+        return UNMATCHED if matched is None else matched.spec.path
+
+    def match(self, method: str, path: str) -> MatchedRoute | None:
+        """The declaration of ``path`` for ``method``; for a method it does not allow, the
+        path's first declaration (its access still applies; the router answers 405)."""
+        specs = self._fixed.get(path)
+        if specs is not None:
+            return self._matched(specs, method, {})
+        for regex, convertors, specs in self._templated:
+            found = regex.match(path)
+            if found is not None:
+                params = {k: convertors[k].convert(v) for k, v in found.groupdict().items()}
+                return self._matched(specs, method, params)
+        for spec in self._prefixes:
+            if path == spec.path or path.startswith(spec.path + "/"):
+                return MatchedRoute(spec, self._routes.get(id(spec)), {})
+        return None
+
+    def _matched(self, specs: list[RouteSpec], method: str, params: dict[str, Any]) -> MatchedRoute:
+        spec = next((s for s in specs if method in s.methods), specs[0])
+        return MatchedRoute(spec, self._routes.get(id(spec)), params)
+
+    def install(self, app: FastAPI, admin_guard: Callable[..., Any]) -> None:
+        """Add every declared route to ``app``'s router, in declaration order.
+
+        FastAPI routes with :attr:`Access.ADMIN` also get ``admin_guard`` as a dependency, a
+        second check behind the auth middleware.
+        """
+        for spec in self.specs:
+            if spec.mount is not None:
+                mount = Mount(spec.path, spec.mount)
+                app.router.routes.append(mount)
+                self._routes[id(spec)] = mount
+            elif spec.fastapi is not None and spec.endpoint is not None:
+                options = spec.fastapi
+                guard = [Depends(admin_guard)] if spec.access is Access.ADMIN else None
+                app.add_api_route(
+                    spec.path,
+                    spec.endpoint,
+                    methods=list(spec.methods),
+                    response_model=options.response_model,
+                    summary=options.summary,
+                    tags=list(options.tags) or None,
+                    responses=options.responses or None,
+                    dependencies=guard,
+                )
+            elif spec.endpoint is not None:
+                route = Route(spec.path, spec.endpoint, methods=list(spec.methods))
+                app.router.routes.append(route)
+                self._routes[id(spec)] = route
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the app's ``root_path``, as Starlette's router matches it."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
