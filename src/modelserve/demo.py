@@ -21,13 +21,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modelserve.inference.artifact import file_sha256
+from modelserve.demo_formats import write_optional_formats
+from modelserve.inference.artifact import directory_sha256, file_sha256
 from modelserve.observability.profile import build_profile
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 LABELS = ["setosa", "versicolor", "virginica"]
 SEED = 42
 PROFILE_FILE = "iris.profile.json"
+FORMATS_CONFIG = "formats.yaml"
+"""Serves the demo models of the optional formats (XGBoost, LightGBM, CatBoost, MLflow)."""
 
 
 def build_pipeline() -> tuple[Pipeline, npt.NDArray[np.float64], npt.NDArray[np.int64]]:
@@ -55,14 +58,14 @@ def build_demo(out: Path) -> list[str]:
         for i, name in enumerate(FEATURES)
     }
 
-    def add(name: str, filename: str, **extra: Any) -> None:
+    def add(name: str, filename: str, into: list[dict[str, Any]] = entries, **extra: Any) -> None:
         path = out / filename
-        entries.append(
+        into.append(
             {
                 "name": name,
                 "version": "1",
                 "path": filename,
-                "sha256": file_sha256(path),
+                "sha256": directory_sha256(path) if path.is_dir() else file_sha256(path),
                 "labels": list(LABELS),
                 "feature_names": list(FEATURES),
                 "feature_ranges": {k: list(v) for k, v in ranges.items()},
@@ -92,6 +95,17 @@ def build_demo(out: Path) -> list[str]:
     config = {"require_sha256": True, "default_model": "iris", "models": entries}
     (out / "modelserve.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     messages.append(f"wrote {out / 'modelserve.yaml'}")
+
+    # Served by their own config, so the quick start loads no optional library.
+    written, skipped = write_optional_formats(x, y, model, out)
+    formats: list[dict[str, Any]] = []
+    for demo in written:
+        add(demo.name, demo.filename, formats, **demo.extra)
+    messages.extend(skipped)
+    if formats:
+        config = {"require_sha256": True, "models": formats}
+        (out / FORMATS_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+        messages.append(f"wrote {out / FORMATS_CONFIG}")
     return messages
 
 

@@ -12,10 +12,13 @@ from click.testing import CliRunner
 
 from modelserve import __version__
 from modelserve.cli import main
-from modelserve.inference.artifact import file_sha256
+from modelserve.inference.artifact import directory_sha256, file_sha256
 from modelserve.settings import load_settings
 
-DEMO_FILES = ["iris.joblib", "iris.onnx", "iris.skops", "iris.pt", "modelserve.yaml"]
+DEMO_MODELS = ["iris.joblib", "iris.onnx", "iris.skops", "iris.pt"]
+FORMAT_MODELS = ["iris-xgboost.json", "iris-lightgbm.txt", "iris-catboost.cbm", "iris-mlflow"]
+"""One model per optional format (all installed here); ``iris-mlflow`` is a directory."""
+DEMO_FILES = [*DEMO_MODELS, "modelserve.yaml", *FORMAT_MODELS, "formats.yaml"]
 
 
 @pytest.fixture
@@ -58,6 +61,22 @@ def test_check_demo_config_prints_table_and_exits_0(
         ["iris-onnx", "1", "onnx", "4"],
         ["iris-skops", "1", "skops", "4"],
         ["iris-torch", "1", "torchscript", "4"],
+    ]
+    assert all(row.split()[-1] == "ok" for row in rows)
+
+
+def test_check_demo_formats_config_loads_one_model_per_format(
+    runner: CliRunner, demo_models_dir: Path
+) -> None:
+    """formats.yaml serves the XGBoost, LightGBM, CatBoost and MLflow demo models, all ok."""
+    result = runner.invoke(main, ["check", "--config", str(demo_models_dir / "formats.yaml")])
+    assert result.exit_code == 0, result.output
+    rows = result.output.strip().splitlines()[1:]
+    assert [row.split()[:4] for row in rows] == [
+        ["iris-xgboost", "1", "xgboost", "4"],
+        ["iris-lightgbm", "1", "lightgbm", "4"],
+        ["iris-catboost", "1", "catboost", "4"],
+        ["iris-mlflow", "1", "mlflow", "4"],
     ]
     assert all(row.split()[-1] == "ok" for row in rows)
 
@@ -171,11 +190,11 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 def test_demo_writes_every_artifact_and_config(demo_run: tuple[Path, str]) -> None:
-    """demo --out writes the four models and the config, and says so for each."""
+    """demo --out writes one model per installed format and the config, and says so for each."""
     out, output = demo_run
     written = [line.removeprefix("wrote ") for line in output.splitlines()]
     for name in DEMO_FILES:
-        assert (out / name).is_file()
+        assert (out / name).is_dir() if name == "iris-mlflow" else (out / name).is_file()
         assert str(out / name) in written
 
 
@@ -183,10 +202,16 @@ def test_demo_config_serves_every_artifact_with_pins(demo_run: tuple[Path, str])
     """The demo config names each artifact once, pinned by its real sha256, iris the default."""
     settings = load_settings(demo_run[0] / "modelserve.yaml")
     assert settings.default_model == "iris"
-    assert sorted(m.path.name for m in settings.models) == sorted(DEMO_FILES[:-1])
-    assert all(m.path.is_file() for m in settings.models)
+    assert sorted(m.path.name for m in settings.models) == sorted(DEMO_MODELS)
     assert all(m.sha256 == file_sha256(m.path) for m in settings.models)
     assert settings.require_sha256 is True
+    formats = load_settings(demo_run[0] / "formats.yaml")
+    assert [m.path.name for m in formats.models] == FORMAT_MODELS
+    assert all(
+        m.sha256 == (directory_sha256(m.path) if m.path.is_dir() else file_sha256(m.path))
+        for m in formats.models
+    )
+    assert formats.require_sha256 is True
 
 
 def test_demo_config_travels_with_its_models(
