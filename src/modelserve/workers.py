@@ -15,8 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from uvicorn_worker import UvicornWorker
 
 from modelserve.api.auth import ApiKeyring
+from modelserve.draining import DrainingServer
 from modelserve.probes import ProbeAnswers, ProbeListener, SnapshotDirectory, keyring_authorizer
-from modelserve.serving import DrainingServer
 from modelserve.settings import Settings
 
 

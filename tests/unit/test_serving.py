@@ -11,8 +11,8 @@ import pytest
 import uvicorn
 from structlog.testing import capture_logs
 
+from modelserve.draining import DrainingServer
 from modelserve.observability.health import HealthState
-from modelserve.serving import DrainingServer
 from modelserve.settings import Settings
 
 
