@@ -8,12 +8,15 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
 from modelserve.api.ratelimit import RouteLimiter
+from modelserve.cache.base import OutageTracker
 from modelserve.settings import RateLimitSettings, Settings
-from tests.conftest import free_port
+from tests.conftest import free_port, start_redis
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 PREDICT_KEY_A = "rl-unit-key-a-6f0e9d8c7b6a5948372615"
@@ -260,3 +263,59 @@ async def test_ratelimit_redis_storage_refuses_over_limit(
     async with app_client(settings) as client:
         statuses = [(await _predict(client)).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+class _Clock:
+    """A settable monotonic clock: the outage tracker's intervals pass without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.redis
+async def test_ratelimit_slow_redis_serves_and_warns_once_per_interval(
+    app_client: Callable[..., Any], limited_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A real Redis that stops answering writes (CLIENT PAUSE): each request waits at most
+    redis_timeout_ms and is served without rate headers; four failures within 30 s log one
+    backend_unavailable warning, the next after 30 s says how many were not logged, and the
+    first answer after the pause logs backend_recovered and carries the headers again."""
+    url, proc = start_redis(tmp_path)
+    admin = redis.Redis.from_url(url)
+    settings = limited_settings(
+        {"storage": "redis", "redis_timeout_ms": 200, "predict": "100/minute"}, redis_url=url
+    )
+    wrapper = app_client(settings)
+    clock = _Clock()
+    try:
+        async with wrapper as client:
+            limiter: RouteLimiter = wrapper.app.state.rate_limiter
+            limiter.tracker = OutageTracker(limiter.tracker.backend, clock=clock)
+            before = await _predict(client)
+            admin.client_pause(60_000, all=False)  # WRITE mode: the limiter's hits wait
+            with capture_logs() as logs:
+                during = []
+                for _ in range(4):
+                    clock.now += 2  # past the 1 s back-off: each request tries Redis again
+                    during.append(await _predict(client))
+                clock.now += 31
+                during.append(await _predict(client))
+                admin.client_unpause()
+                clock.now += 2
+                after = await _predict(client)
+    finally:
+        admin.close()
+        proc.kill()
+        proc.wait(timeout=10)
+
+    assert before.headers["x-ratelimit-limit"] == "100"
+    assert [r.status_code for r in during] == [200] * 5
+    assert not any("x-ratelimit-limit" in r.headers for r in during)
+    warnings = [e for e in logs if e["event"] == "backend_unavailable"]
+    assert [w["failures_not_logged"] for w in warnings] == [0, 3]
+    assert {w["backend"] for w in warnings} == {"redis rate limits"}
+    assert [e["event"] for e in logs].count("backend_recovered") == 1
+    assert after.headers["x-ratelimit-limit"] == "100"  # paused writes may still count later
