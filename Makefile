@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS_DIR ?= models
 
-.PHONY: serve test lint fmt bench loadtest demo services clean proto
+.PHONY: serve test lint fmt bench loadtest mutate demo services clean proto
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ bench: $(VENV)/.dev
 
 loadtest: $(VENV)/.dev
 	$(VENV)/bin/locust -f benchmarks/locustfile.py --headless -u $${USERS:-32} -r $${RATE:-8} -t $${DURATION:-30s} --host http://$(HOST):$(PORT) --only-summary
+
+# Mutation testing, on demand and not in CI (see README, Development). MUTANTS narrows it,
+# e.g. MUTANTS='modelserve.api.auth*'; results stay in mutants/ for `mutmut show NAME`.
+mutate: $(VENV)/.dev
+	$(VENV)/bin/mutmut run --max-children $${JOBS:-2} $(MUTANTS)
+	$(VENV)/bin/mutmut results
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
