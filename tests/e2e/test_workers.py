@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningServer, wait_for_log_events, write_config
+from tests.e2e.conftest import RunningServer, wait_for_log_events
 
 pytestmark = pytest.mark.e2e
 
@@ -53,34 +53,3 @@ def test_workers_gunicorn_log_lines_are_json(server: RunningServer) -> None:
     assert len(booted) == WORKERS
     assert all(line["logger"] == "gunicorn.error" for line in booted)
     assert all(line["level"] == "info" for line in booted)
-
-
-def test_workers_recycled_after_max_requests_without_failing_a_request(
-    serve_modelserve: Callable[..., RunningServer], demo_models_dir: Path, tmp_path: Path
-) -> None:
-    """With server.max_requests 5, 30 requests make gunicorn replace workers (each new one
-    loads its models), and every request is still answered 200."""
-    config = write_config(
-        tmp_path,
-        {
-            "models": [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}],
-            "server": {"workers": WORKERS, "max_requests": 5},
-        },
-    )
-    server = serve_modelserve(config)
-    wait_for_log_events(server, WORKERS, event="models_loaded", ready=True)
-    limits = httpx.Limits(max_keepalive_connections=0)
-    with httpx.Client(base_url=server.base_url, limits=limits, timeout=30) as client:
-        statuses = [
-            client.post("/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}).status_code
-            for _ in range(30)
-        ]
-
-    replaced = wait_for_log_events(server, WORKERS + 1, event="models_loaded", ready=True)
-    booted = [
-        line for line in server.log_lines() if "Booting worker" in str(line.get("message", ""))
-    ]
-    assert statuses == [200] * 30
-    assert len(replaced) > WORKERS
-    assert len(booted) > WORKERS
-    assert server.stop() == 0
