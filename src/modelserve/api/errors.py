@@ -10,8 +10,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from modelserve.api.disconnect import client_closed_request
 from modelserve.errors import InvalidJSONError, ModelserveError
 
 log = structlog.get_logger(__name__)
@@ -78,6 +80,10 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code, code, str(exc.detail), request_id_of(request), dict(exc.headers or {})
         )
 
+    async def on_disconnect(request: Request, exc: Exception) -> Response:
+        return client_closed_request()  # the client is gone: nothing to log, nobody to tell
+
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(ModelserveError, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

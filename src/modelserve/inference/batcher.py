@@ -142,7 +142,7 @@ class DynamicBatcher:
         except asyncio.CancelledError:
             # The client went away: never compute rows nobody will read.
             if request.remaining:
-                metrics.record_cancelled(self.model, self.version)
+                metrics.record_cancelled(self.model, self.version, request.remaining)
             self._abandon(request)
             raise
         if tracing.active_tracer() is not None:

@@ -119,6 +119,11 @@ CANCELLED = Counter(
     "Queued requests dropped because the client went away.",
     _MODEL,
 )
+CANCELLED_ROWS = Counter(
+    "modelserve_cancelled_rows_total",
+    "Queued rows dropped before computing because their client went away.",
+    _MODEL,
+)
 PREDICTED_CLASS = Counter(
     "modelserve_predicted_class_total", "Predicted labels.", (*_MODEL, "label")
 )
@@ -239,8 +244,10 @@ def record_failure(model: str, version: str, code: str) -> None:
         TIMEOUTS.labels(model, version, code.removesuffix("_timeout")).inc()
 
 
-def record_cancelled(model: str, version: str) -> None:
+def record_cancelled(model: str, version: str, rows: int) -> None:
+    """A request whose client went away, and its ``rows`` dropped before computing."""
     CANCELLED.labels(model, version).inc()
+    CANCELLED_ROWS.labels(model, version).inc(rows)
 
 
 def record_predictions(

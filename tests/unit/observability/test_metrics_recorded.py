@@ -327,7 +327,8 @@ async def test_metrics_queue_in_flight_and_durations_while_a_call_is_held(
 async def test_metrics_cancelled_request_is_counted_and_never_computed(
     app_client: AppClient, small_settings: SettingsMaker, tmp_path: Path
 ) -> None:
-    """A queued request whose caller goes away counts one cancellation; its rows never run."""
+    """A queued request whose caller goes away counts one cancellation and its five rows,
+    which never run."""
     entry, held = gated_model(tmp_path, "gone")
     labels = {"model": "gone", "model_version": "1"}
     async with app_client(small_settings([entry], cache={"backend": "none"})) as client:
@@ -348,6 +349,7 @@ async def test_metrics_cancelled_request_is_counted_and_never_computed(
 
     assert abandoned.cancelled()
     assert moved(before, after, "modelserve_requests_cancelled_total", **labels) == 1
+    assert moved(before, after, "modelserve_cancelled_rows_total", **labels) == 5
     assert held.rows_computed - computed_before == 1
 
 

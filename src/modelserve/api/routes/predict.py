@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from modelserve.api.disconnect import while_connected
 from modelserve.api.errors import from_validation_error
 from modelserve.api.ratelimit import charge_rows
 from modelserve.api.schemas import BatchPredictRequest, PredictRequest
@@ -107,11 +108,14 @@ async def predict(request: Request) -> Response:
         return from_validation_error(exc, _request_id(request))
     model, version, top_k = _selection(request)
     rows = [payload.features]
-    result = await core.infer(
-        lambda schema: schema.rows_to_array(rows),
-        model=model,
-        version=version,
-        caller=_caller(request),
+    result = await while_connected(
+        request.receive,
+        core.infer(
+            lambda schema: schema.rows_to_array(rows),
+            model=model,
+            version=version,
+            caller=_caller(request),
+        ),
     )
     answer = format_predictions(result.outputs, result.spec, top_k)[0]
     structlog.contextvars.bind_contextvars(
@@ -164,11 +168,14 @@ async def predict_batch(request: Request) -> Response:
         raise BatchTooLargeError(limit, len(rows))
     await charge_rows(request, len(rows))
     model, version, top_k = _selection(request)
-    result = await core.infer(
-        lambda schema: schema.rows_to_array(rows),
-        model=model,
-        version=version,
-        caller=_caller(request),
+    result = await while_connected(
+        request.receive,
+        core.infer(
+            lambda schema: schema.rows_to_array(rows),
+            model=model,
+            version=version,
+            caller=_caller(request),
+        ),
     )
     answers = format_predictions(result.outputs, result.spec, top_k)
     confidences = [a.confidence for a in answers if a.confidence is not None]
