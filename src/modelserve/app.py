@@ -13,6 +13,7 @@ import structlog
 from fastapi import FastAPI
 
 from modelserve import __version__
+from modelserve.api.admission import InFlightBytesLimit
 from modelserve.api.auth import ApiKeyring, AuthMiddleware, require_scope
 from modelserve.api.dispatch import ModelserveApp
 from modelserve.api.errors import install_error_handlers
@@ -111,7 +112,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.route_table = table
     app.install_routes(table, require_scope("admin"))
     install_error_handlers(app)
-    # Added first = runs innermost: RequestContext → Auth (sets the caller) → RateLimit → routes.
+    # Added first = runs innermost:
+    # RequestContext → Auth (sets the caller) → RateLimit → InFlightBytesLimit → routes.
+    app.add_middleware(
+        InFlightBytesLimit,
+        max_inflight_bytes=settings.server.max_inflight_bytes,
+        max_body_bytes=settings.body_limit_bytes(),
+    )
     if limiter is not None:
         app.add_middleware(RateLimitMiddleware, limiter=limiter, table=table)
     if settings.auth.enabled:

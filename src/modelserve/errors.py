@@ -21,6 +21,7 @@ The tree::
     ├── VersionNotLoadedError (409 version_not_loaded)
     ├── ModelNotReadyError (503 model_not_ready)
     ├── OverloadedError (503 overloaded)
+    ├── BusyError (503 overloaded; request bytes in flight)
     ├── ShuttingDownError (503 shutting_down)
     ├── QueueTimeoutError (504 queue_timeout)
     ├── InferenceTimeoutError (504 inference_timeout)
@@ -228,6 +229,23 @@ class OverloadedError(ModelserveError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+class BusyError(ModelserveError):
+    """Too many request bytes already in flight (``server.max_inflight_bytes``)."""
+
+    code = "overloaded"
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+    def __init__(self, inflight_bytes: int, limit: int) -> None:
+        super().__init__(
+            f"the server is busy: {inflight_bytes} bytes of requests in flight, limit {limit}; "
+            "retry later"
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 class ShuttingDownError(ModelserveError):

@@ -167,6 +167,8 @@ class ServerSettings(_Section):
     """Most rows in one /predict-batch or Open Inference Protocol request. A /predict-batch
     body with more rows, or more values than this many rows of the widest model, is refused
     before it is parsed (declare `n_features` for models wider than 100 that do not say)."""
+    max_inflight_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    """Request body bytes handled at once (by Content-Length); beyond, 503 overloaded at once."""
     grace_period_s: float = Field(25.0, ge=0)
     """After SIGTERM: longest time to finish accepted requests before exiting."""
     prestop_delay_s: float = Field(0.0, ge=0)

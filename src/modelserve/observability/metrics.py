@@ -111,6 +111,10 @@ INFERENCE_ERRORS = Counter(
 SHED = Counter(
     "modelserve_requests_shed_total", "Requests refused because the queue was full.", _MODEL
 )
+BUSY = Counter(
+    "modelserve_requests_busy_total",
+    "Requests refused before their body was read: too many request bytes in flight.",
+)
 TIMEOUTS = Counter(
     "modelserve_timeouts_total", "Requests past their deadline, by where.", (*_MODEL, "stage")
 )
@@ -242,6 +246,10 @@ def record_failure(model: str, version: str, code: str) -> None:
         SHED.labels(model, version).inc()
     elif code in ("queue_timeout", "inference_timeout"):
         TIMEOUTS.labels(model, version, code.removesuffix("_timeout")).inc()
+
+
+def record_busy() -> None:
+    BUSY.inc()
 
 
 def record_cancelled(model: str, version: str, rows: int) -> None:
