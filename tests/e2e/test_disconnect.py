@@ -31,7 +31,8 @@ MODEL_CALL_S = 5.0
 def server(serve_modelserve: Callable[..., RunningServer], tmp_path: Path) -> RunningServer:
     """A model taking 5 s per call, one call at a time, one request per call."""
     path = tmp_path / "slow5.joblib"
-    joblib.dump(fakes.SlowClassifier(MODEL_CALL_S).fit(None, None), path)
+    # Calls with a row starting 1.0 take 5 s; the warm-up's zeros answer at once.
+    joblib.dump(fakes.StallingClassifier(1.0, MODEL_CALL_S).fit(None, None), path)
     model = {
         "name": "slow",
         "path": str(path),
@@ -115,7 +116,7 @@ def test_hung_up_queued_requests_are_never_computed(
     calls_before = model_calls(server)
     with ThreadPoolExecutor(1) as pool:
         staying = pool.submit(
-            httpx.post, server.base_url + "/predict", json={"features": [0, 0, 0, 0]}, timeout=30
+            httpx.post, server.base_url + "/predict", json={"features": [1, 0, 0, 0]}, timeout=30
         )
         wait_until_computing(server)
         socks = raw_predictions(HUNG_UP)

@@ -16,6 +16,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelserve.api.disconnect import while_connected
 from modelserve.api.openapi_v2 import v2_doc
 from modelserve.api.ratelimit import charge_infer
 from modelserve.api.route_table import Access, Operation, RouteSpec
@@ -128,8 +129,9 @@ async def infer(request: Request) -> Response:
             raise InvalidInputError(f"Inference-Header-Content-Length must be a number: {header!r}")
         header_length = int(header)
     infer_request = decode_infer_request(body, header_length)
-    answer = await _plane(request).infer(
-        name, version, infer_request, _caller(request), _charger(request)
+    answer = await while_connected(
+        request.receive,
+        _plane(request).infer(name, version, infer_request, _caller(request), _charger(request)),
     )
     content, json_length = encode_infer_response(answer, infer_request)
     structlog.contextvars.bind_contextvars(
