@@ -79,6 +79,30 @@ class StallingClassifier(SlowClassifier):
         return out
 
 
+class SlowLoadingClassifier(SlowClassifier):
+    """Takes ``load_delay_s`` to unpickle (a huge artifact), then answers at once."""
+
+    def __init__(self, load_delay_s: float = 60.0, n_features: int = 4) -> None:
+        super().__init__(0.0, n_features)
+        self.load_delay_s = load_delay_s
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        time.sleep(state["load_delay_s"])
+        self.__dict__.update(state)
+
+
+class WrongShapeClassifier(SlowClassifier):
+    """Answers one row fewer than asked for when any row's first feature is ``trigger``."""
+
+    def __init__(self, trigger: float = 77.0, n_features: int = 4) -> None:
+        super().__init__(0.0, n_features)
+        self.trigger = trigger
+
+    def predict_proba(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        out = super().predict_proba(x)
+        return out[:-1] if np.any(x[:, 0] == self.trigger) else out
+
+
 class SumRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     """Predicts the sum of the features, so every caller can check its own answer."""
 

@@ -86,6 +86,9 @@ class ModelConfig(_Section):
     """Expected [min, max] per feature name; values outside are served but logged."""
     n_features: int | None = Field(None, ge=1)
     """Input width when the artifact does not declare it (TorchScript)."""
+    load_timeout_s: float = Field(300.0, gt=0)
+    """Longest a load plus warm-up may take; past it the version fails to load (503 with the
+    reason) while the others serve. Separate from the request deadline `batching.timeout_ms`."""
     warmup_input: list[list[float]] | None = None
     """Rows used for the warm-up call; default: one row of zeros (ranges' midpoints if given)."""
     skops_trusted_types: list[str] = Field(default_factory=list)

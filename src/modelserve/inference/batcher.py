@@ -46,9 +46,13 @@ from modelserve.errors import (
 )
 from modelserve.inference.types import FloatArray, RawOutput
 from modelserve.observability import metrics, tracing
+from modelserve.observability.throttle import LogThrottle
 from modelserve.settings import BatchingConfig
 
 log = structlog.get_logger(__name__)
+
+FAILURE_LOG_INTERVAL_S = 10.0
+"""Per version, at most one ``batch_failed`` line this often (the metrics count every one)."""
 
 PredictFn = Callable[[FloatArray], RawOutput]
 INFERENCE_THREAD_PREFIX = "infer-"
@@ -105,6 +109,7 @@ class DynamicBatcher:
         self._drained = asyncio.Event()
         self._drained.set()
         self._closing = False
+        self._failure_log = LogThrottle(FAILURE_LOG_INTERVAL_S)
 
     @property
     def queued_rows(self) -> int:
@@ -290,28 +295,51 @@ class DynamicBatcher:
         if call.cancelled():  # the executor was shut down before the call began
             self._fail(batch, ShuttingDownError)
         elif (exc := call.exception()) is not None:
-            log.error(
-                "batch_failed",
-                model=self.model,
-                model_version=self.version,
-                batch_size=size,
-                exc_info=exc,
-            )
+            self._log_failure(size, exc_info=exc)
             if isinstance(exc, ModelserveError):
                 self._fail(batch, lambda: exc)
             else:
                 self._fail(batch, PredictionFailedError)
+        elif (wrong := _wrong_shape(call.result(), size)) is not None:
+            self._log_failure(size, reason=wrong)
+            self._fail(batch, PredictionFailedError)
         else:
             self._metrics.batch_rows(size)
             self._metrics.inference_seconds(time.perf_counter() - started)
             _scatter(batch, call.result())
         self._pump(loop)
 
+    def _log_failure(self, size: int, **details: object) -> None:
+        """One ``batch_failed`` line (with the traceback) per interval, not one per batch: a
+        model failing on every request must not turn the log into a copy of the traffic."""
+        held_back = self._failure_log.allow()
+        if held_back is not None:
+            log.error(
+                "batch_failed",
+                model=self.model,
+                model_version=self.version,
+                batch_size=size,
+                failures_not_logged=held_back,
+                **details,
+            )
+
     @staticmethod
     def _fail(batch: list[_Slice], error: Callable[[], BaseException]) -> None:
         for piece in batch:
             if not piece.request.future.done():
                 piece.request.future.set_exception(error())
+
+
+def _wrong_shape(output: RawOutput, size: int) -> str | None:
+    """Why ``output`` cannot be the answer for ``size`` rows, or None when it can."""
+    if output.probabilities is None and output.values is None:
+        return "the model returned no output"
+    for name, array in (("probabilities", output.probabilities), ("values", output.values)):
+        if array is None:
+            continue
+        if array.ndim == 0 or len(array) != size or (name == "probabilities" and array.ndim != 2):
+            return f"the model returned {name} of shape {array.shape} for a batch of {size} rows"
+    return None
 
 
 def _scatter(batch: list[_Slice], output: RawOutput) -> None:

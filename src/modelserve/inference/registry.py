@@ -8,6 +8,11 @@ returns the latter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import threading
+from collections.abc import Callable
+from typing import TypeVar, cast
 
 import structlog
 
@@ -24,9 +29,10 @@ from modelserve.inference.routing import VersionRouter
 from modelserve.inference.types import ModelInfo, ModelStatus
 from modelserve.inference.version import LoadedVersion, ModelVersion, build_version, format_name
 from modelserve.observability import metrics
-from modelserve.settings import RoutingConfig, Settings, reread_pins
+from modelserve.settings import ModelConfig, RoutingConfig, Settings, reread_pins
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 _STATUSES = tuple(s.value for s in ModelStatus)
 
 
@@ -140,13 +146,12 @@ class ModelRegistry:
         try:
             # Re-read on the loop: load_settings is not thread-safe, and a YAML file is small.
             config = reread_pins(self._settings, current.config) if reread else current.config
-            prepared = await asyncio.to_thread(
+            build = functools.partial(
                 build_version, config, require_sha256=self._settings.require_sha256
             )
+            prepared = await asyncio.wait_for(_in_daemon_thread(build), config.load_timeout_s)
         except Exception as exc:
-            reason = (
-                exc.detail if isinstance(exc, ModelLoadError) else f"{type(exc).__name__}: {exc}"
-            )
+            reason = _load_failure(exc, config)
             log.error("model_load_failed", model=name, model_version=version, reason=reason)
             if not current.ready:
                 current.info.status, current.info.reason = ModelStatus.FAILED, reason
@@ -257,3 +262,44 @@ def _default_version(versions: dict[str, ModelVersion]) -> str:
         if entry.config.default:
             return version
     return next(iter(versions))
+
+
+def _load_failure(exc: Exception, config: ModelConfig) -> str:
+    """The reason a load failed, as /ready, /models and the log say it."""
+    if isinstance(exc, TimeoutError):
+        # The loading thread cannot be stopped; whatever it builds is never used.
+        return (
+            f"load and warm-up did not finish within load_timeout_s ({config.load_timeout_s:g} s)"
+        )
+    if isinstance(exc, ModelLoadError):
+        return exc.detail
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _in_daemon_thread(work: Callable[[], T]) -> asyncio.Future[T]:
+    """Run ``work`` in a thread of its own that never delays the process's exit.
+
+    A load past its timeout cannot be stopped; in the default executor its thread would be
+    joined at shutdown, and a SIGTERM would wait for a load nobody needs any more.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return  # timed out and abandoned
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(cast(T, result))
+
+    def run() -> None:
+        try:
+            outcome: tuple[T | None, BaseException | None] = (work(), None)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name="model-load", daemon=True).start()
+    return future
