@@ -1,0 +1,47 @@
+"""gunicorn workers recycled by server.max_requests leave the others (and metrics) serving."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.test_metrics import scrape
+from tests.prometheus import value
+
+pytestmark = pytest.mark.e2e
+
+REQUESTS = 60
+MAX_REQUESTS = 10
+
+
+def test_recycled_workers_leave_the_server_and_its_metrics_serving(
+    serve_modelserve: Callable[..., RunningServer], fake_models_dir: Path, tmp_path: Path
+) -> None:
+    """Workers exit and are replaced every few requests; every request still succeeds, the
+    master stays up, and /metrics still counts every request (a worker's exit must not take
+    the shared multiprocess directory with it)."""
+    config = {
+        "models": [{"name": "sum", "path": str(fake_models_dir / "sum.joblib")}],
+        "server": {"max_requests": MAX_REQUESTS},
+        "cache": {"backend": "none"},
+    }
+    server = serve_modelserve(write_config(tmp_path, config), "--workers", "2")
+    row = {"features": [5.1, 3.5, 1.4, 0.2]}
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        statuses = [client.post("/predict", json=row).status_code for _ in range(REQUESTS)]
+    assert statuses == [200] * REQUESTS
+    assert server.proc.poll() is None
+    counted = value(
+        scrape(server.base_url),
+        "modelserve_http_requests_total",
+        route="/predict",
+        method="POST",
+        status="200",
+    )
+    assert counted == REQUESTS
+    exits = [line for line in server.log_lines() if "Worker exiting" in str(line.get("message"))]
+    assert exits, "no worker was recycled: the test did not exercise what it claims"
