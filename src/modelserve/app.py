@@ -14,13 +14,16 @@ from fastapi import FastAPI
 
 from modelserve import __version__
 from modelserve.api.admission import InFlightBytesLimit
-from modelserve.api.auth import ApiKeyring, AuthMiddleware, require_scope
+from modelserve.api.auth import ApiKeyring, AuthMiddleware, require_scope, withheld_reason
 from modelserve.api.dispatch import ModelserveApp
 from modelserve.api.errors import install_error_handlers
+from modelserve.api.lockout import FailedAuthLimiter
 from modelserve.api.middleware import RequestContextMiddleware
 from modelserve.api.openapi import build_openapi
-from modelserve.api.ratelimit import RateLimitMiddleware, RouteLimiter
+from modelserve.api.ratelimit import RateLimitMiddleware, RouteLimiter, peer_address
 from modelserve.api.route_table import RouteTable
+from modelserve.api.routes.dashboard import StatsCache
+from modelserve.api.routes.docs import OPENAPI
 from modelserve.api.routes.table import declare_routes
 from modelserve.api.v2_errors import V2ErrorBodyMiddleware
 from modelserve.cache import build_cache, key_secret
@@ -98,6 +101,9 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from the package (the route table), not from a CDN
+        redoc_url=None,
+        openapi_url=OPENAPI if settings.server.docs_enabled else None,
         **_without_native_tracing(),
     )
     app.state.settings = settings
@@ -107,10 +113,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.api_keys = ApiKeyring(settings.auth)
     app.state.rate_limiter = limiter
     app.state.stats_sampler = StatsSampler()
+    app.state.stats_cache = StatsCache()
 
     table = RouteTable(declare_routes(settings))
     app.state.route_table = table
     app.install_routes(table, require_scope("admin"))
+    withheld = withheld_reason(settings.auth, "admin")
+    if withheld is not None:
+        log.info("routes_withheld", scope="admin", paths="/admin/...", reason=withheld)
     install_error_handlers(app)
     # Added first = runs innermost:
     # RequestContext → Auth (sets the caller) → RateLimit → InFlightBytesLimit → routes.
@@ -122,7 +132,13 @@ def create_app(settings: Settings) -> FastAPI:
     if limiter is not None:
         app.add_middleware(RateLimitMiddleware, limiter=limiter, table=table)
     if settings.auth.enabled:
-        app.add_middleware(AuthMiddleware, keyring=app.state.api_keys, table=table)
+        app.add_middleware(
+            AuthMiddleware,
+            keyring=app.state.api_keys,
+            table=table,
+            failures=FailedAuthLimiter(settings.auth.failed_auth_limit),
+            client_address=limiter.client_ip if limiter is not None else peer_address,
+        )
     app.add_middleware(
         RequestContextMiddleware,
         table=table,

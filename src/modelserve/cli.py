@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from modelserve import __version__
-from modelserve.settings import Settings, load_settings
+from modelserve.settings import Settings, load_settings, unauthenticated_exposure
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -52,11 +52,20 @@ def main() -> None:
 @click.option("--log-format", type=click.Choice(["json", "console"]), default=None)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.option("--strict/--no-strict", default=None, help="Exit non-zero if a model fails to load.")
+@click.option(
+    "--allow-unauthenticated",
+    is_flag=True,
+    default=None,
+    help="Serve beyond loopback with auth off (when something in front authenticates).",
+)
 def serve(model_path: Path | None, config: Path | None, **flags: Any) -> None:
     """Serve MODEL_PATH, or the models of --config."""
     if model_path is None and config is None:
         raise click.UsageError("give a MODEL_PATH or --config")
     settings = _settings(config, model_path, **flags)
+    problem = unauthenticated_exposure(settings)
+    if problem is not None:
+        raise click.UsageError(problem)
     from modelserve.observability.logging import configure_logging
     from modelserve.serving import run
 

@@ -15,6 +15,7 @@ The tree::
     ├── EmptyBatchError (422 empty_batch)
     ├── BatchTooLargeError (413 batch_too_large)
     ├── BodyTooLargeError (413 body_too_large)
+    ├── UnsupportedMediaTypeError (415 unsupported_media_type)
     ├── ModelNotFoundError (404 model_not_found)
     ├── VersionNotFoundError (404 version_not_found)
     ├── VersionInUseError (409 version_in_use)
@@ -30,6 +31,7 @@ The tree::
     ├── UnauthorizedError (401 unauthorized)
     ├── ForbiddenError (403 forbidden)
     ├── RateLimitedError (429 rate_limited)
+    ├── AuthLockedOutError (429 too_many_auth_failures)
     ├── RateLimitUnavailableError (503 rate_limit_unavailable)
     └── ModelLoadError (409 model_load_failed; admin load/reload only, never on predict)
         ├── ChecksumMismatchError (sha256 differs from the pin)
@@ -163,6 +165,21 @@ class BodyTooLargeError(ModelserveError):
     def headers(self) -> dict[str, str]:
         # The rest of the body is never read: close, or the server would keep draining it.
         return {"Connection": "close"}
+
+
+class UnsupportedMediaTypeError(ModelserveError):
+    """A body sent to a predicting or state-changing route that is not declared JSON.
+
+    Browsers send ``text/plain`` and form bodies cross-origin without a CORS preflight; JSON
+    needs one, so requiring it stops a web page from driving the API from a visitor's browser.
+    """
+
+    code = "unsupported_media_type"
+    status_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+    def __init__(self, got: str | None) -> None:
+        shown = repr(got[:64]) if got else "none"
+        super().__init__(f"this route takes Content-Type: application/json, got {shown}")
 
 
 class ModelNotFoundError(ModelserveError):
@@ -327,6 +344,24 @@ class RateLimitedError(ModelserveError):
     @property
     def headers(self) -> dict[str, str]:
         return self._headers
+
+
+class AuthLockedOutError(ModelserveError):
+    """A client address over ``auth.failed_auth_limit``: refused until its window ends."""
+
+    code = "too_many_auth_failures"
+    status_code = HTTPStatus.TOO_MANY_REQUESTS
+
+    def __init__(self, limit: str, retry_after_s: int) -> None:
+        super().__init__(
+            f"too many failed authentications from this address (limit {limit}); "
+            f"retry in {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class RateLimitUnavailableError(ModelserveError):

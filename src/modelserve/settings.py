@@ -148,7 +148,9 @@ class ServerSettings(_Section):
     """HTTP serving and process lifecycle."""
 
     host: str = "127.0.0.1"
-    """Interface to bind."""
+    """Interface to bind. Beyond loopback, `serve` needs auth on or `allow_unauthenticated`."""
+    allow_unauthenticated: bool = False
+    """Serve on a non-loopback address with auth off (something in front authenticates)."""
     port: int = Field(8000, ge=0, le=65535)
     """TCP port (0 picks a free one)."""
     workers: int = Field(1, ge=1, le=64)
@@ -180,6 +182,8 @@ class ServerSettings(_Section):
     """Exit non-zero at startup when any model fails to load, instead of serving 503 for it."""
     metrics_enabled: bool = True
     """Serve Prometheus metrics on /metrics."""
+    docs_enabled: bool = True
+    """Serve /docs (Swagger UI, assets from the package) and /openapi.json."""
     max_requests: int = Field(0, ge=0)
     """Recycle a gunicorn worker after this many requests (0: never)."""
     probe_port: int | None = Field(None, ge=0, le=65535)
@@ -297,9 +301,22 @@ class AuthSettings(_Section):
     keys: list[ApiKeyConfig] = Field(default_factory=list)
     """Accepted keys."""
     protect_probes: bool = False
-    """Require a key on /health and /ready too."""
-    protect_metrics: bool = False
-    """Require a key on /metrics too."""
+    """Require a key (any scope) on /health and /ready too."""
+    protect_metrics: bool = True
+    """Require a key (any scope) on /metrics, /stats and /dashboard (with auth on)."""
+    failed_auth_limit: str = "30/minute"
+    """Failed authentications allowed per client address; then 429 until the window ends."""
+
+    @field_validator("failed_auth_limit")
+    @classmethod
+    def _check_failed_auth_limit(cls, value: str) -> str:
+        try:
+            items = parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '30/minute': {value!r}") from exc
+        if len(items) != 1:
+            raise ValueError(f"one limit like '30/minute', got {value!r}")
+        return value
 
 
 class DriftSettings(_Section):
@@ -416,7 +433,10 @@ class Settings(BaseSettings):
         if self.server.probe_port is not None and self.server.probe_port == self.server.port != 0:
             raise ValueError("server.probe_port must differ from server.port")
         if self.auth.enabled and not self.auth.keys:
-            raise ValueError("auth.enabled needs at least one key in auth.keys")
+            raise ValueError(
+                "auth.enabled needs at least one key in auth.keys "
+                "(in the file, or as JSON in MODELSERVE_AUTH__KEYS)"
+            )
         uses_redis = self.cache.backend == "redis" or (
             self.rate_limit.enabled and self.rate_limit.storage == "redis"
         )
@@ -449,6 +469,33 @@ def _width(model: ModelConfig) -> int:
         return len(model.feature_names)
     width = model.n_features or (len(model.warmup_input[0]) if model.warmup_input else None)
     return width or _UNDECLARED_WIDTH
+
+
+def unauthenticated_exposure(settings: Settings) -> str | None:
+    """Why serving ``settings`` would expose an unauthenticated API, or ``None`` when it is fine.
+
+    Loopback addresses (and ``localhost``) are fine with auth off; any other address needs
+    auth on or an explicit ``server.allow_unauthenticated``.
+    """
+    server = settings.server
+    if settings.auth.enabled or server.allow_unauthenticated or _is_loopback(server.host):
+        return None
+    return (
+        f"refusing to serve on {server.host} with auth off: anyone who can reach that address "
+        "could use the API. Either turn auth on (auth.enabled: true with auth.keys, e.g. "
+        "MODELSERVE_AUTH__ENABLED=true and MODELSERVE_AUTH__KEYS), or, when something in front "
+        "of modelserve authenticates, pass --allow-unauthenticated "
+        "(server.allow_unauthenticated: true)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to any interface
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:

@@ -50,7 +50,9 @@ def server(
 
 
 def post(server: RunningServer, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.post(server.base_url + path, timeout=10, **kwargs)
+    """POST declaring a JSON body (as every client must), whatever the body holds."""
+    headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
+    return httpx.post(server.base_url + path, timeout=10, headers=headers, **kwargs)
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> str:
@@ -208,7 +210,11 @@ def test_body_over_limit_closes_the_connection(
     server: RunningServer, framing: bytes, chunks: list[bytes]
 ) -> None:
     """After a 413 the server closes the connection, so the rest of the body is never read."""
-    head = b"POST /predict HTTP/1.1\r\nHost: test\r\n" + framing + b"\r\n\r\n"
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + framing
+        + b"\r\n\r\n"
+    )
     answer = raw_exchange(server.port, head, chunks)
     assert (answer.status, answer.headers.get("connection")) == (413, "close")
     assert answer.closed

@@ -22,6 +22,8 @@ MAX_REQUESTS_PER_CLIENT = 3000
 LOAD_DEADLINE_S = 90.0
 WARM_RESPONSES = 40
 AFTER_RESPONSES = 40
+ADMIN_KEY = "e2e-reload-admin-1d3f5a7c9e0b2d4f"
+KEY_HEADER = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,9 @@ class Load:
         await asyncio.gather(*self._tasks)
 
     async def _client(self) -> None:
-        async with httpx.AsyncClient(base_url=self.server.base_url, timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=self.server.base_url, timeout=30, headers=KEY_HEADER
+        ) as client:
             for _ in range(MAX_REQUESTS_PER_CLIENT):
                 if self._stop.is_set():
                     return
@@ -80,12 +84,19 @@ class Load:
 def start_server(
     serve_modelserve: Callable[..., RunningServer], tmp_path: Path
 ) -> Callable[[], RunningServer]:
-    """iris 1 served from tmp_path/v1.joblib (logistic: answers setosa), without cache."""
+    """iris 1 served from tmp_path/v1.joblib (logistic: answers setosa), without cache, with
+    auth on (the admin API needs it): every client sends ADMIN_KEY."""
 
     def start() -> RunningServer:
         path = iv.dump(iv.logistic(), tmp_path / "v1.joblib")
         models = [iv.version_entry("iris", "1", path, default=True)]
-        config = iv.write_config(tmp_path / "modelserve.yaml", models, cache={"backend": "none"})
+        ops = {"name": "ops", "key": ADMIN_KEY, "scopes": ["predict", "admin"]}
+        config = iv.write_config(
+            tmp_path / "modelserve.yaml",
+            models,
+            cache={"backend": "none"},
+            auth={"enabled": True, "keys": [ops]},
+        )
         return serve_modelserve(config)
 
     return start
@@ -102,7 +113,11 @@ async def reload_under_load(
         replace()
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as admin:
             reload_sent = time.monotonic()
-            response = await admin.post("/admin/models/iris/versions/1/reload")
+            response = await admin.post(
+                "/admin/models/iris/versions/1/reload",
+                json={},
+                headers=KEY_HEADER,
+            )
             reload_done = time.monotonic()
         await load.wait_for(AFTER_RESPONSES, after=reload_done)
     finally:

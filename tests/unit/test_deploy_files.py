@@ -149,3 +149,10 @@ def test_grafana_dashboard_panels_are_well_formed() -> None:
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
             assert panel["targets"], panel["title"]
+
+
+def test_scrape_configs_send_a_key() -> None:
+    """Both scrape jobs send an API key: with auth on, /metrics needs one by default."""
+    spec = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    for job in spec["scrape_configs"]:
+        assert job["authorization"]["credentials_file"], job["job_name"]

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from modelserve.api.auth import withheld_reason
 from modelserve.app import create_app
-from modelserve.settings import Settings, load_settings
+from modelserve.settings import Settings, load_settings, unauthenticated_exposure
 
 BASE = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base"
 OVERLAY = BASE.parent / "overlays" / "production"
@@ -59,8 +60,16 @@ def _container_env() -> dict[str, str]:
     return env
 
 
+def _example_keys() -> dict[str, str]:
+    """The keys the operator puts in the Secret: the example env file, placeholders filled."""
+    lines = (BASE.parents[1] / "api-keys.env.example").read_text().splitlines()
+    keys = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return {k: re.sub(r"REPLACE_WITH_[A-Z0-9_]+", "0" * 64, v) for k, v in keys.items()}
+
+
 def _env_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for key, value in {**_configmap_env(), **_container_env()}.items():
+    """Settings from the ConfigMap, the container's env and the keys Secret, as a pod gets them."""
+    for key, value in {**_configmap_env(), **_container_env(), **_example_keys()}.items():
         if key.startswith("MODELSERVE_"):
             monkeypatch.setenv(key, value)
     return load_settings()
@@ -194,3 +203,20 @@ def _pod_labels() -> dict[str, str]:
     ]
     labels: dict[str, str] = deployment["spec"]["template"]["metadata"]["labels"]
     return labels
+
+
+def test_deployment_takes_api_keys_from_a_secret() -> None:
+    """The container reads its keys from the modelserve-api-keys Secret, which must exist."""
+    sources = _container()["envFrom"]
+    (secret,) = [s["secretRef"] for s in sources if "secretRef" in s]
+    assert secret["name"] == "modelserve-api-keys"
+    assert not secret.get("optional", False)
+
+
+def test_configmap_turns_auth_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the ConfigMap and the keys of the example env file, auth is on, so the pods may
+    listen on every interface, and the admin API is served to the ops key."""
+    settings = _env_settings(monkeypatch)
+    assert settings.auth.enabled
+    assert unauthenticated_exposure(settings) is None
+    assert withheld_reason(settings.auth, "admin") is None

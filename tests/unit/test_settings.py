@@ -10,7 +10,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from modelserve.settings import ModelConfig, Settings, load_settings
+from modelserve.settings import (
+    AuthSettings,
+    ModelConfig,
+    Settings,
+    load_settings,
+    unauthenticated_exposure,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -296,3 +302,46 @@ def test_body_limit_derives_from_rows_and_the_widest_model(
     """Unset, the body limit is twice max_batch_rows rows of the widest model, plus 64 KiB."""
     settings = Settings(models=models, server={"max_body_bytes": explicit})
     assert settings.body_limit_bytes() == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "auth", "allow", "refused"),
+    [
+        ("127.0.0.1", False, False, False),
+        ("127.0.0.2", False, False, False),
+        ("::1", False, False, False),
+        ("localhost", False, False, False),
+        ("0.0.0.0", False, False, True),
+        ("::", False, False, True),
+        ("10.1.2.3", False, False, True),
+        ("model-host.internal", False, False, True),
+        ("0.0.0.0", True, False, False),
+        ("0.0.0.0", False, True, False),
+    ],
+)
+def test_settings_unauthenticated_exposure_beyond_loopback(
+    host: str, auth: bool, allow: bool, refused: bool
+) -> None:
+    """Only a non-loopback address with auth off and no explicit allowance is refused."""
+    keys = [{"name": "k", "key": "secret-key-value", "scopes": ["predict"]}]
+    settings = Settings(
+        server={"host": host, "allow_unauthenticated": allow},
+        auth={"enabled": auth, "keys": keys},
+    )
+    problem = unauthenticated_exposure(settings)
+    assert (problem is not None) == refused
+    if problem is not None:
+        assert "--allow-unauthenticated" in problem
+        assert "auth.enabled" in problem
+
+
+def test_settings_protect_metrics_defaults_to_on() -> None:
+    """With auth on, /metrics, /stats and /dashboard need a key unless told otherwise."""
+    assert AuthSettings().protect_metrics is True
+
+
+def test_settings_failed_auth_limit_takes_one_limit() -> None:
+    """A malformed or multiple failed_auth_limit is refused with the expected form."""
+    for bad in ("lots", "5/minute; 1/second"):
+        with pytest.raises(ValidationError, match="30/minute"):
+            AuthSettings(failed_auth_limit=bad)

@@ -16,7 +16,10 @@ Contract for route authors:
   open unless ``protect_probes`` and ``metrics`` routes unless ``protect_metrics`` (then any
   valid key will do); ``predict`` routes, and any path no route declares, need ``predict``.
   Refusals are 401 ``unauthorized`` (with ``WWW-Authenticate: Bearer``) for a missing or
-  unknown key and 403 ``forbidden`` for a key without the scope.
+  unknown key and 403 ``forbidden`` for a key without the scope; a client address with too
+  many 401s gets 429 ``too_many_auth_failures`` for a while (:mod:`modelserve.api.lockout`).
+* Routes of a privileged scope (``admin``) are declared only when auth is on and some key
+  holds that scope (:func:`withheld_reason`); otherwise their paths answer 404.
 * FastAPI routes declared ``admin`` get a second, explicit guard from the route table:
   ``Depends(require_scope("admin"))``. The dependency returns the caller's :class:`ApiKey`, or
   ``None`` when auth is disabled; it raises :class:`~modelserve.errors.UnauthorizedError` /
@@ -37,8 +40,14 @@ from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelserve.api.errors import error_response
+from modelserve.api.lockout import FailedAuthLimiter, RefusalLog
 from modelserve.api.route_table import Access, RouteTable
-from modelserve.errors import ForbiddenError, ModelserveError, UnauthorizedError
+from modelserve.errors import (
+    AuthLockedOutError,
+    ForbiddenError,
+    ModelserveError,
+    UnauthorizedError,
+)
 from modelserve.settings import AuthSettings
 from modelserve.settings import Scope as KeyScope
 
@@ -108,10 +117,29 @@ class ApiKeyring:
             raise ForbiddenError(scope)
 
 
+PRIVILEGED_SCOPES: frozenset[KeyScope] = frozenset({"admin"})
+"""Scopes whose routes exist only when auth is on and at least one key holds the scope."""
+
+
+def withheld_reason(settings: AuthSettings, scope: KeyScope) -> str | None:
+    """Why routes needing ``scope`` are not served, or ``None`` when they are.
+
+    With auth off, or no key holding a privileged scope, nobody could prove the right to use
+    those routes, so they are left out altogether (404) rather than left open.
+    """
+    if scope not in PRIVILEGED_SCOPES:
+        return None
+    if not settings.enabled:
+        return f"auth is off: the {scope} routes need auth.enabled and a key with that scope"
+    if not any(scope in key.scopes for key in settings.keys):
+        return f"no key in auth.keys has the {scope!r} scope"
+    return None
+
+
 def admin_served(settings: AuthSettings) -> bool:
     """Whether admin operations (the V2 model repository among them) are served: only with
     auth on and a key holding the ``admin`` scope, so nobody reaches them unauthenticated."""
-    return settings.enabled and any("admin" in key.scopes for key in settings.keys)
+    return withheld_reason(settings, "admin") is None
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -127,39 +155,68 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 
 class AuthMiddleware:
-    """Pure ASGI: authenticate the key, set the caller, enforce the path's scope."""
+    """Pure ASGI: authenticate the key, set the caller, enforce the route's scope.
 
-    def __init__(self, app: ASGIApp, *, keyring: ApiKeyring, table: RouteTable) -> None:
+    A client address over ``auth.failed_auth_limit`` gets 429 on every route that needs a key
+    (see :mod:`modelserve.api.lockout`); refusals are logged at a bounded rate.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keyring: ApiKeyring,
+        table: RouteTable,
+        failures: FailedAuthLimiter,
+        client_address: Callable[[Scope], str],
+        refusals: RefusalLog | None = None,
+    ) -> None:
         self.app = app
         self.keyring = keyring
         self.table = table
+        self.failures = failures
+        self.client_address = client_address
+        self.refusals = refusals or RefusalLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         keyring = self.keyring
-        key = keyring.identify(presented_key(scope["headers"]))
         state = scope.setdefault("state", {})
+        matched = self.table.route_for(scope)
+        needed = keyring.required_scope(matched.spec.access if matched is not None else None)
+        address = ""
+        if needed is not None:
+            address = self.client_address(scope)
+            retry_after_s = self.failures.retry_after_s(address)
+            if retry_after_s is not None:
+                locked = AuthLockedOutError(self.failures.limit, retry_after_s)
+                await self._refuse(locked, needed, scope, receive, send)
+                return
+        key = keyring.identify(presented_key(scope["headers"]))
         if key is not None:
             state["api_key"] = key
             state["caller"] = key.name
             structlog.contextvars.bind_contextvars(api_key_name=key.name)
-        matched = self.table.route_for(scope)
-        needed = keyring.required_scope(matched.spec.access if matched is not None else None)
         if needed is not None:
             try:
                 keyring.check(key, needed)
             except ModelserveError as exc:
-                log.warning(
-                    "auth_refused", path=scope["path"], code=exc.code, required_scope=needed
-                )
-                response = error_response(
-                    exc.status_code, exc.code, exc.detail, state.get("request_id"), exc.headers
-                )
-                await response(scope, receive, send)
+                if isinstance(exc, UnauthorizedError):
+                    self.failures.failed(address)
+                await self._refuse(exc, needed, scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _refuse(
+        self, exc: ModelserveError, needed: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        self.refusals.refused(path=scope["path"], code=exc.code, required_scope=needed)
+        response = error_response(
+            exc.status_code, exc.code, exc.detail, scope["state"].get("request_id"), exc.headers
+        )
+        await response(scope, receive, send)
 
 
 def require_scope(scope: KeyScope) -> Callable[[Request], Awaitable[ApiKey | None]]:

@@ -22,7 +22,7 @@ from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
 
 log = structlog.get_logger("modelserve.access")
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Generated request ids: 32 hex digits like uuid4().hex, from a random per-process prefix and
 # a counter. Unique all the same, without uuid4's getrandom() system call on every request.
 _id_prefix = secrets.token_hex(10)
@@ -138,7 +138,7 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name == b"x-request-id":
             candidate: str = value.decode("latin-1")
-            if _VALID_REQUEST_ID.match(candidate):
+            if _VALID_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
     return f"{_id_prefix}{next(_id_counter) & 0xFFFFFFFFFFFF:012x}"

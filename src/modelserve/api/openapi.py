@@ -28,6 +28,7 @@ PREDICT_ERRORS = {
     "403": "The API key lacks the predict scope.",
     "404": "Unknown model or version.",
     "413": "Body or batch too large.",
+    "415": "The body is not declared `Content-Type: application/json`.",
     "422": "Wrong JSON types, missing fields, empty batch.",
     "429": "Rate limited (Retry-After and X-RateLimit-* headers).",
     "500": "The model failed (generic message; details in the server log).",

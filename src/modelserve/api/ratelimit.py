@@ -121,8 +121,7 @@ class RouteLimiter:
         Every hop read from ``X-Forwarded-For`` must parse as an IP address and counts in its
         canonical form; a header holding anything else is ignored and the peer counts.
         """
-        client = scope.get("client")
-        peer = str(client[0]) if client else "unknown"
+        peer = peer_address(scope)
         if not self._trusted:
             return peer
         peer_ip = _parse_ip(peer)
@@ -188,6 +187,12 @@ def _parse_ip(text: str) -> IPAddress | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+def peer_address(scope: Scope) -> str:
+    """The address of the connection's other end (``unknown`` when the server gives none)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _headers(

@@ -29,6 +29,8 @@ from fastapi import Depends, FastAPI
 from starlette.routing import Mount, Route, compile_path
 from starlette.types import ASGIApp, Scope
 
+from modelserve.api.content_type import json_body_required
+
 _SCOPE_KEY = "modelserve.route"
 _NO_ROUTE = object()
 UNMATCHED = "unmatched"
@@ -107,6 +109,9 @@ class RouteSpec:
     """An ASGI app serving every path under ``path`` (static files)."""
     monitoring: bool = False
     """Probes, scrapes, docs and the dashboard: left out of the traffic figures."""
+    json_body: bool = False
+    """The request must declare ``Content-Type: application/json`` (415 otherwise), before
+    FastAPI reads the body; plain endpoints check it themselves (:mod:`..content_type`)."""
     direct: bool = False
     """Dispatched by :class:`~modelserve.api.dispatch.ModelserveApp` straight to the endpoint,
     skipping FastAPI's per-request layers (plain async endpoints only)."""
@@ -203,7 +208,9 @@ class RouteTable:
                 self._routes[id(spec)] = mount
             elif spec.fastapi is not None and spec.endpoint is not None:
                 options = spec.fastapi
-                guard = [Depends(admin_guard)] if spec.access is Access.ADMIN else None
+                guard = [Depends(admin_guard)] if spec.access is Access.ADMIN else []
+                if spec.json_body:
+                    guard.append(Depends(json_body_required))
                 app.add_api_route(
                     spec.path,
                     spec.endpoint,
@@ -212,7 +219,7 @@ class RouteTable:
                     summary=options.summary,
                     tags=list(options.tags) or None,
                     responses=options.responses or None,
-                    dependencies=guard,
+                    dependencies=guard or None,
                 )
             elif spec.endpoint is not None:
                 route = Route(spec.path, spec.endpoint, methods=list(spec.methods))

@@ -104,10 +104,13 @@ class ModelRegistry:
         return entry
 
     def readiness(self) -> tuple[bool, list[str]]:
-        """Ready when every required version is loaded and warmed; reasons otherwise."""
+        """Ready when every required version is loaded and warmed; which are not otherwise.
+
+        Only names and statuses: the open probes show these, while a failure's reason (which
+        can name files) stays in the log and in ``ModelInfo.reason``.
+        """
         reasons = [
             f"{v.name}:{v.version} is {v.info.status.value}"
-            + (f" ({v.info.reason})" if v.info.reason else "")
             for v in self.versions()
             if v.config.required and not v.ready
         ]
@@ -243,6 +246,7 @@ class ModelRegistry:
 
     def _lock(self, name: str, version: str) -> asyncio.Lock:
         """One load/unload at a time per version (a routing change needs none: it never waits)."""
+        self.get(name, version)  # unknown names raise here, before they get a lock entry
         return self._locks.setdefault((name, version), asyncio.Lock())
 
     async def close(self, timeout_s: float) -> None:

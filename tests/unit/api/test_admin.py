@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,15 @@ def iris_config(tmp_path: Path, estimators: dict[str, Any]) -> Callable[..., Pat
 
 @pytest.fixture
 def serve(app_client: Any, iris_config: Callable[..., Path]) -> Callable[..., Any]:
-    """Factory: an in-process client for ``iris_config(**options)``."""
+    """Factory: an in-process client for ``iris_config(**options)`` with auth on (the admin API
+    is served only then), sending the ops key (admin and predict) and declaring JSON bodies."""
 
-    def make(**options: Any) -> Any:
-        return app_client(load_settings(iris_config(**options)))
+    @contextlib.asynccontextmanager
+    async def make(**options: Any) -> AsyncIterator[httpx.AsyncClient]:
+        async with app_client(auth_settings(iris_config(**options))) as client:
+            client.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+            client.headers["Content-Type"] = "application/json"
+            yield client
 
     return make
 
@@ -198,8 +204,9 @@ async def test_reload_lets_requests_in_flight_finish_on_the_old_artifact(
 ) -> None:
     """New requests move to the new artifact at once; one already running finishes on the old
     one, and the reload answers only after it has."""
-    served = app_client(load_settings(iris_config(first="gated")))
+    served = app_client(auth_settings(iris_config(first="gated")))
     async with served as client:
+        client.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
         registry = served.app.state.core.registry
         old = registry.get("iris", "1")
         gate.clear()
@@ -207,7 +214,7 @@ async def test_reload_lets_requests_in_flight_finish_on_the_old_artifact(
             client.post("/predict?model_version=1", json={"features": VIRGINICA_ROW})
         )
         joblib.dump(estimators["logistic"], tmp_path / "v1.joblib")
-        reload = asyncio.create_task(client.post("/admin/models/iris/versions/1/reload"))
+        reload = asyncio.create_task(client.post("/admin/models/iris/versions/1/reload", json={}))
         deadline = time.monotonic() + 15
         while registry.get("iris", "1") is old:
             assert time.monotonic() < deadline, "the new artifact was never swapped in"
@@ -237,7 +244,7 @@ async def test_admin_unknown_model_or_version_is_404(
 ) -> None:
     """Admin calls naming an unknown model or version answer 404 with the error body."""
     async with serve() as client:
-        response = await client.request(method, path, json={} if method == "PUT" else None)
+        response = await client.request(method, path, json=None if method == "GET" else {})
     assert (response.status_code, response.json()["code"]) == (404, code)
 
 
@@ -345,7 +352,7 @@ async def test_admin_routes_need_the_admin_scope(
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with app_client(auth_settings(iris_config())) as client:
         response = await client.request(
-            method, path, headers=headers, json={} if method == "PUT" else None
+            method, path, headers=headers, json=None if method == "GET" else {}
         )
     assert response.status_code == status
 
@@ -358,6 +365,7 @@ async def test_admin_actions_are_logged_with_the_caller(
         with capture_logs() as logs:
             await client.post(
                 "/admin/models/iris/versions/1/unload",
+                json={},
                 headers={"Authorization": f"Bearer {ADMIN_KEY}"},
             )
             await client.put(

@@ -31,14 +31,12 @@ KEYS = [
 ]
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 # Paths anyone may call with auth on (defaults), and the body each protected route needs.
-OPEN_PATHS = {"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc"}
-OPEN_PATHS |= {"/openapi.json", "/stats", "/dashboard"}
-# The Open Inference Protocol's probes and statistics have the exposure of /ready and /stats.
-OPEN_PATHS |= {"/v2/health/live", "/v2/health/ready", "/v2/models/stats"}
+OPEN_PATHS = {"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+# The Open Inference Protocol's probes have the exposure of /ready (its statistics, of /stats:
+# protected by protect_metrics, on by default).
+OPEN_PATHS |= {"/v2/health/live", "/v2/health/ready"}
 OPEN_PATHS |= {
-    f"{base}/{leaf}"
-    for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
-    for leaf in ("ready", "stats")
+    f"{base}/ready" for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}")
 }
 PREDICT_ROUTES = [
     ("POST", "/predict", {"features": SETOSA}),
@@ -250,11 +248,11 @@ async def test_auth_admin_key_passes_admin_guard(
     assert (response.json()["model"], response.json()["default"]) == ("iris", "1")
 
 
-@pytest.mark.parametrize("path", ["/health", "/ready", "/metrics", "/openapi.json"])
-async def test_auth_leaves_probes_metrics_and_docs_open_by_default(
+@pytest.mark.parametrize("path", ["/health", "/ready", "/openapi.json", "/docs"])
+async def test_auth_leaves_probes_and_docs_open_by_default(
     app_client: Callable[..., Any], auth_settings: Callable[..., Settings], path: str
 ) -> None:
-    """Probes, /metrics and the API description need no key unless configured."""
+    """Probes and the API description need no key unless configured."""
     async with app_client(auth_settings()) as client:
         response = await client.get(path)
     assert response.status_code == 200

@@ -12,6 +12,8 @@ import pytest
 from modelserve.demo import FEATURES
 from modelserve.settings import Settings
 
+JSON = {"Content-Type": "application/json"}
+
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 MAX_ROWS = 3
 
@@ -81,7 +83,7 @@ async def test_predict_body_not_json_is_400(
     client: httpx.AsyncClient, path: str, content: bytes
 ) -> None:
     """A body that is not JSON, or not UTF-8, is 400 invalid_json, never 500."""
-    response = await client.post(path, content=content)
+    response = await client.post(path, content=content, headers=JSON)
     body = assert_error(response, 400, "invalid_json")
     assert "not valid JSON" in body["detail"]
 
@@ -119,7 +121,9 @@ async def test_predict_non_finite_feature_names_row_and_column(
     """NaN, ±Infinity and overflowing numbers are 400 naming the row, column and feature."""
     content = f'{{"batch": [[5.1, 3.5, 1.4, 0.2], [5.1, {literal}, 1.4, 0.2]]}}'.encode()
     body = assert_error(
-        await client.post("/predict-batch", content=content), 400, "non_finite_feature"
+        await client.post("/predict-batch", content=content, headers=JSON),
+        400,
+        "non_finite_feature",
     )
     assert body["detail"].endswith(f"row 1, column 1 ('sepal_width') is {shown}")
 

@@ -14,8 +14,11 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 from structlog.testing import LogCapture
 
+from modelserve.api.middleware import RequestContextMiddleware
+from modelserve.api.route_table import RouteTable
 from modelserve.settings import Settings
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
@@ -85,7 +88,11 @@ async def test_request_id_unsafe_value_is_replaced(client: httpx.AsyncClient, un
 
 async def test_request_id_on_error_bodies(client: httpx.AsyncClient) -> None:
     """Error bodies carry the request id too."""
-    response = await client.post("/predict", content=b"nope", headers={"X-Request-ID": "e-1"})
+    response = await client.post(
+        "/predict",
+        content=b"nope",
+        headers={"X-Request-ID": "e-1", "Content-Type": "application/json"},
+    )
     assert response.json()["request_id"] == "e-1"
 
 
@@ -107,7 +114,9 @@ async def test_body_limit_chunked_body_stops_reading(client: httpx.AsyncClient) 
             sent += 1
             yield b"x" * 1024
 
-    response = await client.post("/predict", content=chunks())
+    response = await client.post(
+        "/predict", content=chunks(), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["code"] == "body_too_large"
     assert sent < 1000
@@ -116,7 +125,9 @@ async def test_body_limit_chunked_body_stops_reading(client: httpx.AsyncClient) 
 async def test_body_limit_allows_bodies_up_to_the_limit(client: httpx.AsyncClient) -> None:
     """A body of exactly the limit is read (here: valid JSON padded with spaces)."""
     payload = b'{"features": [5.1, 3.5, 1.4, 0.2]}'
-    response = await client.post("/predict", content=payload.ljust(LIMIT))
+    response = await client.post(
+        "/predict", content=payload.ljust(LIMIT), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 200
 
 
@@ -200,3 +211,32 @@ async def test_request_context_does_not_leak_between_requests(client: httpx.Asyn
     await client.post("/predict", json={"features": SETOSA}, headers={"X-Request-ID": "leak"})
     assert "request_id" not in structlog.contextvars.get_contextvars()
     assert "model" not in structlog.contextvars.get_contextvars()
+
+
+async def test_request_id_with_a_trailing_newline_is_replaced() -> None:
+    """The whole value must match the allowed form: "abc\\n" is not taken as a request id."""
+    seen: list[str] = []
+
+    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["state"]["request_id"])
+        await Response(b"")(scope, receive, send)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        pass
+
+    middleware = RequestContextMiddleware(
+        endpoint, table=RouteTable([]), max_body_bytes=LIMIT, access_log=False
+    )
+    for sent in (b"abc", b"abc\n"):
+        scope: Scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/",
+            "headers": [(b"x-request-id", sent)],
+        }
+        await middleware(scope, receive, send)
+    assert seen[0] == "abc"
+    assert re.fullmatch(r"[0-9a-f]{32}", seen[1])

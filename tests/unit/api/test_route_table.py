@@ -83,7 +83,7 @@ def test_route_spec_refuses_direct_dispatch_of_a_fastapi_route() -> None:
         ("/admin/models/iris/routing", "admin"),
         ("/admin/models/iris/versions/1/reload", "admin"),
         ("/health", None),
-        ("/dashboard/static/dashboard.js", None),
+        ("/dashboard/static/dashboard.js", "any"),
         ("/docs", None),
         ("/no/such/route", "predict"),
     ],
@@ -92,8 +92,11 @@ def test_route_spec_refuses_direct_dispatch_of_a_fastapi_route() -> None:
 def test_route_table_gives_the_auth_scope_from_declarations(
     settings_factory: Callable[..., Settings], path: str, expected: str | None
 ) -> None:
-    """Auth reads the scope from the matched declaration; undeclared paths need predict."""
-    table = RouteTable(declare_routes(settings_factory()))
+    """Auth reads the scope from the matched declaration; undeclared paths need predict.
+    (Auth is on with an admin key: only then are the admin routes declared; the dashboard's
+    assets need any key, as protect_metrics defaults to on.)"""
+    ops = {"name": "ops", "key": "route-table-admin-key-1f2e3d4c", "scopes": ["admin"]}
+    table = RouteTable(declare_routes(settings_factory(auth={"enabled": True, "keys": [ops]})))
     keyring = ApiKeyring(AuthSettings())
     matched = table.match("GET", path)
     assert keyring.required_scope(matched.spec.access if matched else None) == expected

@@ -16,6 +16,7 @@ from modelserve.settings import Settings
 from tests import fakes
 from tests.conftest import free_port
 
+ADMIN_KEY = "cache-test-admin-key-4f1a9c3e7b2d"
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]
 VERSICOLOR = [5.9, 3.0, 4.2, 1.5]
@@ -167,15 +168,18 @@ async def test_service_cache_misses_after_reload_of_changed_artifact(
     """After iris:1 is reloaded from a changed file, the old cached answer is never served."""
     artifact = tmp_path / "iris.joblib"
     shutil.copy(demo_models_dir / "iris.joblib", artifact)
+    ops = {"name": "ops", "key": ADMIN_KEY, "scopes": ["predict", "admin"]}
     settings = iris_settings(
         cache={"backend": "redis", "key_secret": KEY_SECRET, "redis_timeout_ms": 5000},
         redis_url=redis_url,
+        auth={"enabled": True, "keys": [ops]},
     )
     settings.models[0].path = artifact
     async with app_client(settings) as client:
+        client.headers["X-API-Key"] = ADMIN_KEY
         await client.post("/predict", json={"features": SETOSA})
         joblib.dump(fakes.SlowClassifier(0.0).fit(None, None), artifact)
-        reload = await client.post("/admin/models/iris/versions/1/reload")
+        reload = await client.post("/admin/models/iris/versions/1/reload", json={})
         response = await client.post("/predict", json={"features": SETOSA})
     assert reload.status_code == 200, reload.text
     assert response.headers["x-cache"] == "MISS"

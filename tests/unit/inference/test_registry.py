@@ -126,15 +126,17 @@ async def test_registry_failed_version_answers_503_with_reason(
     assert "model file not found" in info.value.detail
 
 
-async def test_registry_failed_required_version_fails_readiness_with_reason(
+async def test_registry_failed_required_version_fails_readiness_naming_it(
     make_registry: RegistryFactory, tmp_path: Path
 ) -> None:
-    """A failed required version makes readiness false, naming the version and the reason."""
+    """A failed required version makes readiness false, naming the version and its status;
+    the reason (which names the file) stays in the version's info, not in readiness."""
     registry = make_registry(missing(tmp_path))
     await registry.load_all(strict=False)
     ready, reasons = registry.readiness()
     assert not ready
-    assert reasons[0].startswith("ghost:1 is failed (model file not found")
+    assert reasons == ["ghost:1 is failed"]
+    assert str(registry.get("ghost", "1").info.reason).startswith("model file not found")
 
 
 async def test_registry_failed_optional_version_does_not_block_readiness(
@@ -250,3 +252,18 @@ async def test_registry_label_count_checked_against_probability_width(
     )
     await registry.load_all(strict=False)
     assert registry.get("onnx").info.reason == "2 labels configured for a model of 3 classes"
+
+
+async def test_registry_admin_calls_for_unknown_names_leave_no_lock_behind(
+    make_registry: RegistryFactory, demo_models_dir: Path
+) -> None:
+    """Loads and unloads of names that are not configured answer 404 and add no lock entry,
+    so the lock table stays as small as the configuration."""
+    registry = make_registry(iris(demo_models_dir))
+    before = dict(registry._locks)
+    for i in range(50):
+        with pytest.raises(ModelNotFoundError):
+            await registry.load(f"nope-{i}", "1")
+        with pytest.raises(VersionNotFoundError):
+            await registry.unload("iris", f"v{i}")
+    assert registry._locks.keys() == before.keys()

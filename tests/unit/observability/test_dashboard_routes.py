@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from modelserve.api.routes.dashboard import STATS_CACHE_S, StatsCache
 from modelserve.settings import Settings
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
@@ -14,6 +15,16 @@ VIRGINICA = [7.7, 3.0, 6.1, 2.3]
 
 AppClient = Callable[..., Any]
 SettingsMaker = Callable[..., Settings]
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _iris(stats: dict[str, Any]) -> dict[str, Any]:
@@ -43,12 +54,16 @@ async def test_stats_traffic_ignores_the_dashboards_own_polling(
     app_client: AppClient, small_settings: SettingsMaker
 ) -> None:
     """Polling /stats, /metrics and probes does not count as traffic; /predict does."""
-    async with app_client(small_settings()) as client:
+    clock = Clock()
+    wrapper = app_client(small_settings())
+    wrapper.app.state.stats_cache = StatsCache(clock=clock)
+    async with wrapper as client:
         await client.get("/stats")
         await client.get("/metrics")
         await client.get("/health")
         await client.post("/predict", json={"features": SETOSA})
         await client.post("/predict", json={"features": [1.0]})  # 400
+        clock.now += STATS_CACHE_S
         traffic = (await client.get("/stats")).json()["traffic"]
 
     assert traffic["requests"] == 2
@@ -114,3 +129,26 @@ async def test_dashboard_static_assets_are_labelled_by_mount(
 
     assert 'route="/dashboard/static"' in text
     assert "dashboard.js" not in text
+
+
+async def test_stats_body_is_reused_for_one_second(
+    app_client: AppClient, small_settings: SettingsMaker
+) -> None:
+    """Within STATS_CACHE_S every /stats call gets the same body (built once); after it, a
+    fresh one that counts the predictions made meanwhile."""
+    clock = Clock()
+    wrapper = app_client(small_settings())
+    wrapper.app.state.stats_cache = StatsCache(clock=clock)
+    async with wrapper as client:
+        first = await client.get("/stats")
+        for _ in range(2):
+            await client.post("/predict", json={"features": SETOSA})
+        clock.now += STATS_CACHE_S - 0.01
+        cached = await client.get("/stats")
+        clock.now += 0.01
+        fresh = await client.get("/stats")
+
+    assert STATS_CACHE_S == 1.0
+    assert cached.content == first.content
+    assert _iris(first.json())["predictions"] == 0
+    assert _iris(fresh.json())["predictions"] == 2

@@ -4,7 +4,9 @@ Load, unload and hot-reload versions; show or change a model's routing. What eac
 does, and its audit log line, is :mod:`modelserve.inference.repository`'s; these handlers
 only convert bodies. A load or reload that fails answers 409 ``model_load_failed`` with the
 reason. These routes are not hot, so they are ordinary FastAPI routes; their paths, scope and
-docs are declared in :mod:`modelserve.api.routes.table`.
+docs are declared in :mod:`modelserve.api.routes.table`. They are declared only when auth is
+on and a key has the ``admin`` scope (:func:`~modelserve.api.auth.withheld_reason`), and the
+calls that change state take ``Content-Type: application/json`` only.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: "The API key lacks the admin scope.",
         404: "Unknown model or version (`model_not_found`, `version_not_found`).",
         409: "Refused; the detail says why. Nothing changed.",
+        415: "The request is not declared `Content-Type: application/json`.",
         422: "Invalid body (for instance negative or all-zero weights).",
     }
     return {code: {"model": ErrorBody, "description": texts[code]} for code in codes}

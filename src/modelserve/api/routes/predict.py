@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from modelserve.api.content_type import require_json
 from modelserve.api.disconnect import while_connected
 from modelserve.api.errors import from_validation_error
 from modelserve.api.ratelimit import charge_rows
@@ -100,6 +101,7 @@ def _json(content: dict[str, object], result: InferenceResult) -> Response:
 
 async def predict(request: Request) -> Response:
     """Predict one row."""
+    require_json(request.scope)
     core: InferenceCore = request.app.state.core
     body = await _body(request)
     try:
@@ -152,6 +154,7 @@ def _bound_batch(body: bytes, limit: int, width: int) -> None:
 
 async def predict_batch(request: Request) -> Response:
     """Predict many rows in one request."""
+    require_json(request.scope)
     core: InferenceCore = request.app.state.core
     settings = request.app.state.settings
     limit: int = settings.server.max_batch_rows

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.staticfiles import StaticFiles
-
 from modelserve.api import openapi
-from modelserve.api.auth import admin_served
+from modelserve.api.auth import admin_served, withheld_reason
 from modelserve.api.route_table import Access, FastAPIRoute, Operation, PlainDoc, RouteSpec
-from modelserve.api.routes import admin, dashboard, health, metrics, models, predict, v2
+from modelserve.api.routes import admin, dashboard, docs, health, metrics, models, predict, v2
 from modelserve.api.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
@@ -181,7 +179,7 @@ def declare_routes(settings: Settings) -> list[RouteSpec]:
         ),
         RouteSpec(
             path="/dashboard/static",
-            mount=StaticFiles(packages=[("modelserve", "static")]),
+            mount=dashboard.assets(),
             access=Access.METRICS,
             monitoring=True,
         ),
@@ -200,13 +198,29 @@ def declare_routes(settings: Settings) -> list[RouteSpec]:
                 response_model=ModelsResponse, summary="List model versions", tags=["models"]
             ),
         ),
+    ]
+    specs += _admin_routes(settings)
+    specs += v2.v2_routes(repository=admin_served(settings.auth))
+    if settings.server.docs_enabled:
+        specs += docs.docs_routes()
+    return specs
+
+
+def _admin_routes(settings: Settings) -> list[RouteSpec]:
+    """The admin API, declared only when some key can use it (auth on, a key with ``admin``).
+
+    Otherwise its paths are declared open and without an endpoint, so everyone gets the same
+    404 (see :func:`~modelserve.api.auth.withheld_reason`).
+    """
+    routes = [
         RouteSpec(
             path=_VERSION_ACTION + "load",
             methods=("POST",),
             endpoint=admin.load_version,
             access=Access.ADMIN,
             operation=Operation.ADMIN,
-            fastapi=_admin("Load a version", VersionActionResponse, 409),
+            json_body=True,
+            fastapi=_admin("Load a version", VersionActionResponse, 409, 415),
         ),
         RouteSpec(
             path=_VERSION_ACTION + "reload",
@@ -214,7 +228,8 @@ def declare_routes(settings: Settings) -> list[RouteSpec]:
             endpoint=admin.reload_version,
             access=Access.ADMIN,
             operation=Operation.ADMIN,
-            fastapi=_admin("Hot-reload a version", VersionActionResponse, 409),
+            json_body=True,
+            fastapi=_admin("Hot-reload a version", VersionActionResponse, 409, 415),
         ),
         RouteSpec(
             path=_VERSION_ACTION + "unload",
@@ -222,7 +237,8 @@ def declare_routes(settings: Settings) -> list[RouteSpec]:
             endpoint=admin.unload_version,
             access=Access.ADMIN,
             operation=Operation.ADMIN,
-            fastapi=_admin("Unload a version", VersionActionResponse, 409),
+            json_body=True,
+            fastapi=_admin("Unload a version", VersionActionResponse, 409, 415),
         ),
         RouteSpec(
             path=_ROUTING,
@@ -237,11 +253,10 @@ def declare_routes(settings: Settings) -> list[RouteSpec]:
             endpoint=admin.put_routing,
             access=Access.ADMIN,
             operation=Operation.ADMIN,
-            fastapi=_admin("Replace a model's routing", RoutingResponse, 409, 422),
+            json_body=True,
+            fastapi=_admin("Replace a model's routing", RoutingResponse, 409, 415, 422),
         ),
     ]
-    specs += v2.v2_routes(repository=admin_served(settings.auth))
-    # Served by FastAPI itself; declared for their access and stats treatment.
-    for path in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"):
-        specs.append(RouteSpec(path=path, access=Access.OPEN, monitoring=True))
-    return specs
+    if withheld_reason(settings.auth, "admin") is None:
+        return routes
+    return [RouteSpec(path=r.path, methods=r.methods, access=Access.OPEN) for r in routes]
