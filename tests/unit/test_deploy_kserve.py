@@ -12,7 +12,8 @@ import yaml
 
 from modelserve.app import create_app
 from modelserve.cli import serve
-from modelserve.settings import Settings, load_settings
+from modelserve.settings import Settings, load_settings, unauthenticated_exposure
+from tests.unit.test_deploy_container import example_keys, image_env, settings_from
 
 KSERVE = Path(__file__).resolve().parents[2] / "deploy" / "kserve"
 
@@ -84,3 +85,17 @@ def test_kserve_probes_and_ports_match_the_served_app(
         check = CONTAINER[probe]["httpGet"]
         assert check["path"] in paths
         assert check["port"] == port
+
+
+def test_kserve_runtime_serves_with_auth_on_and_keys_from_the_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The image turns auth on; the runtime reads the keys Secret, so the container may listen
+    on 0.0.0.0 (the --host it passes) and starts once the Secret exists."""
+    (secret,) = [s["secretRef"] for s in CONTAINER["envFrom"] if "secretRef" in s]
+    assert secret["name"] == "modelserve-api-keys"
+    env = {**image_env(), **_rendered_env(), **example_keys()}
+    settings = settings_from(env, monkeypatch)
+    settings.server.host = _flag_value("--host")
+    assert settings.auth.enabled
+    assert unauthenticated_exposure(settings) is None
