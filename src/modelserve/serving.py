@@ -22,7 +22,6 @@ import structlog
 import uvicorn
 
 from modelserve.draining import DrainingServer
-from modelserve.inference.batcher import INFERENCE_THREAD_PREFIX
 from modelserve.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -102,6 +101,11 @@ def _leave_stuck_model_calls_behind() -> None:
     still alive after a moment is in a model call: the exit handlers run (logs and spans are
     flushed) and the process leaves without it.
     """
+    # Imported here, not at the top: the batcher imports the metrics, and prometheus-client
+    # must first be imported after _run_gunicorn sets PROMETHEUS_MULTIPROC_DIR, or every
+    # worker counts in private memory and /metrics under gunicorn shows nothing.
+    from modelserve.inference.batcher import INFERENCE_THREAD_PREFIX
+
     deadline = time.monotonic() + _IDLE_THREAD_EXIT_S
     busy = []
     for thread in threading.enumerate():
