@@ -143,6 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
         RequestContextMiddleware,
         table=table,
         max_body_bytes=settings.body_limit_bytes(),
+        body_timeout_s=settings.server.body_timeout_s,
         access_log=settings.server.access_log,
         health=state,
     )

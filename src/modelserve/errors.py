@@ -16,6 +16,7 @@ The tree::
     ├── BatchTooLargeError (413 batch_too_large)
     ├── BodyTooLargeError (413 body_too_large)
     ├── UnsupportedMediaTypeError (415 unsupported_media_type)
+    ├── BodyTimeoutError (408 body_timeout)
     ├── ModelNotFoundError (404 model_not_found)
     ├── VersionNotFoundError (404 version_not_found)
     ├── VersionInUseError (409 version_in_use)
@@ -180,6 +181,21 @@ class UnsupportedMediaTypeError(ModelserveError):
     def __init__(self, got: str | None) -> None:
         shown = repr(got[:64]) if got else "none"
         super().__init__(f"this route takes Content-Type: application/json, got {shown}")
+
+
+class BodyTimeoutError(ModelserveError):
+    code = "body_timeout"
+    status_code = HTTPStatus.REQUEST_TIMEOUT
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            f"request body not received within {timeout_s:g} s (setting server.body_timeout_s)"
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        # The rest of the body may still trickle in: close instead of reading on.
+        return {"Connection": "close"}
 
 
 class ModelNotFoundError(ModelserveError):

@@ -22,6 +22,7 @@ import structlog
 import uvicorn
 
 from modelserve.draining import DrainingServer
+from modelserve.http_protocol import header_timeout_protocol
 from modelserve.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -41,7 +42,7 @@ def run(settings: Settings) -> None:
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "loop": "uvloop",
-        "http": "httptools",
+        "http": header_timeout_protocol(settings.server.header_timeout_s),
         "lifespan": "on",
         "log_config": None,
         "access_log": False,
@@ -50,6 +51,7 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         # only from rate_limit.trusted_proxies (uvicorn would trust any loopback peer).
         "proxy_headers": False,
         "timeout_graceful_shutdown": max(settings.server.grace_period_s, 0.1),
+        "limit_concurrency": settings.server.max_connections,
     }
 
 

@@ -191,6 +191,14 @@ class ServerSettings(_Section):
     by the gunicorn master with workers); unset: probes only on the main port."""
     liveness_stall_s: float = Field(30.0, gt=0)
     """Probe port: /health fails once the serving loop has not reported for this long."""
+    header_timeout_s: float = Field(10.0, gt=0)
+    """Close a connection whose request line and headers have not all arrived this long after
+    it opened (or after a kept-alive request's first byte)."""
+    body_timeout_s: float = Field(30.0, gt=0)
+    """Answer 408 `body_timeout` and close the connection when a request body has not all
+    arrived this long after its headers."""
+    max_connections: int = Field(1024, ge=1)
+    """Open connections (and requests in progress) per process; requests beyond it get 503."""
 
 
 class CacheSettings(_Section):

@@ -76,12 +76,13 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
         self.probe_listener: ProbeListener | None = None
         ModelserveWorker.CONFIG_KWARGS = {
             "loop": "uvloop",
-            "http": "httptools",
+            "http": uvicorn_options["http"],
             "lifespan": "on",
             "access_log": False,
             "server_header": False,
             "proxy_headers": uvicorn_options["proxy_headers"],
             "timeout_graceful_shutdown": uvicorn_options["timeout_graceful_shutdown"],
+            "limit_concurrency": uvicorn_options["limit_concurrency"],
         }
         super().__init__()
 

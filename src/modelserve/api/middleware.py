@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request id, body-size limit, access log, HTTP metrics, last-resort 500.
+"""Pure ASGI middleware: request id, body size and time limits, access log, HTTP metrics, 500s.
 
 Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, and the endpoint runs
 in this coroutine's context, so fields it binds with structlog reach the access line.
@@ -6,6 +6,7 @@ in this coroutine's context, so fields it binds with structlog reach the access 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import re
@@ -17,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve.api.errors import error_response
 from modelserve.api.route_table import RouteTable
-from modelserve.errors import BodyTooLargeError
+from modelserve.errors import BodyTimeoutError, BodyTooLargeError
 from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
 
@@ -46,12 +47,14 @@ class RequestContextMiddleware:
         *,
         table: RouteTable,
         max_body_bytes: int,
+        body_timeout_s: float = 30.0,
         access_log: bool = True,
         health: HealthState | None = None,
     ) -> None:
         self.app = app
         self.table = table
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self.access_log = access_log
         self.health = health
 
@@ -89,12 +92,14 @@ class RequestContextMiddleware:
                     exc.status_code, exc.code, exc.detail, request_id, exc.headers
                 )
                 await response(scope, receive, send_with_id)
+            elif declared == 0:
+                await self.app(scope, receive, send_with_id)
             elif declared is not None:
                 # The HTTP parser delivers exactly Content-Length bytes, within the limit here:
                 # only bodies without a declared length need the counting receive.
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, self._timed(receive), send_with_id)
             else:
-                await self.app(scope, self._limited(receive), send_with_id)
+                await self.app(scope, self._timed(self._limited(receive)), send_with_id)
         except Exception as exc:  # the last resort: never a traceback in a response
             log.error("request_failed", exc_info=exc)
             if not response_started:
@@ -115,6 +120,26 @@ class RequestContextMiddleware:
                     latency_ms=round(elapsed * 1000, 3),
                 )
             structlog.contextvars.clear_contextvars()
+
+    def _timed(self, receive: Receive) -> Receive:
+        """A receive that gives up on the body ``body_timeout_s`` after the request started."""
+        timeout_s = self.body_timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        body_done = False
+
+        async def receive_timed() -> Message:
+            nonlocal body_done
+            if body_done:  # later receives wait for the disconnect, which is not the body
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeoutError(timeout_s) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        return receive_timed
 
     def _limited(self, receive: Receive) -> Receive:
         """A receive that refuses bodies (chunked ones too) once they pass the limit."""
