@@ -27,6 +27,7 @@ from modelserve.api.routes.docs import OPENAPI
 from modelserve.api.routes.table import declare_routes
 from modelserve.api.v2_errors import V2ErrorBodyMiddleware
 from modelserve.cache import build_cache, key_secret
+from modelserve.errors import StartupFailedError
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.core import InferenceCore
 from modelserve.inference.registry import ModelRegistry
@@ -64,7 +65,11 @@ def create_app(settings: Settings) -> FastAPI:
             # strict: a failure propagates and the server exits non-zero. Workers share one
             # listening socket: a (re)started worker accepting before its models are loaded
             # would answer 503 to requests its loaded siblings could serve.
-            await loader
+            try:
+                await loader
+            except StartupFailedError:
+                log.debug("startup_failed", exc_info=True)  # the traceback: debug level only
+                raise
         monitor_loop = MonitorLoop(
             lambda: [v.monitor for v in registry.loaded()],
             settings.drift,
@@ -145,6 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_body_bytes=settings.body_limit_bytes(),
         body_timeout_s=settings.server.body_timeout_s,
         access_log=settings.server.access_log,
+        access_log_probes=settings.server.access_log_probes,
         health=state,
     )
     app.add_middleware(V2ErrorBodyMiddleware)  # outside them all: every /v2 refusal

@@ -8,9 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from modelserve import __version__
-from modelserve.settings import Settings, load_settings, unauthenticated_exposure
+from modelserve.inference.loader import FORMAT_BY_SUFFIX
+from modelserve.settings import (
+    Settings,
+    describe_invalid_settings,
+    load_settings,
+    unauthenticated_exposure,
+)
 
 
 def _overrides(**flags: Any) -> dict[str, Any]:
@@ -25,14 +32,56 @@ def _model_name(path: Path) -> str:
     return name or "model"
 
 
-def _settings(config: Path | None, model_path: Path | None, **flags: Any) -> Settings:
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+class ConfigurationError(click.ClickException):
+    """The configuration cannot be used: exit 2, one line per problem, no usage banner."""
+
+    exit_code = 2
+
+
+def _settings(
+    config: Path | None, model_path: Path | None, model: dict[str, Any] | None = None, **flags: Any
+) -> Settings:
     overrides = _overrides(**flags)
     if model_path is not None:
-        overrides["models"] = [{"name": _model_name(model_path), "path": model_path.resolve()}]
+        entry = {"name": _model_name(model_path), "path": model_path.resolve(), **(model or {})}
+        overrides["models"] = [entry]
     try:
         return load_settings(config, **overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_invalid_settings(exc)) from exc
     except (FileNotFoundError, ValueError) as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise ConfigurationError(str(exc)) from exc
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _zero_config_model(
+    model_path: Path, labels: str | None, feature_names: str | None, n_features: int | None
+) -> dict[str, Any]:
+    """What the flags say about a model served without a config file; refuse what cannot load."""
+    if model_path.suffix.lower() in CONFIG_SUFFIXES:
+        raise ConfigurationError(
+            f"{model_path} is a configuration file, not a model: "
+            f"did you mean `modelserve serve --config {model_path}`?"
+        )
+    names = _split(feature_names)
+    width = n_features or (len(names) if names else None)
+    if FORMAT_BY_SUFFIX.get(model_path.suffix.lower()) == "torchscript" and width is None:
+        raise ConfigurationError(
+            f"{model_path.name} is TorchScript, which does not declare its input width: "
+            "give --n-features N (or --feature-names a,b,...)"
+        )
+    entry: dict[str, Any] = {"labels": _split(labels), "feature_names": names}
+    if FORMAT_BY_SUFFIX.get(model_path.suffix.lower()) == "torchscript":
+        entry["n_features"] = width
+    elif n_features is not None:
+        entry["n_features"] = n_features
+    return {key: value for key, value in entry.items() if value is not None}
 
 
 @click.group()
@@ -58,11 +107,34 @@ def main() -> None:
     default=None,
     help="Serve beyond loopback with auth off (when something in front authenticates).",
 )
-def serve(model_path: Path | None, config: Path | None, **flags: Any) -> None:
+@click.option("--labels", default=None, help="MODEL_PATH only: class names, comma-separated.")
+@click.option("--feature-names", default=None, help="MODEL_PATH only: names, comma-separated.")
+@click.option(
+    "--n-features",
+    type=click.IntRange(min=1),
+    default=None,
+    help="MODEL_PATH only: input width (TorchScript does not declare it).",
+)
+def serve(
+    model_path: Path | None,
+    config: Path | None,
+    labels: str | None,
+    feature_names: str | None,
+    n_features: int | None,
+    **flags: Any,
+) -> None:
     """Serve MODEL_PATH, or the models of --config."""
     if model_path is None and config is None:
         raise click.UsageError("give a MODEL_PATH or --config")
-    settings = _settings(config, model_path, **flags)
+    model = None
+    if model_path is not None:
+        model = _zero_config_model(model_path, labels, feature_names, n_features)
+    elif (labels, feature_names, n_features) != (None, None, None):
+        raise click.UsageError(
+            "--labels, --feature-names and --n-features describe a MODEL_PATH; "
+            "with --config set them in the file"
+        )
+    settings = _settings(config, model_path, model, **flags)
     problem = unauthenticated_exposure(settings)
     if problem is not None:
         raise click.UsageError(problem)
@@ -76,7 +148,11 @@ def serve(model_path: Path | None, config: Path | None, **flags: Any) -> None:
 @main.command()
 @click.option("--config", "-c", type=click.Path(exists=True, path_type=Path), required=True)
 def check(config: Path) -> None:
-    """Load and warm up every configured model; print a table; exit 1 on any failure."""
+    """Load and warm up every configured model; print a table.
+
+    Exit 0 when every version loads and warms up, 1 when one does not (its row says why),
+    2 when the configuration itself is unusable (one line per problem, naming the key).
+    """
     from modelserve.inference.check import check_models
 
     settings = _settings(config, None)

@@ -35,6 +35,7 @@ The tree::
     ├── AuthLockedOutError (429 too_many_auth_failures)
     ├── RateLimitUnavailableError (503 rate_limit_unavailable)
     └── ModelLoadError (409 model_load_failed; admin load/reload only, never on predict)
+        ├── StartupFailedError (``--strict`` start-up; never sent to a client)
         ├── ChecksumMismatchError (sha256 differs from the pin)
         └── PinRequiredError (require_sha256 and a code-running format without a pin)
 
@@ -52,10 +53,18 @@ class ModelserveError(Exception):
 
     code: ClassVar[str] = "internal_error"
     status_code: ClassVar[int] = HTTPStatus.INTERNAL_SERVER_ERROR
+    model: str | None = None
+    """The model whose version answered with this error, once a version was chosen."""
+    model_version: str | None = None
+    """That version (a canary's error names the canary)."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+    def answered_by(self, model: str, version: str) -> None:
+        """Record which version raised this error, so the response can name it."""
+        self.model, self.model_version = model, version
 
     @property
     def headers(self) -> dict[str, str]:
@@ -400,6 +409,16 @@ class ModelLoadError(ModelserveError):
 
     code = "model_load_failed"
     status_code = HTTPStatus.CONFLICT
+
+
+class StartupFailedError(ModelLoadError):
+    """``--strict``: at least one version failed to load; the server exits instead of serving."""
+
+    def __init__(self, failures: list[str]) -> None:
+        super().__init__(
+            f"--strict: {len(failures)} model version(s) failed to load: " + "; ".join(failures)
+        )
+        self.failures = failures
 
 
 class ChecksumMismatchError(ModelLoadError):

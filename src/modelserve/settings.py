@@ -12,7 +12,15 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 from limits import parse_many
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -164,6 +172,8 @@ class ServerSettings(_Section):
     grpc_port: int | None = Field(None, ge=0, le=65535)
     """Serve the Open Inference Protocol over gRPC on this port too (0 picks a free one;
     unset: no gRPC)."""
+    access_log_probes: bool = True
+    """Include /health and /ready in the access log; false quiets only the probes."""
     max_body_bytes: int | None = Field(None, ge=1024)
     """Largest request body (HTTP) or message (gRPC); larger ones get 413 or
     RESOURCE_EXHAUSTED. Unset: twice what `max_batch_rows` JSON rows of the widest model take,
@@ -445,11 +455,11 @@ class Settings(BaseSettings):
                 "auth.enabled needs at least one key in auth.keys "
                 "(in the file, or as JSON in MODELSERVE_AUTH__KEYS)"
             )
-        uses_redis = self.cache.backend == "redis" or (
-            self.rate_limit.enabled and self.rate_limit.storage == "redis"
-        )
-        if uses_redis and self.redis_url is None:
-            raise ValueError("a redis backend is configured but redis_url is not set")
+        if self.redis_url is None:
+            if self.cache.backend == "redis":
+                raise ValueError("cache.backend is 'redis' but redis_url is not set")
+            if self.rate_limit.enabled and self.rate_limit.storage == "redis":
+                raise ValueError("rate_limit.storage is 'redis' but redis_url is not set")
         if self.cache.backend == "redis" and self.cache.key_secret is None:
             raise ValueError(
                 "cache.backend redis needs cache.key_secret (MODELSERVE_CACHE__KEY_SECRET), "
@@ -504,6 +514,24 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # another host name: it may resolve to any interface
+
+
+_PROBLEMS = {
+    "extra_forbidden": "unknown setting (misspelt?)",
+    "missing": "required setting is missing",
+}
+
+
+def describe_invalid_settings(exc: ValidationError) -> str:
+    """One line per problem, each naming its key (``models[0].path: ...``)."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        key = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+        ).lstrip(".")
+        message = _PROBLEMS.get(error["type"], error["msg"].removeprefix("Value error, "))
+        lines.append(f"{key}: {message}" if key else message)
+    return "invalid configuration:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:

@@ -139,22 +139,76 @@ def test_check_without_models_exits_1(runner: CliRunner, tmp_path: Path) -> None
     [
         ("models: [\n", "is not valid YAML"),
         ("- just\n- a list\n", "must hold a mapping"),
-        ("modles: []\n", "Extra inputs are not permitted"),
-        ("models:\n  - name: m\n", "path"),
+        ("modles: []\n", "  modles: unknown setting (misspelt?)\n"),
+        ("models:\n  - name: m\n", "  models[0].path: required setting is missing\n"),
+        ("cache: {backend: redis}\n", "  cache.backend is 'redis' but redis_url is not set\n"),
+        (
+            "rate_limit: {enabled: true, storage: redis}\n",
+            "  rate_limit.storage is 'redis' but redis_url is not set\n",
+        ),
+        ("server: {port: x, workers: 0}\n", "  server.workers: "),
     ],
-    ids=["yaml-syntax", "yaml-list", "misspelt-key", "missing-field"],
+    ids=[
+        "yaml-syntax",
+        "yaml-list",
+        "misspelt-key",
+        "missing-field",
+        "cache-redis",
+        "rl-redis",
+        "two",
+    ],
 )
 def test_check_broken_config_exits_2_with_clear_message(
     runner: CliRunner, tmp_path: Path, text: str, message: str
 ) -> None:
-    """An unreadable or invalid config is a usage error with the problem, not a traceback."""
+    """An unusable config exits 2 with one line per problem naming the key: no usage banner,
+    no raw pydantic text, no traceback."""
     path = tmp_path / "broken.yaml"
     path.write_text(text)
     result = runner.invoke(main, ["check", "--config", str(path)])
     assert result.exit_code == 2
     assert message in result.stderr
+    assert "Usage:" not in result.stderr
+    assert "errors.pydantic.dev" not in result.stderr
+    assert "validation error" not in result.stderr
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_check_lists_every_problem_on_its_own_line(runner: CliRunner, tmp_path: Path) -> None:
+    """Two invalid settings give two lines, each naming its key."""
+    path = tmp_path / "broken.yaml"
+    path.write_text("server: {port: x, workers: 0}\n")
+    result = runner.invoke(main, ["check", "--config", str(path)])
+    problems = [line.strip() for line in result.stderr.splitlines()[1:]]
+    assert [line.split(":")[0] for line in problems] == ["server.port", "server.workers"]
+
+
+def test_serve_a_config_file_as_model_path_asks_for_config(
+    runner: CliRunner, demo_models_dir: Path
+) -> None:
+    """`modelserve serve ok.yaml` (no --config) fails at once instead of serving YAML as a model."""
+    config = demo_models_dir / "modelserve.yaml"
+    result = runner.invoke(main, ["serve", str(config)])
+    assert result.exit_code == 2
+    assert f"did you mean `modelserve serve --config {config}`?" in result.stderr
+
+
+def test_serve_torchscript_without_width_names_the_flag(
+    runner: CliRunner, demo_models_dir: Path
+) -> None:
+    """A zero-config TorchScript file without --n-features fails at once naming the flag."""
+    result = runner.invoke(main, ["serve", str(demo_models_dir / "iris.pt")])
+    assert result.exit_code == 2
+    assert "give --n-features N" in result.stderr
+
+
+def test_serve_model_flags_refused_with_config(runner: CliRunner, demo_models_dir: Path) -> None:
+    """--labels and friends describe a MODEL_PATH; with --config they are a usage error."""
+    config = str(demo_models_dir / "modelserve.yaml")
+    result = runner.invoke(main, ["serve", "--config", config, "--labels", "a,b,c"])
+    assert result.exit_code == 2
+    assert "with --config set them in the file" in result.stderr
 
 
 def test_check_missing_config_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:

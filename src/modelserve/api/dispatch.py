@@ -14,15 +14,17 @@ lifespan) takes the ordinary FastAPI path.
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelserve.api.route_table import RouteTable
+from modelserve.errors import StartupFailedError
 
 
 class ModelserveApp(FastAPI):
@@ -56,6 +58,8 @@ class ModelserveApp(FastAPI):
                 scope["path_params"] = matched.path_params
                 await self._direct_stack(scope, receive, send)
                 return
+        if scope["type"] == "lifespan":
+            send = _short_startup_failure(send)
         await super().__call__(scope, receive, send)
 
     def _build_direct_stack(self) -> ASGIApp:
@@ -79,6 +83,24 @@ class ModelserveApp(FastAPI):
             if inspect.isawaitable(response):
                 response = await response
         await response(scope, receive, send)
+
+
+def _short_startup_failure(send: Send) -> Send:
+    """Report a ``--strict`` start-up failure as its one-line reason, not a traceback.
+
+    Starlette sends ``lifespan.startup.failed`` with ``traceback.format_exc()`` from inside its
+    ``except`` block, so the exception being handled is visible here; the server logs that
+    message, and for a model that did not load the reasons are what the operator needs (each
+    version's own ``model_load_failed`` line says more). Other failures keep the traceback.
+    """
+
+    async def send_short(message: Message) -> None:
+        failure = sys.exc_info()[1]
+        if message["type"] == "lifespan.startup.failed" and isinstance(failure, StartupFailedError):
+            message = {**message, "message": failure.detail}
+        await send(message)
+
+    return send_short
 
 
 def _handler_for(handlers: dict[Any, Any], exc: Exception) -> Any:

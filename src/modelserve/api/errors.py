@@ -40,7 +40,20 @@ def request_id_of(request: Request) -> str | None:
 
 
 def from_domain_error(exc: ModelserveError, request_id: str | None) -> Response:
-    return error_response(exc.status_code, exc.code, exc.detail, request_id, exc.headers)
+    """The error body; an error a model version raised also names it (body and header)."""
+    if exc.model_version is None:
+        return error_response(exc.status_code, exc.code, exc.detail, request_id, exc.headers)
+    body = orjson.dumps(
+        {
+            "detail": exc.detail,
+            "code": exc.code,
+            "request_id": request_id,
+            "model": exc.model,
+            "model_version": exc.model_version,
+        }
+    )
+    headers = {**exc.headers, "X-Model-Version": exc.model_version}
+    return Response(body, exc.status_code, media_type="application/json", headers=headers)
 
 
 def from_validation_error(exc: ValidationError, request_id: str | None) -> Response:
@@ -51,8 +64,72 @@ def from_validation_error(exc: ValidationError, request_id: str | None) -> Respo
         return from_domain_error(
             InvalidJSONError(f"request body is not valid JSON: {first}"), request_id
         )
-    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
-    return error_response(422, "validation_error", detail, request_id)
+    return error_response(422, "validation_error", _problems(exc), request_id)
+
+
+# The two shapes of a feature row (``list[Number] | dict[str, Number]``), as Pydantic names
+# them in an error's location, and the error that means "the row is not of this shape".
+_ROW_SHAPES = {"list[float]": "list_type", "dict[str,float]": "dict_type"}
+
+
+def _problems(exc: ValidationError) -> list[dict[str, Any]]:
+    """The 422 ``detail``: one entry per problem; for a feature row only the branch it took.
+
+    A row is a list or an object, so Pydantic reports every bad value twice, once per shape
+    ("should be a valid number" and "should be an object"). Here the shape the row was sent in
+    decides; the message names the row, the feature and the type expected.
+    """
+    problems: list[dict[str, Any]] = []
+    unshaped: dict[tuple[Any, ...], list[Any]] = {}
+    for error in exc.errors(include_url=False, include_context=False):
+        loc = tuple(error["loc"])
+        at = next((i for i, part in enumerate(loc) if str(part) in _ROW_SHAPES), None)
+        if at is None:
+            problems.append({"loc": list(loc), "msg": error["msg"], "type": error["type"]})
+            continue
+        row_loc, feature = loc[:at], loc[at + 1 :]
+        if not feature and error["type"] == _ROW_SHAPES[str(loc[at])]:
+            unshaped.setdefault(row_loc, []).append(error["input"])
+            continue
+        where = f"row {_row_number(row_loc)}, feature " + ", ".join(map(repr, feature))
+        expected = "a number" if error["type"] == "float_type" else error["msg"].lower()
+        problems.append(
+            {
+                "loc": [*row_loc, *feature],
+                "msg": f"{where}: expected {expected}, got {_json_type(error['input'])}",
+                "type": error["type"],
+            }
+        )
+    for row_loc, inputs in unshaped.items():
+        if len(inputs) == len(_ROW_SHAPES):  # neither shape: not a row at all
+            problems.append(
+                {
+                    "loc": list(row_loc),
+                    "msg": f"row {_row_number(row_loc)}: expected a list of numbers or an "
+                    f"object of feature name to number, got {_json_type(inputs[0])}",
+                    "type": "row_type",
+                }
+            )
+    return problems
+
+
+def _row_number(row_loc: tuple[Any, ...]) -> int:
+    """``("features",)`` is /predict's only row; ``("batch", 3)`` is row 3 of a batch."""
+    return row_loc[-1] if row_loc and isinstance(row_loc[-1], int) else 0
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -23,7 +23,9 @@ from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
 
 log = structlog.get_logger("modelserve.access")
-_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+REQUEST_ID_MAX_LENGTH = 128
+_REQUEST_ID_CHARACTERS = re.compile(r"[A-Za-z0-9._:-]+")
+_PROBES = frozenset({"/health", "/ready"})
 # Generated request ids: 32 hex digits like uuid4().hex, from a random per-process prefix and
 # a counter. Unique all the same, without uuid4's getrandom() system call on every request.
 _id_prefix = secrets.token_hex(10)
@@ -49,6 +51,7 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         body_timeout_s: float = 30.0,
         access_log: bool = True,
+        access_log_probes: bool = True,
         health: HealthState | None = None,
     ) -> None:
         self.app = app
@@ -56,6 +59,7 @@ class RequestContextMiddleware:
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.access_log = access_log
+        self.access_log_probes = access_log_probes
         self.health = health
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -63,10 +67,12 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = request_id_from(scope["headers"])
+        request_id, refused = request_id_and_refusal(scope["headers"])
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        if refused is not None:
+            log.warning("request_id_refused", reason=refused)
         status = 500
         response_started = False
 
@@ -111,7 +117,7 @@ class RequestContextMiddleware:
             metrics.HTTP_IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
             metrics.record_http(self.table.label(scope), scope["method"], status, elapsed)
-            if self.access_log:
+            if self.access_log and (self.access_log_probes or scope["path"] not in _PROBES):
                 log.info(
                     "request_completed",
                     method=scope["method"],
@@ -160,12 +166,29 @@ class RequestContextMiddleware:
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     """The client's valid ``X-Request-ID``, else a new id (HTTP headers or gRPC metadata)."""
+    return request_id_and_refusal(headers)[0]
+
+
+def request_id_and_refusal(headers: list[tuple[bytes, bytes]]) -> tuple[str, str | None]:
+    """The sent X-Request-ID when it is acceptable, else a generated one and why it was refused.
+
+    Accepted: 1 to 128 characters from ``A-Z a-z 0-9 . _ : -``; anything else (spaces, other
+    punctuation, longer) could forge log fields or headers downstream.
+    """
     for name, value in headers:
         if name == b"x-request-id":
             candidate: str = value.decode("latin-1")
-            if _VALID_REQUEST_ID.fullmatch(candidate):
-                return candidate
-            break
+            if len(candidate) > REQUEST_ID_MAX_LENGTH:
+                refused = f"X-Request-ID longer than {REQUEST_ID_MAX_LENGTH} characters"
+            elif not _REQUEST_ID_CHARACTERS.fullmatch(candidate):
+                refused = "X-Request-ID has characters other than A-Z a-z 0-9 . _ : -"
+            else:
+                return candidate, None
+            return _new_request_id(), f"{refused} ({len(candidate)} sent); a new id was generated"
+    return _new_request_id(), None
+
+
+def _new_request_id() -> str:
     return f"{_id_prefix}{next(_id_counter) & 0xFFFFFFFFFFFF:012x}"
 
 

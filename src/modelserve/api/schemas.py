@@ -120,6 +120,12 @@ class ErrorBody(BaseModel):
     detail: str | list[Any] = Field(description="Human-readable message, or a list of problems.")
     code: str = Field(description="Stable machine-readable error code.")
     request_id: str | None = None
+    model: str | None = Field(
+        None, description="The model whose version answered, when a version had been chosen."
+    )
+    model_version: str | None = Field(
+        None, description="That version (also in the `X-Model-Version` header)."
+    )
 
 
 _MODEL_VERSION_EXAMPLE: JsonDict = {

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from modelserve.errors import ShuttingDownError
+from modelserve.errors import ModelserveError, ShuttingDownError
 from modelserve.inference.cache import PredictionCache
+from modelserve.inference.formatting import check_top_k
 from modelserve.inference.metadata import (
     VersionMetadata,
     input_specs,
@@ -153,17 +154,21 @@ class InferenceCore:
         model: str | None = None,
         version: str | None = None,
         caller: str | None = None,
+        top_k: int | None = None,
     ) -> InferenceResult:
         """Resolve the version, build and check the batch, and compute its outputs.
 
         ``model``/``version`` default to the default model and the model's routing; ``caller``
-        makes sticky routing stick. Raises domain errors only.
+        makes sticky routing stick; a ``top_k`` the answer will be formatted with is checked
+        against the version (classifier, class count). Raises domain errors only; an error
+        raised once the version is chosen names it (``ModelserveError.answered_by``).
         """
         started = time.perf_counter()
         if not self.health.accepting:
             raise ShuttingDownError()
         with self.registry.route(model, version, caller) as entry:
             try:
+                check_top_k(entry.spec, top_k)
                 batch = entry.schema.check(decode(entry.schema))
                 if (report := entry.schema.out_of_range(batch)) is not None:
                     self._report_out_of_range(entry, report)
@@ -173,10 +178,11 @@ class InferenceCore:
                 else:
                     outputs, cache_status = await _compute_cached(self.cache, entry, batch)
             except Exception as exc:
-                metrics.record_failure(
-                    entry.name, entry.version, getattr(exc, "code", "internal_error")
-                )
-                entry.monitor.observe_failure()
+                if isinstance(exc, ModelserveError):
+                    exc.answered_by(entry.name, entry.version)
+                code: str = getattr(exc, "code", "internal_error")
+                metrics.record_failure(entry.name, entry.version, code)
+                entry.monitor.observe_failure(getattr(exc, "status_code", 500), code)
                 raise
         elapsed = time.perf_counter() - started
         labels, confidences = outputs.labels, outputs.confidences()

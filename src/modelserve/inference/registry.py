@@ -21,6 +21,7 @@ from modelserve.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
     ShuttingDownError,
+    StartupFailedError,
     VersionInUseError,
     VersionNotFoundError,
     VersionNotLoadedError,
@@ -96,6 +97,8 @@ class ModelRegistry:
         if router is None:
             entry = self.get(model, version)
         else:
+            if caller is None and router.needs_caller:
+                metrics.record_sticky_without_caller(str(model))
             entry = self.get(model, router.choose(caller))
             if not entry.ready:
                 entry = self.get(model, router.default_version)
@@ -121,14 +124,17 @@ class ModelRegistry:
     async def load_all(self, *, strict: bool) -> None:
         """Load every version in turn (off the event loop), then start its batcher.
 
-        A failure is logged and leaves that version answering 503; with ``strict`` it raises.
+        A failure is logged and leaves that version answering 503; with ``strict`` every
+        version is still tried, then one StartupFailedError lists each failure.
         """
+        failures = []
         for entry in self.versions():
             try:
                 await self.load(entry.name, entry.version)
-            except ModelLoadError:
-                if strict:
-                    raise
+            except ModelLoadError as exc:
+                failures.append(exc.detail)
+        if strict and failures:
+            raise StartupFailedError(failures)
 
     async def load(self, name: str, version: str, *, reread: bool = False) -> LoadedVersion:
         """(Re)load one version beside the current one and swap it in atomically on success.
@@ -156,6 +162,7 @@ class ModelRegistry:
         except Exception as exc:
             reason = _load_failure(exc, config)
             log.error("model_load_failed", model=name, model_version=version, reason=reason)
+            log.debug("model_load_traceback", model=name, model_version=version, exc_info=exc)
             if not current.ready:
                 current.info.status, current.info.reason = ModelStatus.FAILED, reason
                 self._publish(current)

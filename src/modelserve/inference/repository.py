@@ -19,6 +19,7 @@ import structlog
 from modelserve.errors import ModelserveError
 from modelserve.inference.registry import ModelRegistry
 from modelserve.inference.types import ModelInfo
+from modelserve.inference.version import LoadedVersion
 from modelserve.settings import RoutingConfig
 
 log = structlog.get_logger(__name__)
@@ -88,10 +89,16 @@ class ModelRepository:
         return VersionChange(loaded.info, changed=True)
 
     async def reload(self, name: str, version: str, caller: str | None = None) -> VersionChange:
-        """Re-read the version's pins and path and swap the new artifact in atomically."""
+        """Re-read the version's pins and path and swap the new artifact in atomically.
+
+        ``changed`` is false when the new artifact is the one that was serving (same bytes and
+        output settings: the same fingerprint).
+        """
         with _audit("reload", name, caller, model_version=version):
+            before = self._registry.get(name, version)
             loaded = await self._registry.load(name, version, reread=True)
-        return VersionChange(loaded.info, changed=True)
+        unchanged = isinstance(before, LoadedVersion) and before.fingerprint == loaded.fingerprint
+        return VersionChange(loaded.info, changed=not unchanged)
 
     async def unload(self, name: str, version: str, caller: str | None = None) -> VersionChange:
         """Stop serving a version once its requests in flight finish (refused while routed)."""

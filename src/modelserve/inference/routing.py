@@ -41,6 +41,11 @@ class VersionRouter:
     def shadow(self) -> str | None:
         return self.config.shadow
 
+    @property
+    def needs_caller(self) -> bool:
+        """Sticky and split: without a caller a request is routed at random."""
+        return self.config.sticky and bool(self._versions)
+
     def choose(self, caller: str | None) -> str:
         """A version by weight; with ``sticky`` the same caller always lands on the same one."""
         if not self._versions:

@@ -16,9 +16,10 @@ from types import TracebackType
 
 import numpy as np
 
-from modelserve.errors import ModelLoadError
+from modelserve.errors import InvalidInputError, ModelLoadError
 from modelserve.inference.batcher import DynamicBatcher
 from modelserve.inference.cache import artifact_fingerprint
+from modelserve.inference.formatting import check_top_k
 from modelserve.inference.loader import declared_width, detect_format, load_runtime
 from modelserve.inference.postprocess import Postprocessor
 from modelserve.inference.preprocess import FeatureSchema, integer_columns
@@ -217,6 +218,10 @@ def build_version(config: ModelConfig, *, require_sha256: bool) -> PreparedVersi
     )
     warmup_s = time.perf_counter() - started
     spec = _output_spec(outputs, postprocessor, config.top_k)
+    try:
+        check_top_k(spec, config.top_k)
+    except InvalidInputError as exc:
+        raise ModelLoadError(f"top_k: {exc.detail}") from exc
     info.status = ModelStatus.READY
     info.task = "classifier" if spec.is_classifier else "regressor"
     info.n_features, info.feature_names, info.labels = n_features, names, labels

@@ -152,6 +152,11 @@ CACHE_REJECTED = Counter(
     _MODEL,
 )
 RATE_LIMITED = Counter("modelserve_rate_limited_total", "Requests refused with 429.", ("route",))
+STICKY_WITHOUT_CALLER = Counter(
+    "modelserve_sticky_without_caller_total",
+    "Sticky canary requests naming no caller (no API key or X-Client-ID): routed at random.",
+    ("model",),
+)
 SHADOW = Counter(
     "modelserve_shadow_comparisons_total",
     "Rows mirrored to a shadow version, by result: agree, disagree, error or dropped.",
@@ -246,6 +251,10 @@ def record_failure(model: str, version: str, code: str) -> None:
         SHED.labels(model, version).inc()
     elif code in ("queue_timeout", "inference_timeout"):
         TIMEOUTS.labels(model, version, code.removesuffix("_timeout")).inc()
+
+
+def record_sticky_without_caller(model: str) -> None:
+    STICKY_WITHOUT_CALLER.labels(model).inc()
 
 
 def record_busy() -> None:

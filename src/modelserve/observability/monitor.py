@@ -65,9 +65,9 @@ class VersionMonitor:
         else:
             self.drift.add(matrix)
 
-    def observe_failure(self) -> None:
+    def observe_failure(self, status: int, code: str) -> None:
         """One request that failed after routing (its error code is counted by metrics)."""
-        self.latency.add_error()
+        self.latency.add_error(status, code)
 
     def refresh(self) -> DriftReport:
         """Compute the drift figures, publish them as gauges, warn when a PSI crosses over."""
@@ -116,6 +116,9 @@ class VersionMonitor:
                 count=summary.count,
                 errors=summary.errors,
                 error_rate=round(summary.error_rate, 6),
+                client_errors=summary.client_errors,
+                client_error_rate=round(summary.client_error_rate, 6),
+                shed=summary.shed,
                 p50_ms=summary.p50_ms,
                 p95_ms=summary.p95_ms,
                 p99_ms=summary.p99_ms,

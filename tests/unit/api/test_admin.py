@@ -152,6 +152,18 @@ async def test_reload_serves_the_new_artifact(
     assert (before, after) == ("setosa", "versicolor")
 
 
+async def test_reload_reports_whether_the_artifact_changed(
+    serve: Callable[..., Any], tmp_path: Path, estimators: dict[str, Any]
+) -> None:
+    """Reloading the unchanged file says changed false; after the file changes, true."""
+    async with serve() as client:
+        unchanged = await client.post("/admin/models/iris/versions/1/reload")
+        joblib.dump(estimators["shifted"], tmp_path / "v1.joblib")
+        replaced = await client.post("/admin/models/iris/versions/1/reload")
+    assert (unchanged.status_code, unchanged.json()["changed"]) == (200, False)
+    assert (replaced.status_code, replaced.json()["changed"]) == (200, True)
+
+
 async def test_reload_of_a_corrupt_artifact_keeps_the_old_one_serving(
     serve: Callable[..., Any], tmp_path: Path
 ) -> None:

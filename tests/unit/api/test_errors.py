@@ -47,7 +47,11 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"
     body: dict[str, Any] = response.json()
-    assert set(body) == {"detail", "code", "request_id"}
+    named = {"model", "model_version"} & set(body)
+    assert set(body) - named == {"detail", "code", "request_id"}
+    if named:  # raised once a version was chosen: it is named like a success names it
+        assert named == {"model", "model_version"}
+        assert body["model_version"] == response.headers["x-model-version"]
     assert body["code"] == code
     assert body["request_id"] == response.headers["x-request-id"]
     return body
@@ -71,6 +75,45 @@ async def test_predict_wrong_json_shape_is_422(client: httpx.AsyncClient, payloa
     body = assert_error(await client.post("/predict", json=payload), 422, "validation_error")
     assert isinstance(body["detail"], list)
     assert all({"loc", "msg", "type"} <= set(item) for item in body["detail"])
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "loc", "message"),
+    [
+        (
+            "/predict",
+            {"features": [5.1, "x", 1.4, 0.2]},
+            ["features", 1],
+            "row 0, feature 1: expected a number, got the string 'x'",
+        ),
+        (
+            "/predict",
+            {"features": {**dict(zip(FEATURES, SETOSA, strict=True)), "petal_width": None}},
+            ["features", "petal_width"],
+            "row 0, feature 'petal_width': expected a number, got null",
+        ),
+        (
+            "/predict-batch",
+            {"batch": [SETOSA, [5.1, 3.5, True, 0.2]]},
+            ["batch", 1, 2],
+            "row 1, feature 2: expected a number, got the boolean true",
+        ),
+        (
+            "/predict",
+            {"features": "5.1"},
+            ["features"],
+            "row 0: expected a list of numbers or an object of feature name to number, "
+            "got the string '5.1'",
+        ),
+    ],
+    ids=["positional", "named", "batch-row", "not-a-row"],
+)
+async def test_predict_non_numeric_feature_is_one_clear_problem(
+    client: httpx.AsyncClient, path: str, payload: Any, loc: list[Any], message: str
+) -> None:
+    """A bad value is one 422 problem naming row, feature and expected type (not one per shape)."""
+    body = assert_error(await client.post(path, json=payload), 422, "validation_error")
+    assert body["detail"] == [{"loc": loc, "msg": message, "type": body["detail"][0]["type"]}]
 
 
 @pytest.mark.parametrize(

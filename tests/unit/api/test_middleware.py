@@ -86,6 +86,32 @@ async def test_request_id_unsafe_value_is_replaced(client: httpx.AsyncClient, un
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
 
 
+@pytest.mark.parametrize(
+    ("sent", "reason"),
+    [("has space", "characters other than"), ("x" * 129, "longer than 128 characters")],
+    ids=["space", "too-long"],
+)
+async def test_request_id_refusal_is_logged_with_the_reason(
+    client: httpx.AsyncClient, logs: LogCapture, sent: str, reason: str
+) -> None:
+    """A refused X-Request-ID is answered with a generated id and one warning saying why."""
+    response = await client.get("/health", headers={"X-Request-ID": sent})
+    (line,) = lines(logs, "request_id_refused")
+    assert line["request_id"] == response.headers["x-request-id"]
+    assert reason in line["reason"]
+    assert line["log_level"] == "warning"
+
+
+async def test_request_id_of_128_allowed_characters_is_kept(
+    client: httpx.AsyncClient, logs: LogCapture
+) -> None:
+    """The documented form, 1 to 128 of A-Z a-z 0-9 . _ : -, is echoed and nothing is logged."""
+    sent = ("Az09._:-" * 16)[:128]
+    response = await client.get("/health", headers={"X-Request-ID": sent})
+    assert response.headers["x-request-id"] == sent
+    assert lines(logs, "request_id_refused") == []
+
+
 async def test_request_id_on_error_bodies(client: httpx.AsyncClient) -> None:
     """Error bodies carry the request id too."""
     response = await client.post(
@@ -204,6 +230,18 @@ async def test_access_log_can_be_turned_off(
     async with app_client(settings) as http:
         await http.get("/health")
     assert lines(logs, "request_completed") == []
+
+
+async def test_access_log_probes_can_be_quieted_alone(
+    app_client: Callable[..., Any], settings: Settings, logs: LogCapture
+) -> None:
+    """server.access_log_probes false drops /health and /ready lines, keeps the others."""
+    settings.server.access_log_probes = False
+    async with app_client(settings) as http:
+        await http.get("/health")
+        await http.get("/ready")
+        await http.post("/predict", json={"features": SETOSA})
+    assert [line["path"] for line in lines(logs, "request_completed")] == ["/predict"]
 
 
 async def test_request_context_does_not_leak_between_requests(client: httpx.AsyncClient) -> None:

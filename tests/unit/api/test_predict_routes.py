@@ -135,6 +135,20 @@ async def test_predict_invalid_top_k_is_400(client: httpx.AsyncClient, top_k: st
     assert top_k in response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [({"top_k": "4"}, "at most 3"), ({"top_k": "1", "model": "sum"}, "regressor")],
+    ids=["above-class-count", "regressor"],
+)
+async def test_predict_out_of_range_top_k_is_400(
+    client: httpx.AsyncClient, params: dict[str, str], expected: str
+) -> None:
+    """top_k above the class count, or on a regressor, is a 400 saying why (not ignored)."""
+    response = await client.post("/predict", json={"features": SETOSA}, params=params)
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_input")
+    assert expected in response.json()["detail"]
+
+
 async def test_predict_regressor_answers_a_number(client: httpx.AsyncClient) -> None:
     """A regressor answers its (rounded) number with no confidence or probabilities."""
     response = await client.post(

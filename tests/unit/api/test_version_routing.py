@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from modelserve.settings import Settings, load_settings
 from tests import iris_versions as iv
@@ -144,3 +145,36 @@ async def test_unknown_version_in_the_header_is_404(
             "/predict", json={"features": iv.SETOSA_ROW}, headers={"X-Model-Version": "3.0"}
         )
     assert (response.status_code, response.json()["code"]) == (404, "version_not_found")
+
+
+async def test_error_from_a_routed_version_names_that_version(
+    app_client: Any, canary_settings: Callable[..., Settings]
+) -> None:
+    """A 400 answered by the canary carries its version in the body and X-Model-Version."""
+    answers: dict[str, tuple[str | None, str | None]] = {}
+    async with app_client(canary_settings(cache={"backend": "none"})) as client:
+        for name in CALLERS:
+            response = await client.post(
+                "/predict", json={"features": [1.0, 2.0]}, headers={"X-Client-ID": name}
+            )
+            assert (response.status_code, response.json()["code"]) == (400, "wrong_feature_count")
+            body = response.json()
+            assert body["model"] == "iris"
+            answers[name] = (body["model_version"], response.headers.get("x-model-version"))
+    assert {version for version, _ in answers.values()} == {"1.0", "2.0"}
+    assert all(version == header for version, header in answers.values())
+
+
+async def test_sticky_request_without_caller_is_counted(
+    app_client: Any, canary_settings: Callable[..., Settings]
+) -> None:
+    """A sticky canary request with no key and no X-Client-ID counts as routed at random."""
+    name = "modelserve_sticky_without_caller_total"
+    before = REGISTRY.get_sample_value(name, {"model": "iris"}) or 0.0
+    async with app_client(canary_settings(cache={"backend": "none"})) as client:
+        for _ in range(3):
+            await client.post("/predict", json={"features": iv.SETOSA_ROW})
+        await client.post(
+            "/predict", json={"features": iv.SETOSA_ROW}, headers={"X-Client-ID": "team-0"}
+        )
+    assert REGISTRY.get_sample_value(name, {"model": "iris"}) == before + 3

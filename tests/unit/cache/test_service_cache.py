@@ -97,6 +97,32 @@ async def test_service_cache_serves_another_top_k_from_the_same_entry(
     assert response.json()["probabilities"] == {"setosa": full.json()["probabilities"]["setosa"]}
 
 
+async def test_service_cache_explicit_top_k_equal_to_the_default_is_a_hit(
+    app_client: Callable[..., Any], iris_settings: Callable[..., Settings]
+) -> None:
+    """?top_k= that asks what the request without it gets shares its cache entry."""
+    async with app_client(iris_settings()) as client:
+        await client.post("/predict", json={"features": SETOSA})
+        response = await client.post("/predict?top_k=3", json={"features": SETOSA})
+    assert response.headers["x-cache"] == "HIT"
+
+
+@pytest.mark.redis
+async def test_service_cache_configured_top_k_is_part_of_the_key(
+    app_client: Callable[..., Any], iris_settings: Callable[..., Settings], redis_url: str
+) -> None:
+    """Two deployments sharing Redis, one with top_k 1 configured, never swap answers."""
+    truncated = iris_settings(cache={"backend": "redis"}, redis_url=redis_url)
+    truncated.models[0].top_k = 1
+    async with app_client(truncated) as client:
+        first = await client.post("/predict", json={"features": SETOSA})
+    full = iris_settings(cache={"backend": "redis"}, redis_url=redis_url)
+    async with app_client(full) as client:
+        second = await client.post("/predict", json={"features": SETOSA})
+    assert list(first.json()["probabilities"]) == ["setosa"]
+    assert (second.headers["x-cache"], len(second.json()["probabilities"])) == ("MISS", 3)
+
+
 async def test_service_cache_disabled_sends_no_header(
     app_client: Callable[..., Any], iris_settings: Callable[..., Settings]
 ) -> None:

@@ -70,3 +70,20 @@ def test_latency_window_empty_period_has_no_percentiles() -> None:
     summary = window.take()
 
     assert (summary.count, summary.p50_ms, summary.p99_ms) == (1, None, None)
+
+
+def test_latency_window_splits_failures_as_stats_does() -> None:
+    """4xx count as client errors and shedding apart; only server errors make the error rate."""
+    window = LatencyWindow(capacity=100)
+    for _ in range(6):
+        window.add(0.001)
+    window.add_error(400, "wrong_feature_count")
+    window.add_error(422, "empty_batch")
+    window.add_error(503, "overloaded")
+    window.add_error(500, "prediction_failed")
+
+    summary = window.take()
+
+    assert (summary.count, summary.errors, summary.client_errors, summary.shed) == (10, 1, 2, 1)
+    assert summary.error_rate == pytest.approx(0.1)
+    assert summary.client_error_rate == pytest.approx(0.2)

@@ -80,7 +80,8 @@ async def reload_version(
     using it have finished; the call answers after that. The sha256 pins are re-read from the
     configuration file first, so a pinned artifact is replaced by editing its pin and then
     reloading; a file that does not match its pin is refused. On any failure (409
-    `model_load_failed`, with the reason) the old artifact keeps serving."""
+    `model_load_failed`, with the reason) the old artifact keeps serving. `changed` is false
+    when the reloaded artifact (and its output settings) are the ones that were serving."""
     change = await core.repository.reload(name, version, _caller(request))
     return _version_response(change, "reload")
 

@@ -117,6 +117,7 @@ async def predict(request: Request) -> Response:
             model=model,
             version=version,
             caller=_caller(request),
+            top_k=top_k,
         ),
     )
     answer = format_predictions(result.outputs, result.spec, top_k)[0]
@@ -178,6 +179,7 @@ async def predict_batch(request: Request) -> Response:
             model=model,
             version=version,
             caller=_caller(request),
+            top_k=top_k,
         ),
     )
     answers = format_predictions(result.outputs, result.spec, top_k)
