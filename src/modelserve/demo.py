@@ -3,7 +3,10 @@
 Writes, into one folder: ``iris.joblib`` (StandardScaler + LogisticRegression), the same
 pipeline as ``iris.onnx`` and ``iris.skops``, ``iris.pt`` (a small TorchScript classifier,
 when torch is installed), ``iris.profile.json`` (their reference profile for drift signals),
-and ``modelserve.yaml`` serving them all with sha256 pins (and ``require_sha256`` on).
+and ``modelserve.yaml`` serving them all with sha256 pins (and ``require_sha256`` on). For the
+README's canary example it also writes ``iris-v2.onnx`` (a second, more regularised iris
+classifier) and ``canary.yaml``, serving ``iris.joblib`` as version 1 and ``iris-v2.onnx`` as
+version 2 — both with their labels and feature names — with a sticky 90/10 split.
 """
 
 from __future__ import annotations
@@ -31,16 +34,24 @@ SEED = 42
 PROFILE_FILE = "iris.profile.json"
 FORMATS_CONFIG = "formats.yaml"
 """Serves the demo models of the optional formats (XGBoost, LightGBM, CatBoost, MLflow)."""
+CANARY_FILE = "canary.yaml"
+V2_FILE = "iris-v2.onnx"
 
 
-def build_pipeline() -> tuple[Pipeline, npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """The demo classifier, fitted on iris with a fixed seed, with its training data."""
+def build_pipeline(
+    regularisation: float = 1.0,
+) -> tuple[Pipeline, npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """The demo classifier, fitted on iris with a fixed seed, with its training data.
+
+    ``regularisation`` is LogisticRegression's ``C``; version 2 of the canary uses a smaller
+    one, so the two versions mostly agree and sometimes do not (as real versions do).
+    """
     data = load_iris()
     x, y = data.data.astype(np.float64), data.target
     model = Pipeline(
         [
             ("scale", StandardScaler()),
-            ("classify", LogisticRegression(max_iter=500, random_state=SEED)),
+            ("classify", LogisticRegression(C=regularisation, max_iter=500, random_state=SEED)),
         ]
     )
     model.fit(x, y)
@@ -95,6 +106,7 @@ def build_demo(out: Path) -> list[str]:
     config = {"require_sha256": True, "default_model": "iris", "models": entries}
     (out / "modelserve.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     messages.append(f"wrote {out / 'modelserve.yaml'}")
+    messages.extend(_write_canary(out, entries[0], ranges))
 
     # Served by their own config, so the quick start loads no optional library.
     written, skipped = write_optional_formats(x, y, model, out)
@@ -107,6 +119,43 @@ def build_demo(out: Path) -> list[str]:
         (out / FORMATS_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
         messages.append(f"wrote {out / FORMATS_CONFIG}")
     return messages
+
+
+def _write_canary(
+    out: Path, first: dict[str, Any], ranges: dict[str, tuple[float, float]]
+) -> list[str]:
+    """``iris-v2.onnx`` and ``canary.yaml``: the README's two-version canary example."""
+    second, _, _ = build_pipeline(regularisation=0.05)
+    skipped = _write_onnx(second, out / V2_FILE)
+    if skipped:
+        return [skipped[0].replace("iris.onnx", f"{V2_FILE} and {CANARY_FILE}")]
+    version_1 = {
+        "name": "iris",
+        "version": "1",
+        "path": first["path"],
+        "sha256": first["sha256"],
+        "labels": list(LABELS),
+        "feature_names": list(FEATURES),
+        "feature_ranges": {k: list(v) for k, v in ranges.items()},
+        "default": True,
+        "batching": {"max_batch_size": 64, "max_delay_ms": 2, "max_queue_rows": 2048},
+    }
+    version_2 = {
+        "name": "iris",
+        "version": "2",
+        "path": V2_FILE,
+        "sha256": file_sha256(out / V2_FILE),
+        "labels": list(LABELS),
+        "feature_names": list(FEATURES),
+    }
+    config = {
+        "require_sha256": True,
+        "default_model": "iris",
+        "models": [version_1, version_2],
+        "routing": {"iris": {"weights": {"1": 90, "2": 10}, "sticky": True}},
+    }
+    (out / CANARY_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+    return [f"wrote {out / V2_FILE}", f"wrote {out / CANARY_FILE}"]
 
 
 def _write_profile(model: Pipeline, x: npt.NDArray[np.float64], path: Path) -> str:

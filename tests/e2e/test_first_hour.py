@@ -59,3 +59,22 @@ def test_strict_failure_is_one_line_per_model_without_traceback(
     summaries = [line for line in server.log_lines() if "--strict" in str(line)]
     assert len(summaries) == 1, summaries
     assert "2 model version(s) failed to load" in str(summaries[0])
+
+
+def test_demo_canary_config_answers_labels_from_both_versions(
+    serve_modelserve: Callable[..., RunningServer], demo_models_dir: Path
+) -> None:
+    """The README's canary (demo canary.yaml): 300 sticky callers, named features, real labels."""
+    server = serve_modelserve(demo_models_dir / "canary.yaml")
+    named = dict(zip(FEATURES, SETOSA, strict=True))
+    seen: dict[str, set[str]] = {}
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        for caller in range(300):
+            response = client.post(
+                "/predict", json={"features": named}, headers={"X-Client-ID": f"caller-{caller}"}
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            seen.setdefault(body["model_version"], set()).add(body["prediction"])
+    assert set(seen) == {"1", "2"}
+    assert set().union(*seen.values()) == {"setosa"}

@@ -19,6 +19,8 @@ DEMO_MODELS = ["iris.joblib", "iris.onnx", "iris.skops", "iris.pt"]
 FORMAT_MODELS = ["iris-xgboost.json", "iris-lightgbm.txt", "iris-catboost.cbm", "iris-mlflow"]
 """One model per optional format (all installed here); ``iris-mlflow`` is a directory."""
 DEMO_FILES = [*DEMO_MODELS, "modelserve.yaml", *FORMAT_MODELS, "formats.yaml"]
+CANARY_FILES = ["iris-v2.onnx", "canary.yaml"]
+"""The README's canary example, written beside the demo config."""
 
 
 @pytest.fixture
@@ -247,7 +249,7 @@ def test_demo_writes_every_artifact_and_config(demo_run: tuple[Path, str]) -> No
     """demo --out writes one model per installed format and the config, and says so for each."""
     out, output = demo_run
     written = [line.removeprefix("wrote ") for line in output.splitlines()]
-    for name in DEMO_FILES:
+    for name in DEMO_FILES + CANARY_FILES:
         assert (out / name).is_dir() if name == "iris-mlflow" else (out / name).is_file()
         assert str(out / name) in written
 

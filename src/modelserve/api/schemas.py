@@ -229,14 +229,27 @@ class RoutingRequest(RoutingConfig):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"default": "1.0", "weights": {"1.0": 90, "2.0": 10}, "sticky": True},
-                {"default": "1.0", "shadow": "2.0"},
+                {"default": "1", "weights": {"1": 90, "2": 10}, "sticky": True},
+                {"default": "1", "shadow": "2"},
             ]
         }
     )
 
     default: str | None = None
     """Version answering requests that name none when no weights are set (and the fallback)."""
+
+
+class RoutingPatch(RoutingRequest):
+    """Part of a model's routing: only the fields sent change, the others keep their values.
+
+    `{"weights": null}` rolls a canary back and leaves `sticky` and `shadow` as they are.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"weights": None}, {"weights": {"1": 50, "2": 50}}, {"shadow": None}]
+        }
+    )
 
 
 class RoutingResponse(BaseModel):

@@ -248,8 +248,9 @@ async def test_reload_lets_requests_in_flight_finish_on_the_old_artifact(
         ("POST", "/admin/models/iris/versions/9/unload", "version_not_found"),
         ("GET", "/admin/models/nope/routing", "model_not_found"),
         ("PUT", "/admin/models/nope/routing", "model_not_found"),
+        ("PATCH", "/admin/models/nope/routing", "model_not_found"),
     ],
-    ids=["load-model", "reload-version", "unload-version", "get-routing", "put-routing"],
+    ids=["load-model", "reload-version", "unload-version", "get-routing", "put-routing", "patch"],
 )
 async def test_admin_unknown_model_or_version_is_404(
     serve: Callable[..., Any], method: str, path: str, code: str
@@ -258,6 +259,30 @@ async def test_admin_unknown_model_or_version_is_404(
     async with serve() as client:
         response = await client.request(method, path, json=None if method == "GET" else {})
     assert (response.status_code, response.json()["code"]) == (404, code)
+
+
+async def test_patch_routing_changes_only_the_fields_sent(serve: Callable[..., Any]) -> None:
+    """PATCH {"weights": null} rolls a sticky canary back and keeps sticky and shadow."""
+    async with serve() as client:
+        await client.put(
+            "/admin/models/iris/routing",
+            json={"weights": {"1": 90, "2": 10}, "sticky": True, "shadow": "2"},
+        )
+        response = await client.patch("/admin/models/iris/routing", json={"weights": None})
+    body = response.json()
+    assert response.status_code == 200
+    assert (body["weights"], body["sticky"], body["shadow"]) == (None, True, "2")
+    assert body["traffic_percent"] == {"1": 100.0}
+
+
+async def test_put_routing_replaces_every_field(serve: Callable[..., Any]) -> None:
+    """PUT is a full replacement: a field left out goes back to its default."""
+    async with serve() as client:
+        await client.put(
+            "/admin/models/iris/routing", json={"weights": {"1": 90, "2": 10}, "sticky": True}
+        )
+        response = await client.put("/admin/models/iris/routing", json={"weights": None})
+    assert (response.json()["weights"], response.json()["sticky"]) == (None, False)
 
 
 async def test_put_routing_weights_show_in_models(serve: Callable[..., Any]) -> None:
@@ -349,8 +374,9 @@ async def test_put_routing_to_an_unloaded_version_is_409(serve: Callable[..., An
         ("POST", "/admin/models/iris/versions/2/unload"),
         ("GET", "/admin/models/iris/routing"),
         ("PUT", "/admin/models/iris/routing"),
+        ("PATCH", "/admin/models/iris/routing"),
     ],
-    ids=["load", "reload", "unload", "get-routing", "put-routing"],
+    ids=["load", "reload", "unload", "get-routing", "put-routing", "patch-routing"],
 )
 async def test_admin_routes_need_the_admin_scope(
     app_client: Any,
@@ -407,4 +433,5 @@ async def test_admin_routes_are_documented(serve: Callable[..., Any]) -> None:
         (f"{prefix}/versions/{{version}}/unload", "post"),
         (f"{prefix}/routing", "get"),
         (f"{prefix}/routing", "put"),
+        (f"{prefix}/routing", "patch"),
     } <= documented

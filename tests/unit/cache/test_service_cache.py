@@ -112,14 +112,17 @@ async def test_service_cache_configured_top_k_is_part_of_the_key(
     app_client: Callable[..., Any], iris_settings: Callable[..., Settings], redis_url: str
 ) -> None:
     """Two deployments sharing Redis, one with top_k 1 configured, never swap answers."""
-    truncated = iris_settings(cache={"backend": "redis"}, redis_url=redis_url)
+    cache = {"backend": "redis", "redis_timeout_ms": 10_000}  # a slow reply is not a miss
+    truncated = iris_settings(cache=cache, redis_url=redis_url)
     truncated.models[0].top_k = 1
     async with app_client(truncated) as client:
         first = await client.post("/predict", json={"features": SETOSA})
-    full = iris_settings(cache={"backend": "redis"}, redis_url=redis_url)
+        repeat = await client.post("/predict", json={"features": SETOSA})
+    full = iris_settings(cache=cache, redis_url=redis_url)
     async with app_client(full) as client:
         second = await client.post("/predict", json={"features": SETOSA})
     assert list(first.json()["probabilities"]) == ["setosa"]
+    assert repeat.headers["x-cache"] == "HIT"  # the entry is in the shared Redis
     assert (second.headers["x-cache"], len(second.json()["probabilities"])) == ("MISS", 3)
 
 

@@ -18,6 +18,7 @@ from fastapi import Request
 from modelserve.api.deps import CoreDep
 from modelserve.api.schemas import (
     ErrorBody,
+    RoutingPatch,
     RoutingRequest,
     RoutingResponse,
     VersionActionResponse,
@@ -106,9 +107,24 @@ async def put_routing(
 ) -> RoutingResponse:
     """Replace the routing of a model at once (one assignment: each request sees the old or
     the new routing). Every version the body names must exist (404 `version_not_found`) and
-    be serving (409 `version_not_loaded`). Roll a canary back with `{"default": "1.0"}`."""
+    be serving (409 `version_not_loaded`). Fields left out take their defaults (`sticky`
+    false, no shadow): to change some fields and keep the rest, use PATCH."""
     config = RoutingConfig.model_validate(body.model_dump(exclude={"default"}))
     state = core.repository.set_routing(name, config, body.default, _caller(request))
+    return _routing_response(state)
+
+
+async def patch_routing(
+    name: str, body: RoutingPatch, request: Request, core: CoreDep
+) -> RoutingResponse:
+    """Merge the fields sent into the current routing and apply the result at once (as PUT
+    does). Fields not sent keep their current values: `{"weights": null}` rolls a canary back
+    and leaves `sticky` and `shadow` as they were."""
+    changes = body.model_dump(exclude_unset=True)
+    default = changes.pop("default", None)
+    current = core.repository.routing(name).config.model_dump()  # 404 for an unknown model
+    config = RoutingConfig.model_validate({**current, **changes})
+    state = core.repository.set_routing(name, config, default, _caller(request))
     return _routing_response(state)
 
 

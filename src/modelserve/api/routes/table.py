@@ -256,6 +256,14 @@ def _admin_routes(settings: Settings) -> list[RouteSpec]:
             json_body=True,
             fastapi=_admin("Replace a model's routing", RoutingResponse, 409, 415, 422),
         ),
+        RouteSpec(
+            path=_ROUTING,
+            methods=("PATCH",),
+            endpoint=admin.patch_routing,
+            access=Access.ADMIN,
+            operation=Operation.ADMIN,
+            fastapi=_admin("Change part of a model's routing", RoutingResponse, 409, 422),
+        ),
     ]
     if withheld_reason(settings.auth, "admin") is None:
         return routes

@@ -1,0 +1,95 @@
+"""Every README console block marked ``run against SERVER`` runs against a real server.
+
+Servers are started from a copy of the demo folder (what ``make serve`` builds), one per kind,
+shared by the module. To add a kind (another config, or keys): add an entry to ``SERVERS``.
+Commands get ``$API_KEY`` (predict scope) and ``$ADMIN_KEY`` (predict and admin) in their
+environment; servers "with auth" accept exactly those keys.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import RunningServer
+from tests.readme_examples import Example, check_output, console_commands, readme_examples
+
+pytestmark = pytest.mark.e2e
+
+API_KEY = "readme-predict-key"
+ADMIN_KEY = "readme-admin-key"
+AUTH: dict[str, Any] = {
+    "enabled": True,
+    "keys": [
+        {"name": "readme-client", "key": API_KEY, "scopes": ["predict"]},
+        {"name": "readme-ops", "key": ADMIN_KEY, "scopes": ["predict", "admin"]},
+    ],
+}
+SERVERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "modelserve.yaml": ("modelserve.yaml", {}),
+    "canary.yaml": ("canary.yaml", {}),
+    "canary.yaml with auth": ("canary.yaml", {"auth": AUTH}),
+}
+"""Server kind named in a marker → (demo config it starts from, settings laid over it)."""
+RUN_EXAMPLES = [
+    e for e in readme_examples() if (m := e.parsed_marker()) is not None and m["server"]
+]
+
+
+@pytest.fixture(scope="module")
+def readme_server(
+    serve_modelserve_module: Callable[..., RunningServer],
+    demo_models_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], RunningServer]:
+    """``readme_server(kind)``: the module's server of that kind, started on first use."""
+    folder = Path(shutil.copytree(demo_models_dir, tmp_path_factory.mktemp("readme") / "models"))
+    started: dict[str, RunningServer] = {}
+
+    def get(kind: str) -> RunningServer:
+        if kind not in started:
+            base, extra = SERVERS[kind]
+            config = yaml.safe_load((folder / base).read_text())
+            path = folder / f"readme-{len(started)}.yaml"
+            path.write_text(yaml.safe_dump({**config, **extra}))
+            started[kind] = serve_modelserve_module(path)
+        return started[kind]
+
+    return get
+
+
+def test_readme_run_examples_name_known_servers() -> None:
+    """Every `run against` marker names a server this module knows how to start."""
+    kinds = {m["server"] for e in RUN_EXAMPLES if (m := e.parsed_marker()) is not None}
+    assert kinds <= set(SERVERS), kinds - set(SERVERS)
+    assert RUN_EXAMPLES
+
+
+@pytest.mark.parametrize("example", RUN_EXAMPLES, ids=lambda e: e.id)
+def test_readme_console_example_runs(
+    example: Example, readme_server: Callable[[str], RunningServer]
+) -> None:
+    """Each `$ curl` line succeeds against the server, and answers what the README shows."""
+    marker = example.parsed_marker()
+    assert marker is not None
+    server = readme_server(marker["server"])
+    commands = console_commands(example.text)
+    assert commands
+    env = {"PATH": os.environ["PATH"], "API_KEY": API_KEY, "ADMIN_KEY": ADMIN_KEY}
+    for command in commands:
+        assert command.command.startswith("curl "), command.command
+        line = command.command.replace("localhost:8000", f"127.0.0.1:{server.port}")
+        line = "curl -sS --fail-with-body --max-time 30 " + line.removeprefix("curl ")
+        done = subprocess.run(
+            ["bash", "-c", line], capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+        assert done.returncode == 0, f"{command.command}\n{done.stdout}\n{done.stderr}"
+        if command.output.strip():
+            assert check_output(command.output, done.stdout) == [], done.stdout
