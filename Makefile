@@ -51,8 +51,18 @@ fmt: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks.run $(if $(PEERS),--peers,) $(BENCH_ARGS)
 
-loadtest: $(VENV)/.dev
-	$(VENV)/bin/locust -f benchmarks/locustfile.py --headless -u $${USERS:-32} -r $${RATE:-8} -t $${DURATION:-30s} --host http://$(HOST):$(PORT) --only-summary
+# Locust alone (the `loadtest` extra), in its own venv: no models, no torch, no dev tools.
+LOADTEST_VENV ?= .venv-loadtest
+LOADTEST_EXTRA := import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["loadtest"], sep="\n")
+
+$(LOADTEST_VENV)/.loadtest: pyproject.toml
+	$(PYTHON) -m venv $(LOADTEST_VENV)
+	$(PYTHON) -c '$(LOADTEST_EXTRA)' > $(LOADTEST_VENV)/requirements.txt
+	$(LOADTEST_VENV)/bin/python -m pip install -q -r $(LOADTEST_VENV)/requirements.txt
+	touch $@
+
+loadtest: $(LOADTEST_VENV)/.loadtest
+	$(LOADTEST_VENV)/bin/locust -f benchmarks/locustfile.py --headless -u $${USERS:-32} -r $${RATE:-8} -t $${DURATION:-30s} --host http://$(HOST):$(PORT) --only-summary
 
 # Mutation testing, on demand and not in CI (see README, Development). MUTANTS narrows it,
 # e.g. MUTANTS='modelserve.api.auth*'; results stay in mutants/ for `mutmut show NAME`.
@@ -61,7 +71,7 @@ mutate: $(VENV)/.dev
 	$(VENV)/bin/mutmut results
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) $(LOADTEST_VENV) build dist src/*.egg-info
 
 # The gRPC message code is generated from src/modelserve/rpc/proto/inference.proto and committed.
 # Its descriptors go to a pool of their own rather than protobuf's default one, where they

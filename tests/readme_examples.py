@@ -3,7 +3,8 @@
 Each block is announced by an HTML comment on the line before it (invisible when rendered):
 
 - ``<!-- example: config -->`` a complete config file: ``modelserve check --config`` must pass
-  with it in a folder made by ``modelserve demo`` (its relative paths name the demo's files);
+  with it in a folder made by ``modelserve demo`` (its relative paths name the demo's files;
+  models without a ``sha256`` get the pin of the demo's file, which the README cannot know);
 - ``<!-- example: fragment of FILE -->`` part of a config: merged over the demo's ``FILE``
   (``modelserve.yaml`` or ``canary.yaml``) it must be a valid configuration;
 - ``<!-- example: run against SERVER -->`` a console block of ``$ curl`` commands, each run

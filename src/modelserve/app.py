@@ -78,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
         grpc_server = await _start_grpc(app, settings, limiter)
         grpc_drain = asyncio.create_task(grpc_server.drain_on_signal()) if grpc_server else None
         forced = False
+        sampling = asyncio.create_task(app.state.stats_sampler.run())
         try:
             yield
         except asyncio.CancelledError:
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
             forced = True
             raise
         finally:
+            sampling.cancel()
             await monitor_loop.stop()
             state.stop_accepting()
             loader.cancel()

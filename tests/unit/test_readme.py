@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from modelserve import errors
 from modelserve.cli import main
+from modelserve.inference.artifact import file_sha256
 from modelserve.reference import BEGIN, END, render_reference
 from modelserve.settings import load_settings
 from tests.readme_examples import Example, readme_examples
@@ -81,7 +82,10 @@ def test_readme_config_example_checks_clean(
 ) -> None:
     """`modelserve check --config` passes on a complete config example, in the demo folder."""
     folder = Path(shutil.copytree(demo_models_dir, tmp_path / "models"))
-    (folder / "example.yaml").write_text(example.text)
+    config = yaml.safe_load(example.text)
+    for model in config.get("models", []):
+        model.setdefault("sha256", file_sha256(folder / model["path"]))
+    (folder / "example.yaml").write_text(yaml.safe_dump(config))
     result = CliRunner().invoke(main, ["check", "--config", str(folder / "example.yaml")])
     assert result.exit_code == 0, result.output
 
@@ -105,7 +109,6 @@ def test_readme_canary_example_is_what_the_demo_writes(demo_models_dir: Path) ->
     """The canary config in the README is the demo's canary.yaml, pins aside."""
     (shown,) = [e for e in YAML_EXAMPLES if "iris-v2.onnx" in e.text and _kind(e, "config")]
     written = yaml.safe_load((demo_models_dir / "canary.yaml").read_text())
-    assert written.pop("require_sha256") is True
     for model in written["models"]:
         assert model.pop("sha256") is not None
     assert yaml.safe_load(shown.text) == written

@@ -30,6 +30,8 @@ Keys never reach a log line: only key names are logged.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
@@ -56,6 +58,10 @@ log = structlog.get_logger(__name__)
 _ANY_KEY = "any"
 """Pseudo-scope: any valid key will do (protected probes and metrics)."""
 _BEARER = b"bearer "
+_BASIC = b"basic "
+_BROWSER_CHALLENGE = {"WWW-Authenticate": 'Basic realm="modelserve", charset="UTF-8"'}
+"""Sent with a 401 for the dashboard page: the browser asks for the key (as the password) and
+then sends it with the page's own requests to /stats and the assets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,15 +149,30 @@ def admin_served(settings: AuthSettings) -> bool:
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The key from ``Authorization: Bearer <key>`` (preferred) or ``X-API-Key``, if any."""
+    """The key from ``Authorization: Bearer <key>`` (preferred) or ``X-API-Key``, if any.
+
+    ``Authorization: Basic`` (any user name, the key as the password) is what a browser sends
+    once someone typed the key into its prompt for the dashboard.
+    """
     api_key: str | None = None
     for name, value in headers:
         if name == b"authorization":
             if value[:7].lower() == _BEARER:
                 return value[7:].strip().decode("latin-1") or None
+            if value[:6].lower() == _BASIC:
+                return _basic_password(value[6:].strip())
         elif name == b"x-api-key":
             api_key = value.strip().decode("latin-1") or None
     return api_key
+
+
+def _basic_password(encoded: bytes) -> str | None:
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _, separator, password = decoded.partition(":")
+    return password if separator and password else None
 
 
 class AuthMiddleware:
@@ -213,8 +234,11 @@ class AuthMiddleware:
         self, exc: ModelserveError, needed: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         self.refusals.refused(path=scope["path"], code=exc.code, required_scope=needed)
+        headers = exc.headers
+        if exc.status_code == 401 and scope["path"].startswith("/dashboard"):
+            headers = _BROWSER_CHALLENGE
         response = error_response(
-            exc.status_code, exc.code, exc.detail, scope["state"].get("request_id"), exc.headers
+            exc.status_code, exc.code, exc.detail, scope["state"].get("request_id"), headers
         )
         await response(scope, receive, send)
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from modelserve.api.auth import ApiKeyring
 from modelserve.api.route_table import PlainDoc, RouteTable
 from modelserve.api.schemas import ErrorBody
 
@@ -95,8 +96,30 @@ def build_openapi(app: FastAPI, table: RouteTable) -> dict[str, Any]:
         components.update(spec.doc.components)
         for method in spec.methods:
             paths.setdefault(spec.path, {})[method.lower()] = spec.doc.operation
+    if app.state.settings.auth.enabled:
+        _add_security(doc, table, app.state.api_keys)
     app.openapi_schema = doc
     return doc
+
+
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
+def _add_security(doc: dict[str, Any], table: RouteTable, keyring: ApiKeyring) -> None:
+    """Declare the two ways to send a key, and mark every operation that needs one.
+
+    Swagger UI (/docs) then shows "Authorize" and sends the key with "Try it out".
+    """
+    doc.setdefault("components", {})["securitySchemes"] = _SECURITY_SCHEMES
+    protected = {spec.path for spec in table.specs if keyring.required_scope(spec.access)}
+    for path, operations in doc.get("paths", {}).items():
+        if path not in protected:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{name: []} for name in _SECURITY_SCHEMES]
 
 
 def _content(name: str, description: str) -> dict[str, Any]:

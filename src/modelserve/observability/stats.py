@@ -3,12 +3,16 @@
 Reading the metrics (rather than per-process state) keeps the figures right under gunicorn:
 in multiprocess mode they are aggregated over every worker, whichever worker answers. Rates,
 percentiles, class mix and the confidence histogram cover a recent window: the difference
-between now and a snapshot about ``window_s`` old (kept per process, at most one per second),
-as Prometheus' ``rate()`` and ``histogram_quantile()`` would compute them.
+between now and the newest snapshot at least ``window_s`` old, as Prometheus' ``rate()`` and
+``histogram_quantile()`` would compute them. Snapshots are taken on a timer (every
+``SAMPLE_INTERVAL_S``, see :meth:`StatsSampler.run`), not only when /stats is read, so the
+window is ``window_s`` to ``window_s + SAMPLE_INTERVAL_S`` long (shorter only in the first
+minute after start) and the document says exactly how long in ``window_s``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
@@ -24,6 +28,7 @@ from modelserve.observability.profile import ReferenceProfile
 
 STATS_WINDOW_S = 60.0
 MIN_SNAPSHOT_SPACING_S = 1.0
+SAMPLE_INTERVAL_S = 5.0
 
 Labels = dict[str, str]
 Where = Callable[[Labels], bool]
@@ -92,12 +97,22 @@ class Window:
         bounds = sorted(self.current.label_values(name, "le", where), key=float)
         return [(float(le), self.delta(name, _and(where, _is("le", le)))) for le in bounds]
 
-    def quantile(self, histogram: str, q: float, where: Where | None = None) -> float | None:
-        return bucket_quantile(self.buckets(histogram, where), q)
+    def quantile(
+        self, histogram: str, q: float, where: Where | None = None, *, counts: bool = False
+    ) -> float | None:
+        return bucket_quantile(self.buckets(histogram, where), q, counts=counts)
 
 
-def bucket_quantile(buckets: Sequence[tuple[float, float]], q: float) -> float | None:
-    """Quantile ``q`` from cumulative buckets, interpolated as ``histogram_quantile`` does."""
+def bucket_quantile(
+    buckets: Sequence[tuple[float, float]], q: float, *, counts: bool = False
+) -> float | None:
+    """Quantile ``q`` from cumulative buckets, interpolated as ``histogram_quantile`` does.
+
+    ``counts``: the observations are whole numbers of at least 1 (rows in a batch), so a bucket
+    ``(lower, bound]`` holds ``lower + 1 .. bound`` and the estimate is one of those. Linear
+    interpolation from 0 would put the p95 of batches that all hold 1 row at 0.95, below their
+    mean of 1.
+    """
     if not buckets or buckets[-1][1] <= 0:
         return None
     rank = q * buckets[-1][1]
@@ -108,7 +123,10 @@ def bucket_quantile(buckets: Sequence[tuple[float, float]], q: float) -> float |
                 return lower  # above the highest finite bucket: its bound is all we know
             if count == below:
                 return bound
-            return lower + (bound - lower) * (rank - below) / (count - below)
+            fraction = (rank - below) / (count - below)
+            if counts:
+                return min(bound, lower + max(1, math.ceil((bound - lower) * fraction)))
+            return lower + (bound - lower) * fraction
         lower, below = bound, count
     return lower
 
@@ -129,14 +147,34 @@ class StatsSampler:
 
     def window(self, current: Snapshot) -> Window:
         """From the newest snapshot at least ``window_s`` old, else the oldest kept (the start)."""
+        self._trim(current.taken_at)
+        base = self._history[0]
+        self.keep(current)
+        return Window(base, current)
+
+    def keep(self, snapshot: Snapshot) -> None:
+        """Remember ``snapshot`` as a future window start (at most one per spacing)."""
+        if snapshot.taken_at - self._history[-1].taken_at >= MIN_SNAPSHOT_SPACING_S:
+            self._history.append(snapshot)
+
+    async def run(self, interval_s: float = SAMPLE_INTERVAL_S) -> None:
+        """Take a snapshot every ``interval_s`` until cancelled (the lifespan runs this).
+
+        Without it, a /stats read after a quiet spell would measure from the last read, however
+        long ago: windows of two minutes labelled as one.
+        """
+        while True:
+            await asyncio.sleep(interval_s)
+            snapshot = take_snapshot(metrics.collect())
+            self._trim(snapshot.taken_at)
+            self.keep(snapshot)
+
+    def _trim(self, now: float) -> None:
+        """Drop snapshots older than the newest one at least ``window_s`` before ``now``."""
         history = self._history
-        cutoff = current.taken_at - self.window_s
+        cutoff = now - self.window_s
         while len(history) >= 2 and history[1].taken_at <= cutoff:
             history.popleft()
-        base = history[0]
-        if current.taken_at - history[-1].taken_at >= MIN_SNAPSHOT_SPACING_S:
-            history.append(current)
-        return Window(base, current)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +268,7 @@ def _version(window: Window, facts: VersionFacts, psi_threshold: float) -> dict[
             "mean": _round(window.delta("modelserve_batch_rows_sum", mine) / calls)
             if calls
             else None,
-            "p95": _round(window.quantile("modelserve_batch_rows", 0.95, mine)),
+            "p95": _round(window.quantile("modelserve_batch_rows", 0.95, mine, counts=True)),
             "calls": int(calls),
         },
         "class_mix": _shares(classes),

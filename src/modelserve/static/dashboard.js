@@ -4,6 +4,7 @@
 
   var REFRESH_MS = 2000;
   var lastOk = 0;
+  var windowLabel = "window";
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -151,7 +152,7 @@
     var swatch = el("span", "swatch");
     swatch.style.background = "var(--accent)";
     legend.appendChild(swatch);
-    legend.appendChild(document.createTextNode("last minute"));
+    legend.appendChild(document.createTextNode(windowLabel));
     if (Object.keys(ref).length) {
       legend.appendChild(el("span", "tick"));
       legend.appendChild(document.createTextNode("reference"));
@@ -276,6 +277,7 @@
   }
 
   function render(data) {
+    windowLabel = "last " + fmtDuration(data.window_s);
     renderHeader(data);
     renderKpis(data.traffic);
     renderModels(data.models || []);

@@ -165,3 +165,30 @@ def test_openapi_documents_every_served_route(app: FastAPI, doc: dict[str, Any])
         if (path := getattr(route, "path", None)) and getattr(route, "methods", None)
     }
     assert sorted(served - undocumented_by_design - set(doc["paths"])) == []
+
+
+def test_openapi_with_auth_declares_how_to_send_a_key(
+    settings_factory: Callable[..., Settings], demo_models_dir: Path
+) -> None:
+    """With auth on, /docs can send a key: security schemes, and protected operations use them."""
+    settings = settings_factory(
+        models=[{"name": "iris", "path": demo_models_dir / "iris.joblib"}],
+        auth={"enabled": True, "keys": [{"name": "ops", "key": "k", "scopes": ["admin"]}]},
+    )
+    doc = create_app(settings).openapi()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["apiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    paths = doc["paths"]
+    assert paths["/predict"]["post"]["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert paths["/admin/models/{name}/routing"]["patch"]["security"] == [
+        {"bearer": []},
+        {"apiKey": []},
+    ]
+    assert "security" not in paths["/health"]["get"]  # probes stay open by default
+
+
+def test_openapi_without_auth_declares_no_security(doc: dict[str, Any]) -> None:
+    """With auth off nothing asks for a key."""
+    assert "securitySchemes" not in doc.get("components", {})
+    assert all("security" not in op for ops in doc["paths"].values() for op in ops.values())

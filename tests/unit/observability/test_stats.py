@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from modelserve.observability.stats import (
+    MIN_SNAPSHOT_SPACING_S,
     Snapshot,
     StatsSampler,
     VersionFacts,
@@ -37,6 +39,16 @@ def test_bucket_quantile_above_the_last_finite_bucket_is_its_bound() -> None:
 def test_bucket_quantile_of_nothing_is_none() -> None:
     """No observations, no quantile."""
     assert bucket_quantile([(1.0, 0.0), (INF, 0.0)], 0.5) is None
+
+
+def test_bucket_quantile_of_counts_is_a_whole_number_in_the_bucket() -> None:
+    """Batches that all hold one row have p95 1 (not 0.95, below their mean of 1)."""
+    all_single = [(1.0, 40.0), (2.0, 40.0), (4.0, 40.0), (INF, 40.0)]
+    three_or_four = [(1.0, 0.0), (2.0, 0.0), (4.0, 10.0), (INF, 10.0)]
+
+    assert bucket_quantile(all_single, 0.95, counts=True) == 1.0
+    assert bucket_quantile(three_or_four, 0.05, counts=True) == 3.0
+    assert bucket_quantile(three_or_four, 0.95, counts=True) == 4.0
 
 
 def test_window_delta_and_rate_between_snapshots() -> None:
@@ -87,6 +99,32 @@ def test_sampler_uses_the_newest_snapshot_at_least_a_window_old() -> None:
     window = sampler.window(Snapshot(100.0, {}))
 
     assert window.base.taken_at == 40.0
+
+
+def test_sampler_window_after_a_quiet_spell_is_one_window_long() -> None:
+    """With timer snapshots every 5 s and /stats read only now and then, each window is
+    60-65 s long, not the time since the previous read."""
+    sampler = StatsSampler(window_s=60, start=Snapshot(0.0, {}))
+    sampler.window(Snapshot(1.0, {}))  # a read at start, then none for minutes
+    for tick in range(1, 41):
+        sampler.keep(Snapshot(tick * 5.0, {}))
+
+    window = sampler.window(Snapshot(202.0, {}))
+
+    assert 60.0 <= window.seconds <= 65.0
+
+
+async def test_sampler_run_takes_snapshots_without_any_read() -> None:
+    """The timer keeps snapshots by itself (bounded wait, polling what it has kept)."""
+    sampler = StatsSampler(window_s=60)
+    task = asyncio.create_task(sampler.run(interval_s=MIN_SNAPSHOT_SPACING_S))
+    try:
+        async with asyncio.timeout(60):
+            while sampler.kept < 3:  # noqa: ASYNC110 - polling what the sampler has kept
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert sampler.kept >= 3
 
 
 def test_sampler_history_stays_bounded() -> None:

@@ -80,10 +80,10 @@ _METRICS_DOC = PlainDoc(
 _STATS_DOC = PlainDoc(
     {
         "summary": "Live statistics",
-        "description": "What the dashboard shows, over the last minute and across workers: "
-        "throughput, p50/p95/p99 latency, error and shed rates, and per model version the "
-        "class mix, confidence histogram, PSI per feature, cache hit rate, queue depth and "
-        "batch size.",
+        "description": "What the dashboard shows, over about the last minute (`window_s` says "
+        "exactly) and across workers: throughput, p50/p95/p99 latency, error and shed rates, "
+        "and per model version the class mix, confidence histogram, PSI per feature, cache hit "
+        "rate, queue depth and batch size.",
         "tags": ["observability"],
         "operationId": "stats_get",
         "responses": {
