@@ -59,7 +59,11 @@ def assert_error(response: httpx.Response, status: int, code: str) -> str:
     """The response is the one JSON error body with this status and code; returns its detail."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"detail", "code", "request_id"}
+    named = {"model", "model_version"} & set(body)
+    assert set(body) - named == {"detail", "code", "request_id"}
+    if named:  # raised once a version was chosen: it is named like a success names it
+        assert named == {"model", "model_version"}
+        assert body["model_version"] == response.headers["x-model-version"]
     assert body["code"] == code
     assert body["request_id"] == response.headers["x-request-id"]
     return str(body["detail"])

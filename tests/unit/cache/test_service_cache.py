@@ -112,7 +112,8 @@ async def test_service_cache_configured_top_k_is_part_of_the_key(
     app_client: Callable[..., Any], iris_settings: Callable[..., Settings], redis_url: str
 ) -> None:
     """Two deployments sharing Redis, one with top_k 1 configured, never swap answers."""
-    cache = {"backend": "redis", "redis_timeout_ms": 10_000}  # a slow reply is not a miss
+    # A slow reply must not turn the hit into a miss.
+    cache = {"backend": "redis", "key_secret": KEY_SECRET, "redis_timeout_ms": 10_000}
     truncated = iris_settings(cache=cache, redis_url=redis_url)
     truncated.models[0].top_k = 1
     async with app_client(truncated) as client:
