@@ -118,8 +118,10 @@ def _add_security(doc: dict[str, Any], table: RouteTable, keyring: ApiKeyring) -
     for path, operations in doc.get("paths", {}).items():
         if path not in protected:
             continue
-        for operation in operations.values():
-            operation["security"] = [{name: []} for name in _SECURITY_SCHEMES]
+        for method, operation in operations.items():
+            # A copy: plain routes' operation objects are shared by every app's document.
+            security: list[dict[str, list[str]]] = [{name: []} for name in _SECURITY_SCHEMES]
+            operations[method] = {**operation, "security": security}
 
 
 def _content(name: str, description: str) -> dict[str, Any]:
