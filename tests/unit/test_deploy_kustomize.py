@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from modelserve.settings import Settings, load_settings
+from tests.conftest import REPO_ROOT
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUSTOMIZATIONS = {"base": K8S / "base", "production": K8S / "overlays" / "production"}
@@ -96,6 +97,23 @@ def test_kustomize_rendered_environment_is_a_valid_configuration(
         if "configMapRef" in source:
             environment.update(configmaps[source["configMapRef"]["name"]]["data"])
     environment.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    if any("secretRef" in source for source in container.get("envFrom", [])):
+        # The API-key Secret holds what deploy/api-keys.env.example shows, with real digests.
+        example = (REPO_ROOT / "deploy" / "api-keys.env.example").read_text()
+        name, _, value = next(
+            line for line in example.splitlines() if line.startswith("MODELSERVE_")
+        ).partition("=")
+        environment[name] = value.replace(
+            "REPLACE_WITH_THE_SHA256_OF_THE_APP_KEY", "a" * 64
+        ).replace("REPLACE_WITH_THE_SHA256_OF_THE_OPS_KEY", "b" * 64)
+    # Variables read from Secrets get a stand-in of the documented form (`openssl rand -hex 32`).
+    environment.update(
+        {
+            e["name"]: "0" * 64
+            for e in container.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+    )
     assert environment, "the container gets no MODELSERVE_ variables"
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
