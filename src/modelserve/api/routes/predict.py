@@ -1,7 +1,7 @@
 """POST /predict and POST /predict-batch.
 
 These are plain Starlette endpoints rather than FastAPI-decorated ones: the decorator path
-costs about half the HTTP ceiling per request (see shared PERFORMANCE.md) on the hottest
+costs about half the HTTP ceiling per request on the hottest
 route. The same Pydantic models validate the bodies and document them in /docs.
 """
 
