@@ -22,6 +22,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(480)]
 
 IRIS_LABELS = ["setosa", "versicolor", "virginica"]
 CANCER_LABELS = ["malignant", "benign"]
+OPS_KEY = "e2e-boosted-ops-5c1e9a7d3b2f4e6a"
+AUTH = {"Authorization": f"Bearer {OPS_KEY}"}
+"""Auth is on, as the admin API (the reload test) needs; every request sends this key."""
 LOAD_TIMEOUT_S = 240
 """Importing mlflow (the pyfunc model) and skops takes a while on a busy 2-core machine."""
 
@@ -114,7 +117,17 @@ def served(
             "required": False,
         }
     )
-    config = write_config(directory, {"server": {"access_log": False}, "models": models})
+    config = write_config(
+        directory,
+        {
+            "server": {"access_log": False},
+            "auth": {
+                "enabled": True,
+                "keys": [{"name": "ops", "key": OPS_KEY, "scopes": ["predict", "admin"]}],
+            },
+            "models": models,
+        },
+    )
     server = serve_modelserve_module(config, wait=None)
     wait_ready(server, timeout_s=LOAD_TIMEOUT_S)
     return Served(server, directory, expected, pyfunc_expected)
@@ -123,6 +136,7 @@ def served(
 def served_probabilities(server: RunningServer, case: Case) -> bm.Probabilities:
     response = httpx.post(
         server.base_url + "/predict-batch",
+        headers=AUTH,
         params={"model": case.name, "probabilities": "true"},
         json={"batch": bm.rows_for(case.binary).tolist()},
         timeout=30,
@@ -133,7 +147,7 @@ def served_probabilities(server: RunningServer, case: Case) -> bm.Probabilities:
 
 
 def model_info(server: RunningServer, name: str) -> dict[str, Any]:
-    models = httpx.get(server.base_url + "/models", timeout=10).json()["models"]
+    models = httpx.get(server.base_url + "/models", headers=AUTH, timeout=10).json()["models"]
     found: dict[str, Any] = next(m for m in models if m["name"] == name)
     return found
 
@@ -152,6 +166,7 @@ def test_served_labels_are_the_library_argmax(served: Served, case: Case) -> Non
     row = bm.rows_for(case.binary)[-1]
     response = httpx.post(
         served.server.base_url + "/predict",
+        headers=AUTH,
         params={"model": case.name},
         json={"features": row.tolist()},
         timeout=30,
@@ -184,6 +199,7 @@ def test_mlflow_named_features_answer_like_positional_rows(served: Served) -> No
     named = dict(reversed(list(zip(bm.IRIS_FEATURES, row.tolist(), strict=True))))
     response = httpx.post(
         served.server.base_url + "/predict",
+        headers=AUTH,
         params={"model": "mlflow-xgboost"},
         json={"features": named},
         timeout=30,
@@ -198,6 +214,7 @@ def test_mlflow_pyfunc_fallback_serves_the_model_predictions(served: Served) -> 
     """A python_function-only directory is served through mlflow.pyfunc: its predict() output."""
     response = httpx.post(
         served.server.base_url + "/predict-batch",
+        headers=AUTH,
         params={"model": "mlflow-pyfunc"},
         json={
             "batch": [dict(zip(bm.IRIS_FEATURES, r, strict=True)) for r in bm.IRIS_ROWS.tolist()]
@@ -228,11 +245,15 @@ def test_prediction_cache_and_metrics_cover_boosted_models(served: Served) -> No
     """A repeated XGBoost row is a cache hit, and the metrics label the version's format."""
     url = served.server.base_url + "/predict"
     body = {"features": bm.CANCER_X[1].tolist()}  # a row no other test sends
-    first = httpx.post(url, params={"model": "xgb-json-binary"}, json=body, timeout=30)
-    second = httpx.post(url, params={"model": "xgb-json-binary"}, json=body, timeout=30)
+    first = httpx.post(
+        url, headers=AUTH, params={"model": "xgb-json-binary"}, json=body, timeout=30
+    )
+    second = httpx.post(
+        url, headers=AUTH, params={"model": "xgb-json-binary"}, json=body, timeout=30
+    )
     assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("MISS", "HIT")
     assert second.json()["probabilities"] == first.json()["probabilities"]
-    metrics = httpx.get(served.server.base_url + "/metrics", timeout=10).text
+    metrics = httpx.get(served.server.base_url + "/metrics", headers=AUTH, timeout=10).text
     info = [
         line
         for line in metrics.splitlines()
@@ -253,11 +274,12 @@ def test_reload_of_a_tampered_mlflow_directory_keeps_the_old_one(served: Served)
     original = conda.read_bytes()
     conda.write_bytes(original + b"# edited\n")
     try:
-        refused = httpx.post(reload_url, timeout=60)
+        refused = httpx.post(reload_url, headers=AUTH, json={}, timeout=60)
         assert (refused.status_code, refused.json()["code"]) == (409, "model_load_failed")
         assert "configuration pins" in refused.json()["detail"]
         answer = httpx.post(
             base + "/predict",
+            headers=AUTH,
             params={"model": "mlflow-reload"},
             json={"features": bm.IRIS_ROWS[0].tolist()},
             timeout=30,
@@ -265,4 +287,4 @@ def test_reload_of_a_tampered_mlflow_directory_keeps_the_old_one(served: Served)
         assert answer.status_code == 200
     finally:
         conda.write_bytes(original)
-    assert httpx.post(reload_url, timeout=60).status_code == 200
+    assert httpx.post(reload_url, headers=AUTH, json={}, timeout=60).status_code == 200
