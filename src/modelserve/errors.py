@@ -1,9 +1,15 @@
 """Domain errors. Every failure a client can see is one of these, with a stable ``code``.
 
-The tree::
+An error carries no transport detail: a ``kind`` (what sort of failure, see
+:class:`ErrorKind`), its message and its data (``retry_after_s``, a rate-limit window, the
+version that answered). Each transport maps them at its edge: :mod:`modelserve.api.errors`
+to an HTTP status, headers and the REST body (the Open Inference Protocol's ``{"error"}``
+body on ``/v2``), :mod:`modelserve.rpc.status` to a gRPC status code and trailing metadata.
 
-    ModelserveError (500 internal_error)
-    ├── InvalidInputError (400 invalid_input)
+The tree, with each error's kind (and the HTTP status that kind answers)::
+
+    ModelserveError (internal: 500 internal_error)
+    ├── InvalidInputError (invalid_argument: 400 invalid_input)
     │   ├── InvalidJSONError (400 invalid_json)
     │   ├── FeatureCountError (400 wrong_feature_count)
     │   ├── NonFiniteFeatureError (400 non_finite_feature)
@@ -12,47 +18,104 @@ The tree::
     │   ├── UnknownDatatypeError (400 unknown_datatype; Open Inference Protocol tensors)
     │   ├── InvalidTensorError (400 invalid_tensor; shape, data length or values)
     │   └── UnknownTensorError (400 unknown_tensor; an input or output the model lacks)
-    ├── EmptyBatchError (422 empty_batch)
-    ├── BatchTooLargeError (413 batch_too_large)
-    ├── BodyTooLargeError (413 body_too_large)
-    ├── UnsupportedMediaTypeError (415 unsupported_media_type)
-    ├── BodyTimeoutError (408 body_timeout)
-    ├── ModelNotFoundError (404 model_not_found)
-    ├── VersionNotFoundError (404 version_not_found)
-    ├── VersionInUseError (409 version_in_use)
-    ├── VersionNotLoadedError (409 version_not_loaded)
-    ├── ModelNotReadyError (503 model_not_ready)
-    ├── OverloadedError (503 overloaded)
-    ├── BusyError (503 overloaded; request bytes in flight)
-    ├── ShuttingDownError (503 shutting_down)
-    ├── QueueTimeoutError (504 queue_timeout)
-    ├── InferenceTimeoutError (504 inference_timeout)
-    ├── PredictionFailedError (500 prediction_failed)
-    ├── NonFiniteOutputError (500 non_finite_output)
-    ├── UnauthorizedError (401 unauthorized)
-    ├── ForbiddenError (403 forbidden)
-    ├── RateLimitedError (429 rate_limited)
-    ├── AuthLockedOutError (429 too_many_auth_failures)
-    ├── RateLimitUnavailableError (503 rate_limit_unavailable)
-    └── ModelLoadError (409 model_load_failed; admin load/reload only, never on predict)
+    ├── EmptyBatchError (empty_input: 422 empty_batch)
+    ├── BatchTooLargeError (too_large: 413 batch_too_large)
+    ├── BodyTooLargeError (too_large: 413 body_too_large)
+    ├── UnsupportedMediaTypeError (unsupported_format: 415 unsupported_media_type)
+    ├── BodyTimeoutError (client_timeout: 408 body_timeout)
+    ├── ModelNotFoundError (not_found: 404 model_not_found)
+    ├── VersionNotFoundError (not_found: 404 version_not_found)
+    ├── VersionInUseError (conflict: 409 version_in_use)
+    ├── VersionNotLoadedError (conflict: 409 version_not_loaded)
+    ├── ModelNotReadyError (unavailable: 503 model_not_ready)
+    ├── OverloadedError (unavailable: 503 overloaded; retry_after_s)
+    ├── BusyError (unavailable: 503 overloaded; request bytes in flight; retry_after_s)
+    ├── ShuttingDownError (unavailable: 503 shutting_down; retry_after_s)
+    ├── QueueTimeoutError (deadline_exceeded: 504 queue_timeout)
+    ├── InferenceTimeoutError (deadline_exceeded: 504 inference_timeout)
+    ├── PredictionFailedError (internal: 500 prediction_failed)
+    ├── NonFiniteOutputError (internal: 500 non_finite_output)
+    ├── UnauthorizedError (unauthenticated: 401 unauthorized)
+    ├── ForbiddenError (permission_denied: 403 forbidden)
+    ├── RateLimitedError (rate_limited: 429 rate_limited; window, retry_after_s)
+    ├── AuthLockedOutError (rate_limited: 429 too_many_auth_failures; retry_after_s)
+    ├── RateLimitUnavailableError (unavailable: 503 rate_limit_unavailable; retry_after_s)
+    └── ModelLoadError (conflict: 409 model_load_failed; admin load/reload only, never on
+        │               predict)
         ├── StartupFailedError (``--strict`` start-up; never sent to a client)
         ├── ChecksumMismatchError (sha256 differs from the pin)
         └── PinRequiredError (require_sha256 and a code-running format without a pin)
 
-Inference code raises these; the interface layer turns them into JSON bodies.
+Inference code raises these; the transports turn them into answers.
 """
 
 from __future__ import annotations
 
-from http import HTTPStatus
+import enum
+from dataclasses import dataclass
 from typing import ClassVar
 
 
+class ErrorKind(enum.Enum):
+    """What sort of failure an error is, in words no transport owns.
+
+    Each transport's adapter maps every kind (a test checks that none is missing); the kinds
+    are as fine as the finest transport needs (HTTP tells 413 from 429, gRPC does not).
+    """
+
+    INVALID_ARGUMENT = "invalid_argument"
+    """The request is wrong: a bad value, shape, name or body."""
+    EMPTY_INPUT = "empty_input"
+    """Well-formed, but with nothing to compute."""
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    """The body is declared in a format the operation does not take."""
+    TOO_LARGE = "too_large"
+    """The request is over a size limit."""
+    CLIENT_TIMEOUT = "client_timeout"
+    """The client did not send its request in time."""
+    UNAUTHENTICATED = "unauthenticated"
+    PERMISSION_DENIED = "permission_denied"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    """The request contradicts the server's state (a version still routed to, a load that
+    failed)."""
+    RATE_LIMITED = "rate_limited"
+    """The caller is over its budget; ``retry_after_s`` says when it frees up."""
+    UNAVAILABLE = "unavailable"
+    """The server cannot take it now (not ready, overloaded, draining); often with
+    ``retry_after_s``."""
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    """The server ran out of time (queue wait or model execution)."""
+    INTERNAL = "internal"
+
+    @property
+    def is_client_error(self) -> bool:
+        """The request's fault (bad input, too large, no key, over its budget...), not the
+        server's."""
+        return self not in _SERVER_KINDS
+
+
+_SERVER_KINDS = frozenset({ErrorKind.UNAVAILABLE, ErrorKind.DEADLINE_EXCEEDED, ErrorKind.INTERNAL})
+
+
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """A caller's tightest rate limit after a charge."""
+
+    limit: int
+    """Requests (or rows) allowed per window."""
+    remaining: int
+    reset_at: int
+    """Unix time, in seconds, when the window frees up."""
+
+
 class ModelserveError(Exception):
-    """Base class: carries the HTTP status and a stable machine-readable code."""
+    """Base class: a stable machine-readable ``code``, a ``kind``, a message and data."""
 
     code: ClassVar[str] = "internal_error"
-    status_code: ClassVar[int] = HTTPStatus.INTERNAL_SERVER_ERROR
+    kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
+    retry_after_s: int | None = None
+    """Seconds after which the same request may succeed (overload, draining, rate limits)."""
     model: str | None = None
     """The model whose version answered with this error, once a version was chosen."""
     model_version: str | None = None
@@ -66,15 +129,10 @@ class ModelserveError(Exception):
         """Record which version raised this error, so the response can name it."""
         self.model, self.model_version = model, version
 
-    @property
-    def headers(self) -> dict[str, str]:
-        """Extra response headers (``Retry-After`` for overload, for instance)."""
-        return {}
-
 
 class InvalidInputError(ModelserveError):
     code = "invalid_input"
-    status_code = HTTPStatus.BAD_REQUEST
+    kind = ErrorKind.INVALID_ARGUMENT
 
 
 class InvalidJSONError(InvalidInputError):
@@ -141,7 +199,7 @@ class UnknownTensorError(InvalidInputError):
 
 class EmptyBatchError(ModelserveError):
     code = "empty_batch"
-    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+    kind = ErrorKind.EMPTY_INPUT
 
     def __init__(self) -> None:
         super().__init__("the batch is empty: send at least one row")
@@ -149,7 +207,7 @@ class EmptyBatchError(ModelserveError):
 
 class BatchTooLargeError(ModelserveError):
     code = "batch_too_large"
-    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    kind = ErrorKind.TOO_LARGE
 
     def __init__(self, limit: int, got: int | None = None, *, width: int | None = None) -> None:
         if width is not None:
@@ -164,17 +222,12 @@ class BatchTooLargeError(ModelserveError):
 
 class BodyTooLargeError(ModelserveError):
     code = "body_too_large"
-    status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    kind = ErrorKind.TOO_LARGE
 
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"request body exceeds the limit of {limit} bytes (setting server.max_body_bytes)"
         )
-
-    @property
-    def headers(self) -> dict[str, str]:
-        # The rest of the body is never read: close, or the server would keep draining it.
-        return {"Connection": "close"}
 
 
 class UnsupportedMediaTypeError(ModelserveError):
@@ -185,7 +238,7 @@ class UnsupportedMediaTypeError(ModelserveError):
     """
 
     code = "unsupported_media_type"
-    status_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    kind = ErrorKind.UNSUPPORTED_FORMAT
 
     def __init__(self, got: str | None) -> None:
         shown = repr(got[:64]) if got else "none"
@@ -194,22 +247,17 @@ class UnsupportedMediaTypeError(ModelserveError):
 
 class BodyTimeoutError(ModelserveError):
     code = "body_timeout"
-    status_code = HTTPStatus.REQUEST_TIMEOUT
+    kind = ErrorKind.CLIENT_TIMEOUT
 
     def __init__(self, timeout_s: float) -> None:
         super().__init__(
             f"request body not received within {timeout_s:g} s (setting server.body_timeout_s)"
         )
 
-    @property
-    def headers(self) -> dict[str, str]:
-        # The rest of the body may still trickle in: close instead of reading on.
-        return {"Connection": "close"}
-
 
 class ModelNotFoundError(ModelserveError):
     code = "model_not_found"
-    status_code = HTTPStatus.NOT_FOUND
+    kind = ErrorKind.NOT_FOUND
 
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(f"unknown model {name!r}; served models: {', '.join(known) or 'none'}")
@@ -217,7 +265,7 @@ class ModelNotFoundError(ModelserveError):
 
 class VersionNotFoundError(ModelserveError):
     code = "version_not_found"
-    status_code = HTTPStatus.NOT_FOUND
+    kind = ErrorKind.NOT_FOUND
 
     def __init__(self, name: str, version: str, known: list[str]) -> None:
         super().__init__(
@@ -229,7 +277,7 @@ class VersionInUseError(ModelserveError):
     """An admin unload of a version that the model's routing still names."""
 
     code = "version_in_use"
-    status_code = HTTPStatus.CONFLICT
+    kind = ErrorKind.CONFLICT
 
     def __init__(self, name: str, version: str, role: str) -> None:
         super().__init__(
@@ -242,7 +290,7 @@ class VersionNotLoadedError(ModelserveError):
     """An admin routing change that would send traffic to a version that does not serve."""
 
     code = "version_not_loaded"
-    status_code = HTTPStatus.CONFLICT
+    kind = ErrorKind.CONFLICT
 
     def __init__(self, name: str, version: str, status: str) -> None:
         super().__init__(
@@ -252,7 +300,7 @@ class VersionNotLoadedError(ModelserveError):
 
 class ModelNotReadyError(ModelserveError):
     code = "model_not_ready"
-    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    kind = ErrorKind.UNAVAILABLE
 
     def __init__(self, name: str, version: str, reason: str) -> None:
         super().__init__(f"model {name!r} version {version!r} is not ready: {reason}")
@@ -260,7 +308,7 @@ class ModelNotReadyError(ModelserveError):
 
 class OverloadedError(ModelserveError):
     code = "overloaded"
-    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    kind = ErrorKind.UNAVAILABLE
 
     def __init__(self, name: str, queued_rows: int, limit: int, retry_after_s: int = 1) -> None:
         super().__init__(
@@ -268,16 +316,13 @@ class OverloadedError(ModelserveError):
         )
         self.retry_after_s = retry_after_s
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
-
 
 class BusyError(ModelserveError):
     """Too many request bytes already in flight (``server.max_inflight_bytes``)."""
 
     code = "overloaded"
-    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    kind = ErrorKind.UNAVAILABLE
+    retry_after_s = 1
 
     def __init__(self, inflight_bytes: int, limit: int) -> None:
         super().__init__(
@@ -285,26 +330,19 @@ class BusyError(ModelserveError):
             "retry later"
         )
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}
-
 
 class ShuttingDownError(ModelserveError):
     code = "shutting_down"
-    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    kind = ErrorKind.UNAVAILABLE
+    retry_after_s = 1
 
     def __init__(self) -> None:
         super().__init__("the server is shutting down; retry on another replica")
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1", "Connection": "close"}
-
 
 class QueueTimeoutError(ModelserveError):
     code = "queue_timeout"
-    status_code = HTTPStatus.GATEWAY_TIMEOUT
+    kind = ErrorKind.DEADLINE_EXCEEDED
 
     def __init__(self, timeout_ms: float) -> None:
         super().__init__(f"request waited in the queue past its {timeout_ms:g} ms deadline")
@@ -312,7 +350,7 @@ class QueueTimeoutError(ModelserveError):
 
 class InferenceTimeoutError(ModelserveError):
     code = "inference_timeout"
-    status_code = HTTPStatus.GATEWAY_TIMEOUT
+    kind = ErrorKind.DEADLINE_EXCEEDED
 
     def __init__(self, timeout_ms: float) -> None:
         super().__init__(f"model execution exceeded the {timeout_ms:g} ms deadline")
@@ -320,7 +358,7 @@ class InferenceTimeoutError(ModelserveError):
 
 class PredictionFailedError(ModelserveError):
     code = "prediction_failed"
-    status_code = HTTPStatus.INTERNAL_SERVER_ERROR
+    kind = ErrorKind.INTERNAL
 
     def __init__(self) -> None:
         super().__init__("the model failed to compute a prediction; see the server log")
@@ -328,7 +366,7 @@ class PredictionFailedError(ModelserveError):
 
 class NonFiniteOutputError(ModelserveError):
     code = "non_finite_output"
-    status_code = HTTPStatus.INTERNAL_SERVER_ERROR
+    kind = ErrorKind.INTERNAL
 
     def __init__(self, row: int) -> None:
         super().__init__(
@@ -340,19 +378,15 @@ class NonFiniteOutputError(ModelserveError):
 
 class UnauthorizedError(ModelserveError):
     code = "unauthorized"
-    status_code = HTTPStatus.UNAUTHORIZED
+    kind = ErrorKind.UNAUTHENTICATED
 
     def __init__(self, detail: str = "missing or invalid API key") -> None:
         super().__init__(detail)
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": "Bearer"}
-
 
 class ForbiddenError(ModelserveError):
     code = "forbidden"
-    status_code = HTTPStatus.FORBIDDEN
+    kind = ErrorKind.PERMISSION_DENIED
 
     def __init__(self, scope: str) -> None:
         super().__init__(f"this API key lacks the {scope!r} scope")
@@ -360,22 +394,19 @@ class ForbiddenError(ModelserveError):
 
 class RateLimitedError(ModelserveError):
     code = "rate_limited"
-    status_code = HTTPStatus.TOO_MANY_REQUESTS
+    kind = ErrorKind.RATE_LIMITED
 
-    def __init__(self, limit: str, rate_headers: dict[str, str]) -> None:
+    def __init__(self, limit: str, window: RateWindow, retry_after_s: int) -> None:
         super().__init__(f"rate limit exceeded: {limit}")
-        self._headers = rate_headers
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self._headers
+        self.window = window
+        self.retry_after_s = retry_after_s
 
 
 class AuthLockedOutError(ModelserveError):
     """A client address over ``auth.failed_auth_limit``: refused until its window ends."""
 
     code = "too_many_auth_failures"
-    status_code = HTTPStatus.TOO_MANY_REQUESTS
+    kind = ErrorKind.RATE_LIMITED
 
     def __init__(self, limit: str, retry_after_s: int) -> None:
         super().__init__(
@@ -384,23 +415,16 @@ class AuthLockedOutError(ModelserveError):
         )
         self.retry_after_s = retry_after_s
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
-
 
 class RateLimitUnavailableError(ModelserveError):
     """Rate-limit storage unreachable and ``rate_limit.fail_open`` is false."""
 
     code = "rate_limit_unavailable"
-    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+    kind = ErrorKind.UNAVAILABLE
+    retry_after_s = 1
 
     def __init__(self) -> None:
         super().__init__("rate limits cannot be checked right now; retry later")
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}
 
 
 class ModelLoadError(ModelserveError):
@@ -408,7 +432,7 @@ class ModelLoadError(ModelserveError):
     admin load/reload the call answers 409 and the previous artifact, if any, keeps serving."""
 
     code = "model_load_failed"
-    status_code = HTTPStatus.CONFLICT
+    kind = ErrorKind.CONFLICT
 
 
 class StartupFailedError(ModelLoadError):

@@ -39,6 +39,7 @@ import orjson
 import structlog
 
 from modelserve.api.auth import ApiKeyring, presented_key
+from modelserve.api.errors import http_headers, http_status
 from modelserve.api.route_table import Access
 from modelserve.errors import ModelserveError
 
@@ -407,7 +408,7 @@ def keyring_authorizer(keyring: ApiKeyring) -> Authorize | None:
         try:
             keyring.check(keyring.identify(presented_key(headers)), needed)
         except ModelserveError as exc:
-            return _error(exc.status_code, exc.code, str(exc.detail), exc.headers)
+            return _error(http_status(exc), exc.code, str(exc.detail), http_headers(exc))
         return None
 
     return authorize

@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 from modelserve import errors
+from modelserve.api.errors import http_status
 from modelserve.cli import main
 from modelserve.inference.artifact import file_sha256
 from modelserve.reference import BEGIN, END, render_reference
@@ -44,7 +45,7 @@ def _error_table() -> dict[str, int]:
 def test_readme_error_table_lists_every_client_visible_code_with_its_status() -> None:
     """Every code a client can receive has a row in the README's error table with its status."""
     codes = {
-        cls.code: int(cls.status_code)
+        cls.code: http_status(cls)
         for _, cls in inspect.getmembers(errors, inspect.isclass)
         if issubclass(cls, errors.ModelserveError) and not issubclass(cls, errors.ModelLoadError)
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelserve.api.errors import error_response
+from modelserve.api.errors import from_domain_error
 from modelserve.errors import BusyError
 from modelserve.observability import metrics
 
@@ -38,9 +38,7 @@ class InFlightBytesLimit:
             exc = BusyError(self.inflight, self.limit)
             metrics.record_busy()
             request_id = scope.get("state", {}).get("request_id")
-            response = error_response(
-                exc.status_code, exc.code, exc.detail, request_id, exc.headers
-            )
+            response = from_domain_error(exc, request_id)
             await response(scope, receive, send)
             return
         self.inflight += charge

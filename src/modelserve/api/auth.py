@@ -41,7 +41,7 @@ import structlog
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelserve.api.errors import error_response
+from modelserve.api.errors import from_domain_error
 from modelserve.api.lockout import FailedAuthLimiter, RefusalLog
 from modelserve.api.route_table import Access, RouteTable
 from modelserve.errors import (
@@ -234,12 +234,10 @@ class AuthMiddleware:
         self, exc: ModelserveError, needed: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         self.refusals.refused(path=scope["path"], code=exc.code, required_scope=needed)
-        headers = exc.headers
-        if exc.status_code == 401 and scope["path"].startswith("/dashboard"):
+        headers = None
+        if isinstance(exc, UnauthorizedError) and scope["path"].startswith("/dashboard"):
             headers = _BROWSER_CHALLENGE
-        response = error_response(
-            exc.status_code, exc.code, exc.detail, scope["state"].get("request_id"), headers
-        )
+        response = from_domain_error(exc, scope["state"].get("request_id"), headers)
         await response(scope, receive, send)
 
 

@@ -1,8 +1,15 @@
-"""Every failure becomes the same JSON body: ``{"detail", "code", "request_id"}``."""
+"""HTTP's edge of the domain errors: each error's status and headers, and the one error body.
+
+Every failure becomes the same JSON body, ``{"detail", "code", "request_id"}``; the Open
+Inference Protocol's routes answer ``{"error": detail}`` with the same status and headers
+(:func:`v2_error_response`). Domain errors carry a kind and data, never HTTP: the mapping is
+:data:`HTTP_STATUS` and :func:`http_headers`, here only.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Final
 
 import orjson
 import structlog
@@ -14,9 +21,39 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from modelserve.api.disconnect import client_closed_request
-from modelserve.errors import InvalidJSONError, ModelserveError
+from modelserve.errors import (
+    BodyTimeoutError,
+    BodyTooLargeError,
+    ErrorKind,
+    InvalidJSONError,
+    ModelserveError,
+    RateLimitedError,
+    RateWindow,
+    ShuttingDownError,
+)
 
 log = structlog.get_logger(__name__)
+
+HTTP_STATUS: Final[dict[ErrorKind, HTTPStatus]] = {
+    ErrorKind.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST,
+    ErrorKind.EMPTY_INPUT: HTTPStatus.UNPROCESSABLE_ENTITY,
+    ErrorKind.UNSUPPORTED_FORMAT: HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    ErrorKind.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    ErrorKind.CLIENT_TIMEOUT: HTTPStatus.REQUEST_TIMEOUT,
+    ErrorKind.UNAUTHENTICATED: HTTPStatus.UNAUTHORIZED,
+    ErrorKind.PERMISSION_DENIED: HTTPStatus.FORBIDDEN,
+    ErrorKind.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    ErrorKind.CONFLICT: HTTPStatus.CONFLICT,
+    ErrorKind.RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
+    ErrorKind.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+    ErrorKind.DEADLINE_EXCEEDED: HTTPStatus.GATEWAY_TIMEOUT,
+    ErrorKind.INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
+}
+"""The HTTP status of each kind of domain error."""
+
+_CLOSES_CONNECTION: Final = (BodyTooLargeError, BodyTimeoutError, ShuttingDownError)
+"""Errors answered with ``Connection: close``: the rest of the body is never read (or may
+still trickle in), or the server is going away."""
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 415: "unsupported_media_type"}
 # Pydantic error types that mean "this is not JSON" rather than "wrong JSON".
@@ -35,14 +72,50 @@ def error_response(
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+def http_status(error: ModelserveError | type[ModelserveError]) -> int:
+    """The HTTP status of a domain error (or error class)."""
+    return int(HTTP_STATUS[error.kind])
+
+
+def http_headers(error: ModelserveError) -> dict[str, str]:
+    """The headers an error's HTTP answer carries, built from its kind and data."""
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimitedError):
+        headers.update(rate_limit_headers(error.window))
+    if error.retry_after_s is not None:
+        headers["Retry-After"] = str(error.retry_after_s)
+    if error.kind is ErrorKind.UNAUTHENTICATED:
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, _CLOSES_CONNECTION):
+        headers["Connection"] = "close"
+    if error.model_version is not None:
+        headers["X-Model-Version"] = error.model_version
+    return headers
+
+
+def rate_limit_headers(window: RateWindow) -> dict[str, str]:
+    """``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (Unix seconds) of a window."""
+    return {
+        "X-RateLimit-Limit": str(window.limit),
+        "X-RateLimit-Remaining": str(window.remaining),
+        "X-RateLimit-Reset": str(window.reset_at),
+    }
+
+
 def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
-def from_domain_error(exc: ModelserveError, request_id: str | None) -> Response:
-    """The error body; an error a model version raised also names it (body and header)."""
+def from_domain_error(
+    exc: ModelserveError, request_id: str | None, headers: dict[str, str] | None = None
+) -> Response:
+    """The error body; an error a model version raised also names it (body and header).
+
+    ``headers`` replaces the error's own (the dashboard's browser challenge does).
+    """
+    headers = http_headers(exc) if headers is None else headers
     if exc.model_version is None:
-        return error_response(exc.status_code, exc.code, exc.detail, request_id, exc.headers)
+        return error_response(http_status(exc), exc.code, exc.detail, request_id, headers)
     body = orjson.dumps(
         {
             "detail": exc.detail,
@@ -52,8 +125,15 @@ def from_domain_error(exc: ModelserveError, request_id: str | None) -> Response:
             "model_version": exc.model_version,
         }
     )
-    headers = {**exc.headers, "X-Model-Version": exc.model_version}
-    return Response(body, exc.status_code, media_type="application/json", headers=headers)
+    return Response(body, http_status(exc), media_type="application/json", headers=headers)
+
+
+def v2_error_response(exc: ModelserveError) -> Response:
+    """The Open Inference Protocol's answer: ``{"error": detail}``, same status and headers."""
+    body = orjson.dumps({"error": exc.detail})
+    return Response(
+        body, http_status(exc), media_type="application/json", headers=http_headers(exc)
+    )
 
 
 def from_validation_error(exc: ValidationError, request_id: str | None) -> Response:

@@ -16,7 +16,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.api.errors import error_response
+from modelserve.api.errors import error_response, from_domain_error
 from modelserve.api.route_table import RouteTable
 from modelserve.errors import BodyTimeoutError, BodyTooLargeError
 from modelserve.observability import metrics
@@ -94,9 +94,7 @@ class RequestContextMiddleware:
             declared = _content_length(scope)
             if declared is not None and declared > self.max_body_bytes:
                 exc = BodyTooLargeError(self.max_body_bytes)
-                response = error_response(
-                    exc.status_code, exc.code, exc.detail, request_id, exc.headers
-                )
+                response = from_domain_error(exc, request_id)
                 await response(scope, receive, send_with_id)
             elif declared == 0:
                 await self.app(scope, receive, send_with_id)

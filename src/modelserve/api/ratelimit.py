@@ -42,10 +42,15 @@ from redis.asyncio import ConnectionPool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.api.errors import error_response
+from modelserve.api.errors import from_domain_error, rate_limit_headers
 from modelserve.api.route_table import Operation, RouteTable
 from modelserve.cache.base import OutageTracker
-from modelserve.errors import ModelserveError, RateLimitedError, RateLimitUnavailableError
+from modelserve.errors import (
+    ModelserveError,
+    RateLimitedError,
+    RateLimitUnavailableError,
+    RateWindow,
+)
 from modelserve.observability import metrics
 from modelserve.settings import RateLimitSettings
 
@@ -59,11 +64,14 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The outcome of one charge: allowed or not, and the headers that describe the window."""
+    """The outcome of one charge: allowed or not, and the window that decided."""
 
     allowed: bool
-    headers: dict[str, str]
-    limit: str = ""
+    window: RateWindow
+    limit: str
+    """The limit that decided, as configured (``100/minute``)."""
+    retry_after_s: int = 0
+    """Refusals: seconds until the window frees up (at least 1)."""
 
 
 class RouteLimiter:
@@ -167,12 +175,13 @@ class RouteLimiter:
             allowed = await strategy.hit(item, key, identity, cost=cost)
             reset_at, remaining = await strategy.get_window_stats(item, key, identity)
             if not allowed:
-                return Verdict(False, _headers(item, 0, reset_at, refused=True), str(item))
+                retry_after_s = max(1, math.ceil(reset_at - time.time()))
+                return Verdict(False, _window(item, 0, reset_at), str(item), retry_after_s)
             if tightest is None or remaining < tightest[0]:
                 tightest = (remaining, reset_at, item)
         assert tightest is not None  # noqa: S101 - parse_many never returns an empty list
         remaining, reset_at, item = tightest
-        return Verdict(True, _headers(item, remaining, reset_at, refused=False), str(item))
+        return Verdict(True, _window(item, remaining, reset_at), str(item))
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -195,17 +204,8 @@ def peer_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def _headers(
-    item: RateLimitItem, remaining: int, reset_at: float, *, refused: bool
-) -> dict[str, str]:
-    headers = {
-        "X-RateLimit-Limit": str(item.amount),
-        "X-RateLimit-Remaining": str(max(0, remaining)),
-        "X-RateLimit-Reset": str(math.ceil(reset_at)),
-    }
-    if refused:
-        headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
-    return headers
+def _window(item: RateLimitItem, remaining: int, reset_at: float) -> RateWindow:
+    return RateWindow(item.amount, max(0, remaining), math.ceil(reset_at))
 
 
 class RateLimitMiddleware:
@@ -234,9 +234,7 @@ class RateLimitMiddleware:
             # too); with count_rows the route charges the remaining rows once it knows them.
             verdict = await _enforce(limiter, operation, route, identity, 1)
         except ModelserveError as exc:
-            response = error_response(
-                exc.status_code, exc.code, exc.detail, state.get("request_id"), exc.headers
-            )
+            response = from_domain_error(exc, state.get("request_id"))
             await response(scope, receive, send)
             return
         if operation is Operation.PREDICT_ROWS and limiter.count_rows:
@@ -257,7 +255,10 @@ class RateLimitMiddleware:
                 if isinstance(verdict, Verdict) and verdict.allowed:
                     message["headers"] = [
                         *message.get("headers", []),
-                        *((k.lower().encode(), v.encode()) for k, v in verdict.headers.items()),
+                        *(
+                            (k.lower().encode(), v.encode())
+                            for k, v in rate_limit_headers(verdict.window).items()
+                        ),
                     ]
             await send(message)
 
@@ -334,7 +335,7 @@ async def _enforce(
         return None
     if not verdict.allowed:
         metrics.record_rate_limited(route)
-        raise RateLimitedError(verdict.limit, verdict.headers)
+        raise RateLimitedError(verdict.limit, verdict.window, verdict.retry_after_s)
     return verdict
 
 

@@ -180,9 +180,11 @@ class InferenceCore:
             except Exception as exc:
                 if isinstance(exc, ModelserveError):
                     exc.answered_by(entry.name, entry.version)
-                code: str = getattr(exc, "code", "internal_error")
+                    code, client_fault = exc.code, exc.kind.is_client_error
+                else:
+                    code, client_fault = "internal_error", False
                 metrics.record_failure(entry.name, entry.version, code)
-                entry.monitor.observe_failure(getattr(exc, "status_code", 500), code)
+                entry.monitor.observe_failure(code, client_fault=client_fault)
                 raise
         elapsed = time.perf_counter() - started
         labels, confidences = outputs.labels, outputs.confidences()

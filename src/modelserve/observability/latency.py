@@ -58,11 +58,12 @@ class LatencyWindow:
         self._kept = min(self.capacity, self._kept + 1)
         self._successes += 1
 
-    def add_error(self, status: int = 500, code: str = "internal_error") -> None:
-        """A request that failed with ``status`` / ``code`` (not part of the percentiles)."""
+    def add_error(self, code: str = "internal_error", *, client_fault: bool = False) -> None:
+        """A request that failed with ``code`` (not part of the percentiles); ``client_fault``
+        when the request was at fault (4xx), not the server."""
         if code == "overloaded":
             self._shed += 1
-        elif 400 <= status < 500:
+        elif client_fault:
             self._client_errors += 1
         else:
             self._errors += 1

@@ -65,9 +65,10 @@ class VersionMonitor:
         else:
             self.drift.add(matrix)
 
-    def observe_failure(self, status: int, code: str) -> None:
-        """One request that failed after routing (its error code is counted by metrics)."""
-        self.latency.add_error(status, code)
+    def observe_failure(self, code: str, *, client_fault: bool) -> None:
+        """One request that failed after routing (its error code is counted by metrics);
+        ``client_fault`` when the request was at fault (bad input), not the server."""
+        self.latency.add_error(code, client_fault=client_fault)
 
     def refresh(self) -> DriftReport:
         """Compute the drift figures, publish them as gauges, warn when a PSI crosses over."""

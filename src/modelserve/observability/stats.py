@@ -301,7 +301,7 @@ def _client_error_codes() -> frozenset[str]:
     def subclasses(cls: type[ModelserveError]) -> list[type[ModelserveError]]:
         return [cls, *(sub for child in cls.__subclasses__() for sub in subclasses(child))]
 
-    return frozenset(c.code for c in subclasses(ModelserveError) if 400 <= c.status_code < 500)
+    return frozenset(c.code for c in subclasses(ModelserveError) if c.kind.is_client_error)
 
 
 _CLIENT_ERROR_CODES = _client_error_codes()

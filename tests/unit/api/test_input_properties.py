@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from modelserve.api.errors import from_validation_error
+from modelserve.api.errors import from_validation_error, http_status
 from modelserve.api.schemas import BatchPredictRequest, PredictRequest
 from modelserve.errors import ModelserveError
 from modelserve.inference.preprocess import FeatureSchema
@@ -62,7 +62,7 @@ def _status_for(body: bytes, model: type[PredictRequest] | type[BatchPredictRequ
     try:
         SCHEMA.to_array(batch)
     except ModelserveError as exc:
-        return int(exc.status_code)
+        return http_status(exc)
     return 200
 
 
@@ -104,7 +104,7 @@ def test_feature_schema_any_numeric_rows_give_a_matrix_or_a_client_error(
     try:
         matrix = SCHEMA.to_array(batch)
     except ModelserveError as exc:
-        status = int(exc.status_code)
+        status = http_status(exc)
     else:
         status = 200
         assert matrix.shape == (len(batch), 4)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
-from http import HTTPStatus
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from structlog.testing import capture_logs
 
 from modelserve.errors import (
     EmptyBatchError,
+    ErrorKind,
     InferenceTimeoutError,
     OverloadedError,
     PredictionFailedError,
@@ -171,7 +171,7 @@ async def test_batcher_model_failure_answers_500_without_internal_detail(
     with pytest.raises(PredictionFailedError) as caught:
         await batcher.submit(rows_of(-1))
 
-    assert caught.value.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert caught.value.kind is ErrorKind.INTERNAL
     assert caught.value.code == "prediction_failed"
     assert "internal detail" not in caught.value.detail
 
@@ -212,7 +212,7 @@ async def test_batcher_queue_deadline_raises_queue_timeout(make_batcher: Batcher
     with pytest.raises(QueueTimeoutError) as caught:
         await batcher.submit(rows_of(2))
 
-    assert (caught.value.status_code, caught.value.code) == (504, "queue_timeout")
+    assert (caught.value.kind, caught.value.code) == (ErrorKind.DEADLINE_EXCEEDED, "queue_timeout")
     with pytest.raises(InferenceTimeoutError):
         await running
     await batcher.close(timeout_s=5)
@@ -228,7 +228,10 @@ async def test_batcher_slow_model_call_raises_inference_timeout(
     with pytest.raises(InferenceTimeoutError) as caught:
         await batcher.submit(rows_of(1))
 
-    assert (caught.value.status_code, caught.value.code) == (504, "inference_timeout")
+    assert (caught.value.kind, caught.value.code) == (
+        ErrorKind.DEADLINE_EXCEEDED,
+        "inference_timeout",
+    )
 
 
 async def test_batcher_full_queue_refuses_at_once_with_overloaded(
@@ -245,8 +248,9 @@ async def test_batcher_full_queue_refuses_at_once_with_overloaded(
     with pytest.raises(OverloadedError) as caught:
         await batcher.submit(rows_of(5))
 
-    assert (caught.value.status_code, caught.value.code) == (503, "overloaded")
-    assert int(caught.value.headers["Retry-After"]) >= 1
+    assert (caught.value.kind, caught.value.code) == (ErrorKind.UNAVAILABLE, "overloaded")
+    assert caught.value.retry_after_s is not None
+    assert caught.value.retry_after_s >= 1
     await asyncio.gather(running, queued)
 
 
@@ -311,7 +315,7 @@ async def test_batcher_close_then_refuses_with_shutting_down(
     with pytest.raises(ShuttingDownError) as caught:
         await batcher.submit(rows_of(1))
 
-    assert (caught.value.status_code, caught.value.code) == (503, "shutting_down")
+    assert (caught.value.kind, caught.value.code) == (ErrorKind.UNAVAILABLE, "shutting_down")
 
 
 async def test_batcher_close_past_its_timeout_fails_what_is_still_queued(

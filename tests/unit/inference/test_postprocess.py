@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelserve.errors import NonFiniteOutputError
+from modelserve.errors import ErrorKind, NonFiniteOutputError
 from modelserve.inference.formatting import format_predictions
 from modelserve.inference.postprocess import Postprocessor
 from modelserve.inference.types import OutputSpec, Prediction, RawOutput
@@ -158,7 +158,7 @@ def test_format_non_finite_regression_values_are_refused(value: float) -> None:
     """A regressor's NaN or infinite output is refused (JSON would turn it into null)."""
     with pytest.raises(NonFiniteOutputError, match="row 1") as info:
         answers(regressor(), RawOutput(values=np.array([1.0, value])))
-    assert (info.value.status_code, info.value.code) == (500, "non_finite_output")
+    assert (info.value.kind, info.value.code) == (ErrorKind.INTERNAL, "non_finite_output")
 
 
 def test_format_clipping_does_not_hide_non_finite_values() -> None:

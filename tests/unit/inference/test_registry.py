@@ -15,6 +15,7 @@ import numpy.typing as npt
 import pytest
 
 from modelserve.errors import (
+    ErrorKind,
     ModelLoadError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -122,7 +123,7 @@ async def test_registry_failed_version_answers_503_with_reason(
     await registry.load_all(strict=False)
     with pytest.raises(ModelNotReadyError) as info:
         registry.route("ghost", None, None)
-    assert info.value.status_code == 503
+    assert info.value.kind is ErrorKind.UNAVAILABLE
     assert "model file not found" in info.value.detail
 
 
@@ -186,7 +187,7 @@ async def test_registry_get_unknown_model_is_404(
     registry = make_registry(iris(demo_models_dir))
     with pytest.raises(ModelNotFoundError, match="served models: iris") as info:
         registry.get("nope")
-    assert info.value.status_code == 404
+    assert info.value.kind is ErrorKind.NOT_FOUND
 
 
 async def test_registry_get_unknown_version_is_404(
@@ -196,7 +197,7 @@ async def test_registry_get_unknown_version_is_404(
     registry = make_registry(iris(demo_models_dir))
     with pytest.raises(VersionNotFoundError, match="versions: 1") as info:
         registry.get("iris", "9")
-    assert info.value.status_code == 404
+    assert info.value.kind is ErrorKind.NOT_FOUND
 
 
 @pytest.mark.parametrize(

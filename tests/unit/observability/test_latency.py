@@ -73,14 +73,15 @@ def test_latency_window_empty_period_has_no_percentiles() -> None:
 
 
 def test_latency_window_splits_failures_as_stats_does() -> None:
-    """4xx count as client errors and shedding apart; only server errors make the error rate."""
+    """Client faults count as client errors, shedding apart; only server errors make the
+    error rate."""
     window = LatencyWindow(capacity=100)
     for _ in range(6):
         window.add(0.001)
-    window.add_error(400, "wrong_feature_count")
-    window.add_error(422, "empty_batch")
-    window.add_error(503, "overloaded")
-    window.add_error(500, "prediction_failed")
+    window.add_error("wrong_feature_count", client_fault=True)
+    window.add_error("empty_batch", client_fault=True)
+    window.add_error("overloaded")
+    window.add_error("prediction_failed")
 
     summary = window.take()
 

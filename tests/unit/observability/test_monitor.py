@@ -115,7 +115,7 @@ def test_monitor_log_period_writes_latency_stats() -> None:
     monitor = _monitor("mon-latency", None)
     for ms in range(1, 101):
         _feed(monitor, IRIS[:1], ms / 1000)
-    monitor.observe_failure(500, "prediction_failed")
+    monitor.observe_failure("prediction_failed", client_fault=False)
 
     with capture_logs() as logs:
         monitor.log_period(30.0)

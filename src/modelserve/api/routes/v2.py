@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from modelserve.api.disconnect import while_connected
+from modelserve.api.errors import v2_error_response
 from modelserve.api.openapi_v2 import v2_doc
 from modelserve.api.ratelimit import charge_infer
 from modelserve.api.route_table import Access, Operation, RouteSpec
@@ -48,7 +49,7 @@ def _v2_errors(endpoint: Endpoint) -> Endpoint:
         try:
             return await endpoint(request)
         except ModelserveError as exc:
-            return _json({"error": exc.detail}, int(exc.status_code), exc.headers)
+            return v2_error_response(exc)
         except Exception:
             log.exception("v2_request_failed", path=request.url.path)
             return _json({"error": "internal error; the server log has the details"}, 500)
