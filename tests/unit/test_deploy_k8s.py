@@ -32,7 +32,7 @@ def _documents(kustomization: Path) -> list[dict[str, Any]]:
 
 def _configmap_env() -> dict[str, str]:
     spec = yaml.safe_load((BASE / "kustomization.yaml").read_text())
-    (generator,) = spec["configMapGenerator"]
+    (generator,) = [g for g in spec["configMapGenerator"] if g["name"] == "modelserve-env"]
     return dict(item.split("=", 1) for item in generator["literals"])
 
 
@@ -80,7 +80,11 @@ def _redis_resources() -> tuple[dict[str, Any], dict[str, Any]]:
     (redis,) = [
         d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] != "modelserve"
     ]
-    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    (policy,) = [
+        d
+        for d in docs
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "modelserve-redis"
+    ]
     return redis, policy
 
 

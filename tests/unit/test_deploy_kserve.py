@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -14,6 +15,7 @@ from modelserve.app import create_app
 from modelserve.cli import serve
 from modelserve.settings import Settings, load_settings, unauthenticated_exposure
 from tests.unit.test_deploy_container import example_keys, image_env, settings_from
+from tests.unit.test_deploy_kustomize import KUBERNETES_VERSION
 
 KSERVE = Path(__file__).resolve().parents[2] / "deploy" / "kserve"
 
@@ -99,3 +101,16 @@ def test_kserve_runtime_serves_with_auth_on_and_keys_from_the_secret(
     settings.server.host = _flag_value("--host")
     assert settings.auth.enabled
     assert unauthenticated_exposure(settings) is None
+
+
+def test_kserve_runtime_container_is_a_valid_kubernetes_container() -> None:
+    """The runtime's container (KServe puts it in the predictor pod as it is) validates
+    strictly against the Kubernetes Container schema; KServe's own kinds have no schema
+    there, so the pod around it is the minimal one."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": SERVICE["metadata"]["name"]},
+        "spec": {"containers": RUNTIME["spec"]["containers"]},
+    }
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)

@@ -30,7 +30,7 @@ def _compose_env() -> dict[str, str]:
 
 def _kustomize_env() -> dict[str, str]:
     spec = yaml.safe_load((DEPLOY / "k8s" / "base" / "kustomization.yaml").read_text())
-    (generator,) = spec["configMapGenerator"]
+    (generator,) = [g for g in spec["configMapGenerator"] if g["name"] == "modelserve-env"]
     return dict(item.split("=", 1) for item in generator["literals"])
 
 
