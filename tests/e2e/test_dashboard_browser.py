@@ -23,30 +23,43 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 IRIS = np.asarray(load_iris().data, dtype=np.float64)
 
 
-class _CardText(HTMLParser):
-    """Text of each element carrying ``data-model``, pieces joined by ``|``."""
+# Elements the HTML parser opens without ever closing.
+_VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta"})
 
-    def __init__(self) -> None:
+
+class _ElementText(HTMLParser):
+    """Text pieces inside each element that carries ``attribute`` (nested text included),
+    keyed by that attribute's value."""
+
+    def __init__(self, attribute: str) -> None:
         super().__init__()
-        self.cards: dict[str, list[str]] = {}
-        self._open: list[tuple[str, int]] = []
-        self._depth = 0
+        self.attribute = attribute
+        self.texts: dict[str, list[str]] = {}
+        self._open: list[tuple[str, str | None]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._depth += 1
-        model = dict(attrs).get("data-model")
-        if model:
-            self._open.append((model, self._depth))
-            self.cards[model] = []
+        if tag in _VOID:
+            return
+        key = dict(attrs).get(self.attribute)
+        self._open.append((tag, key))
+        if key:
+            self.texts[key] = []
 
     def handle_endtag(self, tag: str) -> None:
-        if self._open and self._open[-1][1] == self._depth:
-            self._open.pop()
-        self._depth -= 1
+        while self._open and self._open.pop()[0] != tag:
+            pass
 
     def handle_data(self, data: str) -> None:
-        if self._open and data.strip():
-            self.cards[self._open[-1][0]].append(data.strip())
+        if data.strip():
+            for _, key in self._open:
+                if key:
+                    self.texts[key].append(data.strip())
+
+
+def _texts(dom: str, attribute: str) -> dict[str, list[str]]:
+    parser = _ElementText(attribute)
+    parser.feed(dom)
+    return parser.texts
 
 
 @pytest.fixture(scope="module")
@@ -119,10 +132,9 @@ def test_dashboard_shows_live_numbers_in_chromium(
 
     dom = _browse(chromium, tmp_path / "chrome", server.base_url + "/dashboard", "--dump-dom")
 
-    parser = _CardText()
-    parser.feed(dom.stdout)
-    iris = "|".join(parser.cards["iris:1"])
-    onnx = "|".join(parser.cards["iris-onnx:1"])
+    cards = _texts(dom.stdout, "data-model")
+    iris = "|".join(cards["iris:1"])
+    onnx = "|".join(cards["iris-onnx:1"])
     assert "iris · v1|ready" in iris
     assert "Total|120" in iris
     assert "setosa" in iris
@@ -134,27 +146,37 @@ def test_dashboard_shows_live_numbers_in_chromium(
     assert server.stop() == 0
 
 
-def test_dashboard_screenshot_is_saved(
+def test_dashboard_header_and_traffic_tiles_render_in_chromium(
     serve_modelserve: Callable[..., RunningServer],
     demo_models_dir: Path,
     tmp_path: Path,
     chromium: str,
 ) -> None:
-    """A 1280x900 screenshot of the live page is saved under test-artifacts/."""
+    """At 1280x900 the page says ready, one worker, and every traffic tile holds a figure;
+    a screenshot of it is kept under test-artifacts/ for people to look at."""
     server = serve_modelserve(_two_model_config(demo_models_dir, tmp_path))
     _drive_traffic(server.base_url)
+    url = server.base_url + "/dashboard"
+
+    dom = _browse(chromium, tmp_path / "chrome", url, "--dump-dom", "--window-size=1280,900")
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "dashboard.png"
-    shot.unlink(missing_ok=True)
+    _browse(chromium, tmp_path / "chrome", url, f"--screenshot={shot}", "--window-size=1280,900")
 
-    _browse(
-        chromium,
-        tmp_path / "chrome",
-        server.base_url + "/dashboard",
-        f"--screenshot={shot}",
-        "--window-size=1280,900",
-    )
-
+    header = _texts(dom.stdout, "id")
+    assert header["ready-pill"] == ["ready"]
+    up, workers, window, _updated = header["meta"][0].split(" · ")
+    assert up.startswith("up ")
+    assert workers == "1 worker"
+    assert window.startswith("window ")
+    tiles = _texts(dom.stdout, "data-kpi")
+    label, per_s, total = tiles["requests_per_s"]
+    assert label == "Requests / s"
+    assert float(per_s) > 0
+    assert total == "124 total", tiles  # the dashboard's own page and polling are left out
+    assert tiles["error_rate"][:2] == ["5xx errors", "0%"]
+    assert tiles["client_error_rate"][:2] == ["4xx errors", "2.4%"]  # 3 of 124
+    for name in ("p50", "p95", "p99"):
+        assert float(tiles[name][1].removesuffix(" ms")) > 0, tiles
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert shot.stat().st_size > 30_000  # a rendered page, not a blank one
     assert server.stop() == 0
