@@ -16,6 +16,7 @@ from typing import Any
 import joblib
 import numpy as np
 import numpy.typing as npt
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -101,3 +102,25 @@ def in_process_rows_per_s(
             elapsed = time.perf_counter() - start
         rates.append(calls * batch_size / elapsed)
     return statistics.median(rates)
+
+
+class SleepingClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Sleeps ``delay_s`` per call, then answers class 0: a model call that holds an
+    inference thread without using a core (a remote or I/O-bound model)."""
+
+    def __init__(self, delay_s: float = 1.0) -> None:
+        self.delay_s = delay_s
+
+    def fit(self, x: Any, y: Any) -> SleepingClassifier:
+        self.classes_ = np.arange(len(LABELS))
+        self.n_features_in_ = 4
+        return self
+
+    def predict_proba(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        time.sleep(self.delay_s)
+        out = np.zeros((len(x), len(LABELS)))
+        out[:, 0] = 1.0
+        return out
+
+    def predict(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+        return np.asarray(self.predict_proba(x).argmax(axis=1))

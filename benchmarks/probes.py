@@ -5,8 +5,11 @@ the kubelet does, and asks in turn ``/health`` and ``/ready`` on the main port a
 ``/ready`` and ``/metrics`` on the probe port, every ``--interval-ms``. It prints median, p99
 and max latency per endpoint and load, and any probe that failed or timed out.
 
-Loads: 64 connections of 1000-row ``/predict-batch``, 256 connections of single rows, and
-``--big-connections`` connections sending the largest body ``server.max_body_bytes`` accepts.
+Loads: 64 connections of 1000-row ``/predict-batch``, 256 connections of single rows,
+``--big-connections`` connections sending the largest body ``server.max_body_bytes`` accepts,
+and ``slow-model-x8``: eight predictions always inside a model that sleeps 1 s per call (every
+inference thread busy, no core used), the case ``tests/e2e/test_probes.py`` checks for
+behaviour only.
 """
 
 from __future__ import annotations
@@ -20,14 +23,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import joblib
 import yaml
 
 from benchmarks.loadgen import ensure_wrk, start_wrk
-from benchmarks.models import build_models, request_rows, write_rows_csv
+from benchmarks.models import SleepingClassifier, build_models, request_rows, write_rows_csv
 from benchmarks.processes import free_ports, start_server
 from benchmarks.servers import VENV_BIN
 
 WORK = Path(__file__).resolve().parent / ".work"
+REPO = Path(__file__).resolve().parent.parent
+SLOW_IN_FLIGHT = 8
+SLOW_CALL_S = 1.0
 PROBE_TIMEOUT_S = 5.0
 ENDPOINTS = (
     ("main", "/health"),
@@ -103,10 +110,63 @@ def probe_all(ports: dict[str, int], duration_s: float, interval_s: float) -> di
     return dict(sorted(results.items()))
 
 
-def write_config(path: Path, model: Path, probe_port: int, max_body_bytes: int) -> Path:
+@dataclass
+class SlowCalls:
+    """Predictions kept in flight against the sleeping model, and how they were answered."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    statuses: list[int] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def finish(self) -> str:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(SLOW_CALL_S + PROBE_TIMEOUT_S + 5)
+        ok = self.statuses.count(200)
+        return f"{len(self.statuses)} slow predictions, {ok} answered 200"
+
+
+def keep_slow_calls_in_flight(port: int) -> SlowCalls:
+    """SLOW_IN_FLIGHT threads, each sending the next prediction as soon as one is answered."""
+    calls = SlowCalls()
+    body = b'{"features": [5.1, 3.5, 1.4, 0.2]}'
+
+    def loop() -> None:
+        while not calls.stop.is_set():
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=SLOW_CALL_S + 30)
+            try:
+                conn.request(
+                    "POST", "/predict?model=slow", body, {"Content-Type": "application/json"}
+                )
+                response = conn.getresponse()
+                response.read()
+                calls.statuses.append(response.status)
+            except OSError:
+                calls.statuses.append(0)
+            finally:
+                conn.close()
+
+    calls.threads = [threading.Thread(target=loop) for _ in range(SLOW_IN_FLIGHT)]
+    for thread in calls.threads:
+        thread.start()
+    return calls
+
+
+def write_config(
+    path: Path, model: Path, slow_model: Path, probe_port: int, max_body_bytes: int
+) -> Path:
+    slow = {
+        "name": "slow",
+        "path": str(slow_model),
+        "batching": {"enabled": False, "inference_threads": SLOW_IN_FLIGHT},
+    }
     config = {
         # A queue deep enough that the batch load is computed, not shed: the worst case.
-        "models": [{"name": "logreg", "path": str(model), "batching": {"max_queue_rows": 100_000}}],
+        "models": [
+            {"name": "logreg", "path": str(model), "batching": {"max_queue_rows": 100_000}},
+            slow,
+        ],
+        "default_model": "logreg",
         "server": {"probe_port": probe_port, "max_body_bytes": max_body_bytes},
         "cache": {"backend": "none"},
     }
@@ -127,14 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     wrk = ensure_wrk()
     files = build_models(WORK)
     rows_csv = write_rows_csv(request_rows(), WORK / "rows.csv")
+    slow_model = WORK / "models" / "sleeping.joblib"
+    joblib.dump(SleepingClassifier(SLOW_CALL_S).fit(None, None), slow_model)
     port, probe_port = free_ports(2)
     config = write_config(
-        WORK / "probes.yaml", files["logreg"].path, probe_port, args.max_body_bytes
+        WORK / "probes.yaml", files["logreg"].path, slow_model, probe_port, args.max_body_bytes
     )
     command = [str(VENV_BIN / "modelserve"), "serve", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)]
-    server = start_server("probes", command, port, WORK / "logs")
-    loads = {
+    # The server unpickles benchmarks.models.SleepingClassifier, so it imports this package.
+    server = start_server("probes", command, port, WORK / "logs", env={"PYTHONPATH": str(REPO)})
+    loads: dict[str, tuple[str, list[str], int] | None] = {
         "idle": None,
         "batch-1000x64": ("batch.lua", [str(rows_csv), "/predict-batch", "1000"], 64),
         "single-row-x256": ("predict.lua", [str(rows_csv), "/predict"], 256),
@@ -143,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             [str(args.max_body_bytes - 64), "/predict-batch"],
             args.big_connections,
         ),
+        "slow-model-x8": None,  # not wrk: see keep_slow_calls_in_flight
     }
     wanted = set(args.only.split(",")) if args.only else set(loads)
     try:
@@ -151,8 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, load in loads.items():
             if name not in wanted:
                 continue
-            job = None
-            if load is not None:
+            job, slow_calls = None, None
+            if name == "slow-model-x8":
+                slow_calls = keep_slow_calls_in_flight(port)
+                time.sleep(SLOW_CALL_S)  # every inference thread busy before probing
+            elif load is not None:
                 script, script_args, connections = load
                 job = start_wrk(
                     wrk,
@@ -167,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             ports = {"main": port, "probe": probe_port}
             results = probe_all(ports, args.duration, args.interval_ms / 1000)
             print(f"\n== {name}")
+            if slow_calls is not None:
+                print(f"  load: {slow_calls.finish()}")
             if job is not None:
                 done = job.result()
                 print(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -192,4 +194,64 @@ class GatedClassifier(SlowClassifier):
             if not held.opened.wait(30):
                 raise RuntimeError("the test never opened the gate")
         held.rows_computed += len(x)
+        return super().predict_proba(x)
+
+
+GATE_HOLD_LIMIT_S = 60.0
+"""A held model call gives up after this long, so a test that forgot to open fails instead
+of leaving a server stuck."""
+
+
+class FileGate:
+    """Holds the calls of a :class:`FileGatedClassifier` in another process until opened.
+
+    The server process and the test share the gate through files in ``directory``: ``held``
+    makes calls wait, each waiting call leaves an ``entered-*`` file, ``open`` lets them go.
+    A test knows exactly how many calls are inside the model, without sleeping on it.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def hold(self) -> None:
+        """From now on, model calls wait (warm-up calls before this do not)."""
+        for marker in [*self.directory.glob("entered-*"), self.directory / "open"]:
+            marker.unlink(missing_ok=True)
+        (self.directory / "held").touch()
+
+    def open(self) -> None:
+        """Let every waiting call go, and the calls after it through."""
+        (self.directory / "open").touch()
+        (self.directory / "held").unlink(missing_ok=True)
+
+    def entered(self) -> int:
+        return len(list(self.directory.glob("entered-*")))
+
+    def wait_entered(self, count: int, timeout_s: float = 30.0) -> None:
+        """Wait until ``count`` calls are held inside the model (bounded)."""
+        deadline = time.monotonic() + timeout_s
+        while self.entered() < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.entered()} of {count} calls reached the model")
+            time.sleep(0.01)
+
+
+class FileGatedClassifier(SlowClassifier):
+    """Answers class 0 at once, except while its :class:`FileGate` is held: then a call marks
+    that it entered and waits for the gate to open."""
+
+    def __init__(self, gate_dir: str = "", n_features: int = 4) -> None:
+        super().__init__(0.0, n_features)
+        self.gate_dir = gate_dir
+
+    def predict_proba(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        gate_dir = Path(self.gate_dir)
+        if (gate_dir / "held").exists():
+            (gate_dir / f"entered-{uuid.uuid4().hex}").touch()
+            deadline = time.monotonic() + GATE_HOLD_LIMIT_S
+            while not (gate_dir / "open").exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the test never opened the gate")
+                time.sleep(0.005)
         return super().predict_proba(x)
