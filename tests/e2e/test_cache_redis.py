@@ -18,6 +18,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 KEY_SECRET = "a shared secret of this test run, 32+ chars"  # noqa: S105 - a test fixture value
+REDIS_TIMEOUT_MS = 5000
+"""Far above any Redis reply on a loaded machine: the default 50 ms turned HITs into MISSes."""
 
 
 def _config(tmp_path: Path, demo_models_dir: Path, redis_url: str) -> Path:
@@ -31,7 +33,11 @@ def _config(tmp_path: Path, demo_models_dir: Path, redis_url: str) -> Path:
     settings = {
         "models": [model],
         "redis_url": redis_url,
-        "cache": {"backend": "redis", "key_secret": KEY_SECRET},
+        "cache": {
+            "backend": "redis",
+            "key_secret": KEY_SECRET,
+            "redis_timeout_ms": REDIS_TIMEOUT_MS,
+        },
     }
     path.write_text(yaml.safe_dump(settings))
     return path

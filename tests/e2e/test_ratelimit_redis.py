@@ -17,6 +17,8 @@ pytestmark = pytest.mark.e2e
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 KEY_A = "e2e-rl-key-a-1c2d3e4f5a6b7c8d9e0f1a2b"
 KEY_B = "e2e-rl-key-b-9f8e7d6c5b4a39281706f5e4"
+REDIS_LIMITS = {"storage": "redis", "redis_timeout_ms": 5000}
+"""A generous timeout: with the default 100 ms a slow reply fails open and a 429 becomes 200."""
 
 
 def _config(tmp_path: Path, demo_models_dir: Path, **settings: Any) -> Path:
@@ -42,9 +44,7 @@ def test_ratelimit_redis_shared_between_two_servers(
     redis_url: str,
 ) -> None:
     """One client's budget is spent across both processes: the 4th request is 429 on either."""
-    config = _config(
-        tmp_path, demo_models_dir, redis_url=redis_url, rate_limit={"storage": "redis"}
-    )
+    config = _config(tmp_path, demo_models_dir, redis_url=redis_url, rate_limit=REDIS_LIMITS)
     first, second = serve_modelserve(config, wait=None), serve_modelserve(config, wait=None)
     wait_ready(first)
     wait_ready(second)
@@ -69,7 +69,7 @@ def test_ratelimit_redis_separates_api_keys(
         tmp_path,
         demo_models_dir,
         redis_url=redis_url,
-        rate_limit={"storage": "redis"},
+        rate_limit=REDIS_LIMITS,
         auth={"enabled": True, "keys": keys},
     )
     server = serve_modelserve(config)

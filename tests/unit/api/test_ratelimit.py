@@ -110,8 +110,14 @@ def test_rate_limit_settings_refuse_invalid_values(field: str, value: object) ->
 async def test_ratelimit_refuses_request_over_limit(
     app_client: Callable[..., Any], limited_settings: Callable[..., Settings], strategy: str
 ) -> None:
-    """The request after the limit is answered 429 rate_limited."""
-    async with app_client(limited_settings({"strategy": strategy})) as client:
+    """The request after the limit is answered 429 rate_limited.
+
+    Two per hour, not per minute: a fixed window that ended between two of these requests
+    would refill the budget, and an hour-long window cannot end during a test (limits opens
+    it at the first hit; even one aligned on the clock would have to straddle an hour).
+    """
+    limits = {"strategy": strategy, "predict": "2/hour"}
+    async with app_client(limited_settings(limits)) as client:
         statuses = [(await _predict(client)).status_code for _ in range(3)]
         refused = await _predict(client)
     assert statuses == [200, 200, 429]
@@ -259,7 +265,7 @@ async def test_ratelimit_redis_storage_refuses_over_limit(
     app_client: Callable[..., Any], limited_settings: Callable[..., Settings], redis_url: str
 ) -> None:
     """With Redis storage the request after the limit is answered 429."""
-    settings = limited_settings({"storage": "redis"}, redis_url=redis_url)
+    settings = limited_settings({"storage": "redis", "redis_timeout_ms": 5000}, redis_url=redis_url)
     async with app_client(settings) as client:
         statuses = [(await _predict(client)).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
@@ -280,13 +286,14 @@ async def test_ratelimit_slow_redis_serves_and_warns_once_per_interval(
     app_client: Callable[..., Any], limited_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     """A real Redis that stops answering writes (CLIENT PAUSE): each request waits at most
-    redis_timeout_ms and is served without rate headers; four failures within 30 s log one
+    redis_timeout_ms (1 s: long enough for a loaded machine's replies before and after the
+    pause) and is served without rate headers; four failures within 30 s log one
     backend_unavailable warning, the next after 30 s says how many were not logged, and the
     first answer after the pause logs backend_recovered and carries the headers again."""
     url, proc = start_redis(tmp_path)
     admin = redis.Redis.from_url(url)
     settings = limited_settings(
-        {"storage": "redis", "redis_timeout_ms": 200, "predict": "100/minute"}, redis_url=url
+        {"storage": "redis", "redis_timeout_ms": 1000, "predict": "100/minute"}, redis_url=url
     )
     wrapper = app_client(settings)
     clock = _Clock()

@@ -33,7 +33,7 @@ def _command_calls(url: str, command: str) -> int:
 
 async def test_redis_cache_round_trips_values(redis_url: str) -> None:
     """Stored values come back byte for byte; unknown keys are None."""
-    cache = RedisCache(redis_url, ttl_s=60, timeout_ms=1000)
+    cache = RedisCache(redis_url, ttl_s=60, timeout_ms=5000)
     await cache.set_many([(b"\x00k1", b"v1"), (b"k2", b"\xffv2")])
     got = await cache.get_many([b"\x00k1", b"nope", b"k2"])
     await cache.close()
@@ -42,7 +42,7 @@ async def test_redis_cache_round_trips_values(redis_url: str) -> None:
 
 async def test_redis_cache_looks_up_many_keys_in_one_mget(redis_url: str) -> None:
     """A lookup of several keys is a single MGET command."""
-    cache = RedisCache(redis_url, ttl_s=60, timeout_ms=1000)
+    cache = RedisCache(redis_url, ttl_s=60, timeout_ms=5000)
     redis.Redis.from_url(redis_url).config_resetstat()
     await cache.get_many([b"a", b"b", b"c", b"d"])
     await cache.close()
@@ -51,7 +51,7 @@ async def test_redis_cache_looks_up_many_keys_in_one_mget(redis_url: str) -> Non
 
 async def test_redis_cache_gives_every_entry_its_ttl(redis_url: str) -> None:
     """Every written key carries the configured time-to-live."""
-    cache = RedisCache(redis_url, ttl_s=30, timeout_ms=1000, prefix="t:")
+    cache = RedisCache(redis_url, ttl_s=30, timeout_ms=5000, prefix="t:")
     await cache.set_many([(b"a", b"1"), (b"b", b"2")])
     await cache.close()
     client = redis.Redis.from_url(redis_url)
