@@ -16,24 +16,29 @@ from tests.e2e.conftest import write_config
 pytestmark = pytest.mark.e2e
 
 
-def check_without(module: str, tmp_path: Path, model: Path) -> subprocess.CompletedProcess[str]:
-    """``modelserve check`` in a process where importing ``module`` fails as if uninstalled."""
+def run_without(module: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``modelserve ARGS`` in a process where importing ``module`` fails as if uninstalled."""
     shadow = tmp_path / "shadow" / module
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text(
         f"raise ModuleNotFoundError(\"No module named '{module}'\", name={module!r})\n"
     )
-    config = write_config(tmp_path, {"models": [{"name": "m", "path": str(model)}]})
     env = pythonpath_env()
     env["PYTHONPATH"] = f"{tmp_path / 'shadow'}:{env['PYTHONPATH']}"
     return subprocess.run(
-        [sys.executable, "-m", "modelserve", "check", "--config", str(config)],
+        [sys.executable, "-m", "modelserve", *args],
         capture_output=True,
         text=True,
         env=env,
         timeout=120,
         check=False,
     )
+
+
+def check_without(module: str, tmp_path: Path, model: Path) -> subprocess.CompletedProcess[str]:
+    """``modelserve check`` of a config serving ``model``, without ``module``."""
+    config = write_config(tmp_path, {"models": [{"name": "m", "path": str(model)}]})
+    return run_without(module, tmp_path, "check", "--config", str(config))
 
 
 @pytest.mark.parametrize(
@@ -63,3 +68,14 @@ def test_pickled_wrapper_without_its_library_names_the_extra(tmp_path: Path) -> 
     result = check_without("xgboost", tmp_path, model)
     assert result.returncode == 1
     assert "pip install 'modelserve[xgboost]'" in result.stdout
+
+
+def test_optimize_without_its_converter_names_the_optimize_extra(tmp_path: Path) -> None:
+    """`modelserve optimize` of an XGBoost model without onnxmltools names modelserve[optimize]."""
+    model = tmp_path / "model.json"
+    bm.xgb_classifier(binary=False).save_model(model)
+    out = tmp_path / "optimized.onnx"
+    result = run_without("onnxmltools", tmp_path, "optimize", str(model), "--out", str(out))
+    assert result.returncode == 1
+    assert "pip install 'modelserve[optimize]'" in result.stderr
+    assert not out.exists()

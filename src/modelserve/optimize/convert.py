@@ -40,20 +40,20 @@ class Conversion:
     compares in float64, so an input within float32 rounding of a threshold may split apart."""
 
 
+_ONNXMLTOOLS: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "xgboost": ("convert_xgboost", {}, True),
+    "lightgbm": ("convert_lightgbm", {"zipmap": False}, False),
+}
+"""Library → onnxmltools' converter, its options, and whether the library splits in float32."""
+
+
 def convert_to_onnx(path: Path, n_features: int, sha256: str | None = None) -> Conversion:
     """Convert the model file at ``path`` (its format detected as the server detects it)."""
     fmt = detect_format(path)
     runs_code = fmt in FORMATS and FORMATS[fmt].runs_code
     data = read_artifact(path, sha256, runs_code=runs_code, require_sha256=False).data
-    if fmt == "xgboost":
-        xgb = import_extra("xgboost", "optimizing an XGBoost model")
-        booster = xgb.Booster()
-        booster.load_model(bytearray(data))
-        return _xgboost(booster, "xgboost Booster", n_features)
-    if fmt == "lightgbm":
-        lgb = import_extra("lightgbm", "optimizing a LightGBM model")
-        booster = lgb.Booster(model_str=data.decode("utf-8"))
-        return _lightgbm(booster, "lightgbm Booster", n_features)
+    if fmt in _ONNXMLTOOLS:
+        return _onnxmltools(_native_booster(fmt, data), fmt, f"{fmt} Booster", n_features)
     if fmt != "sklearn":
         raise ConversionError(
             f"optimize converts scikit-learn, XGBoost and LightGBM models, not {fmt}"
@@ -61,15 +61,23 @@ def convert_to_onnx(path: Path, n_features: int, sha256: str | None = None) -> C
     model = joblib.load(io.BytesIO(data))  # a pickle: only files the user names are loaded
     library = type(model).__module__.split(".")[0]
     source = f"{library} {type(model).__name__}"
-    if library == "xgboost":
-        return _xgboost(model, source, n_features)
-    if library == "lightgbm":
-        return _lightgbm(model, source, n_features)
+    if library in _ONNXMLTOOLS:
+        return _onnxmltools(model, library, source, n_features)
     if library != "sklearn":
         raise ConversionError(
             f"optimize converts scikit-learn, XGBoost and LightGBM models, not {source}"
         )
     return _sklearn(model, source, n_features)
+
+
+def _native_booster(fmt: str, data: bytes) -> Any:
+    """The Booster of a native XGBoost (.json/.ubj) or LightGBM (.txt) model file."""
+    library = import_extra(fmt, f"optimizing this {fmt} model")
+    if fmt == "xgboost":
+        booster = library.Booster()
+        booster.load_model(bytearray(data))
+        return booster
+    return library.Booster(model_str=data.decode("utf-8"))
 
 
 def _sklearn(model: Any, source: str, n_features: int) -> Conversion:
@@ -89,32 +97,19 @@ def _sklearn(model: Any, source: str, n_features: int) -> Conversion:
     return Conversion(onx.SerializeToString(), source, "skl2onnx", float32_splits=True)
 
 
-def _xgboost(model: Any, source: str, n_features: int) -> Conversion:
-    onnxmltools = import_extra("onnxmltools", "optimizing an XGBoost model")
+def _onnxmltools(model: Any, library: str, source: str, n_features: int) -> Conversion:
+    """An XGBoost or LightGBM model (a Booster or an sklearn wrapper) through onnxmltools."""
+    onnxmltools = import_extra("onnxmltools", f"optimizing this {library} model")
     from onnxmltools.convert.common.data_types import FloatTensorType
 
+    converter, options, float32_splits = _ONNXMLTOOLS[library]
     try:
-        onx = onnxmltools.convert_xgboost(
+        onx = getattr(onnxmltools, converter)(
             model,
             initial_types=[("input", FloatTensorType([None, n_features]))],
             target_opset=OPSET,
+            **options,
         )
     except Exception as exc:
         raise ConversionError(f"onnxmltools cannot convert {source}: {exc}") from exc
-    return Conversion(onx.SerializeToString(), source, "onnxmltools", float32_splits=True)
-
-
-def _lightgbm(model: Any, source: str, n_features: int) -> Conversion:
-    onnxmltools = import_extra("onnxmltools", "optimizing a LightGBM model")
-    from onnxmltools.convert.common.data_types import FloatTensorType
-
-    try:
-        onx = onnxmltools.convert_lightgbm(
-            model,
-            initial_types=[("input", FloatTensorType([None, n_features]))],
-            target_opset=OPSET,
-            zipmap=False,
-        )
-    except Exception as exc:
-        raise ConversionError(f"onnxmltools cannot convert {source}: {exc}") from exc
-    return Conversion(onx.SerializeToString(), source, "onnxmltools", float32_splits=False)
+    return Conversion(onx.SerializeToString(), source, "onnxmltools", float32_splits=float32_splits)

@@ -27,19 +27,19 @@ class CatBoostRuntime:
     def __init__(self, artifact: Artifact) -> None:
         name = artifact.name
         catboost = import_extra("catboost", f"the CatBoost model {name}")
-        self._model: Any = catboost.CatBoost()
+        self.model: Any = catboost.CatBoost()
         try:
-            self._model.load_model(blob=artifact.data)
+            self.model.load_model(blob=artifact.data)
         except catboost.CatBoostError as exc:
             raise ModelLoadError(f"catboost could not load {name}: {exc}") from exc
-        loss = str(self._model.get_all_params().get("loss_function", "")).split(":")[0]
+        loss = str(self.model.get_all_params().get("loss_function", "")).split(":")[0]
         self._is_classifier = loss in _CLASSIFICATION_LOSSES
         # CatBoostRegressor.predict's own default for each loss.
         self._regression_type = "Exponent" if loss in _EXPONENT_LOSSES else "RawFormulaVal"
-        if self._model.get_cat_feature_indices() or self._model.get_text_feature_indices():
+        if self.model.get_cat_feature_indices() or self.model.get_text_feature_indices():
             raise ModelLoadError(f"{name} has categorical or text features; only numeric ones")
-        classes = getattr(self._model, "classes_", None) if self._is_classifier else None
-        names = [str(n) for n in self._model.feature_names_ or []]
+        classes = getattr(self.model, "classes_", None) if self._is_classifier else None
+        names = [str(n) for n in self.model.feature_names_ or []]
         self._metadata = ModelMetadata(
             n_features=len(names) or None,
             is_classifier=self._is_classifier,
@@ -56,9 +56,7 @@ class CatBoostRuntime:
     def predict(self, batch: FloatArray) -> RawOutput:
         # One thread per call: inference_threads calls run at once (see the XGBoost runtime).
         if self._is_classifier:
-            probabilities = self._model.predict(
-                batch, prediction_type="Probability", thread_count=1
-            )
+            probabilities = self.model.predict(batch, prediction_type="Probability", thread_count=1)
             return RawOutput(probabilities=np.asarray(probabilities, dtype=np.float64))
-        values = self._model.predict(batch, self._regression_type, thread_count=1)
+        values = self.model.predict(batch, self._regression_type, thread_count=1)
         return RawOutput(values=np.asarray(values, dtype=np.float64))

@@ -12,6 +12,8 @@ EXTRA_OF_MODULE = {
     "lightgbm": "lightgbm",
     "catboost": "catboost",
     "mlflow": "mlflow",
+    "onnxmltools": "optimize",
+    "skl2onnx": "optimize",
 }
 """Top-level module → the modelserve extra that installs it."""
 

@@ -31,14 +31,14 @@ class LightGBMRuntime:
     def __init__(self, artifact: Artifact) -> None:
         lgb = import_extra("lightgbm", f"the LightGBM model {artifact.name}")
         try:
-            self._booster: Any = lgb.Booster(model_str=artifact.data.decode("utf-8"))
+            self.booster: Any = lgb.Booster(model_str=artifact.data.decode("utf-8"))
         except (UnicodeDecodeError, lgb.basic.LightGBMError) as exc:
             raise ModelLoadError(f"lightgbm could not load {artifact.name}: {exc}") from exc
         found = _OBJECTIVE.search(artifact.data)
         self.objective = found.group(1).decode() if found else "regression"
-        names = [str(n) for n in self._booster.feature_name()]
+        names = [str(n) for n in self.booster.feature_name()]
         self._metadata = ModelMetadata(
-            n_features=int(self._booster.num_feature()),
+            n_features=int(self.booster.num_feature()),
             is_classifier=self.objective == "binary" or self.objective in _MULTICLASS,
             # Names LightGBM made up for unnamed columns would only confuse named requests.
             feature_names=None if all(_AUTO_NAME.fullmatch(n) for n in names) else names,
@@ -50,7 +50,7 @@ class LightGBMRuntime:
         return self._metadata
 
     def predict(self, batch: FloatArray) -> RawOutput:
-        return predict_booster(self._booster, self.objective, batch)
+        return predict_booster(self.booster, self.objective, batch)
 
 
 def predict_booster(booster: Any, objective: str, batch: FloatArray) -> RawOutput:

@@ -29,7 +29,7 @@ class SklearnRuntime:
             raise ModelLoadError(f"{type(estimator).__name__} has no predict(); not a model")
         self.estimator = estimator
         self.format = format
-        _one_thread_per_call(estimator)
+        self._call_params = _one_thread_per_call(estimator)
         self._has_proba = is_classifier(estimator) and hasattr(estimator, "predict_proba")
         self._use_predict = label_from == "predict" or not self._has_proba
         self._metadata = _read_metadata(estimator)
@@ -41,8 +41,11 @@ class SklearnRuntime:
     def predict(self, batch: FloatArray) -> RawOutput:
         # The server validated shape and finiteness already; skip sklearn's own re-check.
         with sklearn.config_context(assume_finite=True):
-            probabilities = self.estimator.predict_proba(batch) if self._has_proba else None
-            values = self.estimator.predict(batch) if self._use_predict else None
+            params = self._call_params
+            probabilities = (
+                self.estimator.predict_proba(batch, **params) if self._has_proba else None
+            )
+            values = self.estimator.predict(batch, **params) if self._use_predict else None
         return RawOutput(
             probabilities=None if probabilities is None else np.asarray(probabilities, np.float64),
             values=None if values is None else np.asarray(values),
@@ -85,20 +88,29 @@ def load_skops_object(artifact: Artifact, trusted: list[str]) -> Any:
     return sio.loads(artifact.data, trusted=list(trusted) or None)
 
 
-_THREADED_WRAPPERS = {"xgboost": "n_jobs", "lightgbm": "n_jobs", "catboost": "thread_count"}
-"""Libraries whose sklearn wrappers predict on every core unless told otherwise."""
+_THREADED_WRAPPERS = {"xgboost": "n_jobs", "lightgbm": "n_jobs"}
+"""Libraries whose sklearn wrappers predict on every core unless their parameter says not to."""
+_PER_CALL_THREADS = {"catboost": {"thread_count": 1}}
+"""Libraries whose fitted wrappers refuse new parameters: the thread count goes with each call."""
 
 
-def _one_thread_per_call(estimator: Any) -> None:
+def _one_thread_per_call(estimator: Any) -> dict[str, Any]:
     """XGBoost/LightGBM/CatBoost wrappers (alone or as a Pipeline's steps) use one thread.
 
     inference_threads calls run at once, so a version then uses at most that many cores.
+    Returns the keyword arguments every predict call must pass (CatBoost's thread count; a
+    Pipeline hands them to its final step).
     """
     steps = [step for _, step in getattr(estimator, "steps", [])] or [estimator]
     for step in steps:
-        param = _THREADED_WRAPPERS.get(type(step).__module__.split(".")[0])
+        param = _THREADED_WRAPPERS.get(_library(step))
         if param is not None and hasattr(step, "set_params"):
             step.set_params(**{param: 1})
+    return dict(_PER_CALL_THREADS.get(_library(steps[-1]), {}))
+
+
+def _library(estimator: Any) -> str:
+    return type(estimator).__module__.split(".")[0]
 
 
 def _read_metadata(estimator: Any) -> ModelMetadata:

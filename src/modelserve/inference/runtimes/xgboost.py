@@ -31,25 +31,25 @@ class XGBoostRuntime:
 
     def __init__(self, artifact: Artifact, *, classifier_hint: bool | None) -> None:
         xgb = import_extra("xgboost", f"the XGBoost model {artifact.name}")
-        self._booster: Any = xgb.Booster()
+        self.booster: Any = xgb.Booster()
         try:
-            self._booster.load_model(bytearray(artifact.data))
+            self.booster.load_model(bytearray(artifact.data))
         except xgb.core.XGBoostError as exc:
             reason = _first_line(exc)
             raise ModelLoadError(f"xgboost could not load {artifact.name}: {reason}") from exc
         # One thread per call: inference_threads calls run at once, so a version uses at most
         # that many cores (xgboost's default is every core, per call).
-        self._booster.set_param({"nthread": 1})
-        learner = json.loads(self._booster.save_config())["learner"]
+        self.booster.set_param({"nthread": 1})
+        learner = json.loads(self.booster.save_config())["learner"]
         self.objective: str = learner["objective"]["name"]
         is_classifier = self.objective in _BINARY | _PROBABILITIES | _MARGINS or bool(
             classifier_hint and self.objective.startswith(("binary:", "multi:"))
         )
         self._metadata = ModelMetadata(
-            n_features=int(self._booster.num_features()),
+            n_features=int(self.booster.num_features()),
             is_classifier=is_classifier,
-            classes=_sklearn_classes(self._booster),
-            feature_names=self._booster.feature_names,
+            classes=_sklearn_classes(self.booster),
+            feature_names=self.booster.feature_names,
             platform="xgboost_json" if _is_json(artifact.data) else "xgboost_ubj",
         )
 
@@ -58,7 +58,7 @@ class XGBoostRuntime:
         return self._metadata
 
     def predict(self, batch: FloatArray) -> RawOutput:
-        return predict_booster(self._booster, self.objective, batch)
+        return predict_booster(self.booster, self.objective, batch)
 
 
 def predict_booster(booster: Any, objective: str, batch: FloatArray) -> RawOutput:
