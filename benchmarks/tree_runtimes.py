@@ -7,7 +7,7 @@ them: the original (as modelserve's own runtime serves it), ONNX Runtime on the 
 ``modelserve optimize`` converts, treelite's GTIL interpreter, and a shared library compiled
 by TL2cgen (treelite's C code generator) with gcc. The worst probability difference from the
 original is printed beside each time. treelite and tl2cgen are not modelserve dependencies:
-install them into the venv to run this (``pip install treelite tl2cgen``; gcc for TL2cgen).
+install them with ``pip install -e '.[treelite]'`` to run this (and gcc for TL2cgen).
 """
 
 from __future__ import annotations
