@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -27,6 +28,7 @@ from modelserve.api.routes.docs import OPENAPI
 from modelserve.api.routes.table import declare_routes
 from modelserve.api.v2_errors import V2ErrorBodyMiddleware
 from modelserve.cache import build_cache, key_secret
+from modelserve.control import build_control_plane
 from modelserve.errors import StartupFailedError
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.core import InferenceCore
@@ -49,14 +51,19 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the application for ``settings``. Models load in the lifespan, not here."""
+def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
+    """Build the application for ``settings``. Models load in the lifespan, not here.
+
+    ``run_dir``: a directory shared by every worker of this server (gunicorn), where the
+    control state lives when no Redis is configured (see :mod:`modelserve.control`).
+    """
     registry = ModelRegistry(settings)
     state = HealthState()
     backend = build_cache(settings)
     cache = PredictionCache(backend, key_secret(settings)) if backend is not None else None
     limiter = _build_limiter(settings)
-    core = InferenceCore(registry, state, cache)
+    control = build_control_plane(settings, registry, state, run_dir)
+    core = InferenceCore(registry, state, cache, control)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
             except StartupFailedError:
                 log.debug("startup_failed", exc_info=True)  # the traceback: debug level only
                 raise
+        control.start(loader)
         monitor_loop = MonitorLoop(
             lambda: [v.monitor for v in registry.loaded()],
             settings.drift,
@@ -88,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise
         finally:
             sampling.cancel()
+            await control.close()
             await monitor_loop.stop()
             state.stop_accepting()
             loader.cancel()
@@ -115,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.core = core
+    app.state.control = control
     app.state.health = state
     app.state.dataplane = DataPlane(core, settings.server.max_batch_rows)
     app.state.api_keys = ApiKeyring(settings.auth)

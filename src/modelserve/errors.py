@@ -40,6 +40,8 @@ The tree, with each error's kind (and the HTTP status that kind answers)::
     ├── RateLimitedError (rate_limited: 429 rate_limited; window, retry_after_s)
     ├── AuthLockedOutError (rate_limited: 429 too_many_auth_failures; retry_after_s)
     ├── RateLimitUnavailableError (unavailable: 503 rate_limit_unavailable; retry_after_s)
+    ├── ControlUnavailableError (unavailable: 503 control_unavailable; an admin change not
+    │                            shared; retry_after_s)
     └── ModelLoadError (conflict: 409 model_load_failed; admin load/reload only, never on
         │               predict)
         ├── StartupFailedError (``--strict`` start-up; never sent to a client)
@@ -425,6 +427,20 @@ class RateLimitUnavailableError(ModelserveError):
 
     def __init__(self) -> None:
         super().__init__("rate limits cannot be checked right now; retry later")
+
+
+class ControlUnavailableError(ModelserveError):
+    """An admin change succeeded here but the shared desired state could not be written."""
+
+    code = "control_unavailable"
+    kind = ErrorKind.UNAVAILABLE
+    retry_after_s = 1
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the change could not be shared with the other processes ({reason}); this "
+            "process returns to the shared state once the store answers: retry later"
+        )
 
 
 class ModelLoadError(ModelserveError):

@@ -129,14 +129,15 @@ def _run_gunicorn(settings: Settings) -> None:
     metrics_dir = Path(tempfile.mkdtemp(prefix="modelserve-metrics-"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     probe_dir = Path(tempfile.mkdtemp(prefix="modelserve-probes-"))
+    control_dir = Path(tempfile.mkdtemp(prefix="modelserve-control-"))
     master = os.getpid()
     try:
         from modelserve.workers import GunicornApplication
 
-        GunicornApplication(settings, _uvicorn_options(settings), probe_dir).run()
+        GunicornApplication(settings, _uvicorn_options(settings), probe_dir, control_dir).run()
     finally:
         # A worker's SystemExit unwinds through here too (gunicorn forks deep inside run()):
         # only the master may remove the directories every worker still writes to.
         if os.getpid() == master:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-            shutil.rmtree(probe_dir, ignore_errors=True)
+            for directory in (metrics_dir, probe_dir, control_dir):
+                shutil.rmtree(directory, ignore_errors=True)

@@ -7,6 +7,7 @@ Nested sections are plain models; the root is a ``BaseSettings`` so that
 from __future__ import annotations
 
 import ipaddress
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -149,6 +150,8 @@ class RoutingConfig(_Section):
     def _check_weights(cls, value: dict[str, float] | None) -> dict[str, float] | None:
         if value is not None and (any(w < 0 for w in value.values()) or sum(value.values()) <= 0):
             raise ValueError("weights must be non-negative and not all zero")
+        if value is not None and not all(math.isfinite(w) for w in value.values()):
+            raise ValueError("weights must be finite numbers")
         return value
 
 
@@ -209,6 +212,28 @@ class ServerSettings(_Section):
     arrived this long after its headers."""
     max_connections: int = Field(1024, ge=1)
     """Open connections (and requests in progress) per process; requests beyond it get 503."""
+
+
+class ControlSettings(_Section):
+    """How admin changes reach every process of the service (see the README, "Running a fleet")."""
+
+    store: Literal["auto", "redis", "local"] = "auto"
+    """Where the desired state lives: `redis` (at `redis_url`, shared by every replica and
+    worker), `local` (a file in the server's run directory, shared by its gunicorn workers;
+    in memory for one process); `auto`: redis when `redis_url` is set, else local."""
+    redis_prefix: str = Field("modelserve:control:", min_length=1, max_length=128)
+    """Prefix of the control keys and channel in Redis (separates deployments sharing one)."""
+    wait_s: float = Field(2.0, ge=0, le=60)
+    """How long an admin call waits for the other processes to apply its change before it
+    answers with how many did (the rest are pending, and converge later)."""
+    poll_interval_s: float = Field(0.1, gt=0, le=10)
+    """How often a process checks the local state file for a change (an mtime check)."""
+    reconcile_interval_s: float = Field(1.0, gt=0, le=300)
+    """How often a process re-reads the desired state even without a notification, so a
+    missed Redis message or a reconnect still converges."""
+    heartbeat_s: float = Field(1.0, gt=0, le=60)
+    """How often a process reports the state version it applied; a process silent for three
+    heartbeats no longer counts as part of the service."""
 
 
 class CacheSettings(_Section):
@@ -381,7 +406,7 @@ class Settings(BaseSettings):
     """Refuse to load a pickle/joblib or TorchScript file (formats whose loading runs code from
     the file) unless its `sha256` is pinned; ONNX and .skops load unpinned."""
     redis_url: SecretStr | None = None
-    """Redis for the shared cache and rate limits, e.g. redis://redis:6379/0."""
+    """Redis for the shared cache, rate limits and control state, e.g. redis://redis:6379/0."""
     cache: CacheSettings = Field(default_factory=CacheSettings)
     """Prediction cache."""
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
@@ -392,6 +417,8 @@ class Settings(BaseSettings):
     """Drift signals."""
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     """Tracing."""
+    control: ControlSettings = Field(default_factory=ControlSettings)
+    """Propagation of admin changes to every process."""
 
     _config_data: ClassVar[dict[str, Any] | None] = None
     _source: tuple[Path | None, dict[str, Any]] | None = None
@@ -460,6 +487,8 @@ class Settings(BaseSettings):
                 raise ValueError("cache.backend is 'redis' but redis_url is not set")
             if self.rate_limit.enabled and self.rate_limit.storage == "redis":
                 raise ValueError("rate_limit.storage is 'redis' but redis_url is not set")
+            if self.control.store == "redis":
+                raise ValueError("control.store is 'redis' but redis_url is not set")
         if self.cache.backend == "redis" and self.cache.key_secret is None:
             raise ValueError(
                 "cache.backend redis needs cache.key_secret (MODELSERVE_CACHE__KEY_SECRET), "

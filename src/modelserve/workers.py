@@ -69,9 +69,14 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
     """Runs ``server.workers`` workers; each creates the app and loads its models itself."""
 
     def __init__(
-        self, settings: Settings, uvicorn_options: dict[str, Any], probe_dir: Path | None = None
+        self,
+        settings: Settings,
+        uvicorn_options: dict[str, Any],
+        probe_dir: Path | None = None,
+        control_dir: Path | None = None,
     ) -> None:
         self.settings = settings
+        self.control_dir = control_dir
         self.probe_snapshots = SnapshotDirectory(probe_dir) if probe_dir is not None else None
         self.probe_listener: ProbeListener | None = None
         ModelserveWorker.CONFIG_KWARGS = {
@@ -136,4 +141,4 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from modelserve.app import create_app
 
-        return create_app(self.settings)
+        return create_app(self.settings, run_dir=self.control_dir)

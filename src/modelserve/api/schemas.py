@@ -175,17 +175,53 @@ class ModelVersionResponse(BaseModel):
     warmup_ms: float | None
 
 
+class ControlView(BaseModel):
+    """Which shared control state the answering process applied."""
+
+    version: int = Field(description="The control state version this process applied in full.")
+    process: str = Field(description="The answering process, `<host>:<pid>`.")
+
+
 class ModelsResponse(BaseModel):
     """Every configured model version."""
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"default_model": "iris", "models": [_MODEL_VERSION_EXAMPLE]}]
+            "examples": [
+                {
+                    "default_model": "iris",
+                    "models": [_MODEL_VERSION_EXAMPLE],
+                    "control": {"version": 3, "process": "pod-a:812"},
+                }
+            ]
         }
     )
 
     default_model: str | None
     models: list[ModelVersionResponse]
+    control: ControlView | None = None
+
+
+class ProcessStatusBody(BaseModel):
+    """A process that has not applied a control state version, and why (when it failed)."""
+
+    process: str
+    applied_version: int
+    errors: list[str]
+
+
+class FleetStatusBody(BaseModel):
+    """How far an admin change got across the processes of the service."""
+
+    version: int = Field(description="The control state version that holds the change.")
+    processes: int = Field(description="Live processes of the service (reporting).")
+    applied: int = Field(description="Processes that applied this version in full.")
+    failed: list[ProcessStatusBody] = Field(
+        description="Processes that tried this version and could not apply all of it."
+    )
+    pending: list[ProcessStatusBody] = Field(
+        description="Processes that have not reached it yet (within `control.wait_s`)."
+    )
 
 
 class HealthResponse(BaseModel):
@@ -265,6 +301,9 @@ class RoutingResponse(BaseModel):
     traffic_percent: dict[str, float] = Field(
         description="Share of the requests naming no version, per version, in percent."
     )
+    control: FleetStatusBody | None = Field(
+        None, description="After a change: how many processes applied it."
+    )
 
 
 class VersionActionResponse(BaseModel):
@@ -277,3 +316,6 @@ class VersionActionResponse(BaseModel):
     changed: bool = Field(description="False when the version already was in the asked state.")
     load_ms: float | None = None
     warmup_ms: float | None = None
+    control: FleetStatusBody | None = Field(
+        None, description="How many processes of the service applied the change."
+    )

@@ -31,6 +31,7 @@ import structlog
 
 from modelserve.errors import ModelserveError, ShuttingDownError
 from modelserve.inference.cache import PredictionCache
+from modelserve.inference.coordination import Coordinator
 from modelserve.inference.formatting import check_top_k
 from modelserve.inference.metadata import (
     VersionMetadata,
@@ -90,13 +91,17 @@ class InferenceCore:
     """One per process: the registry, cache, shadow runner and health behind every transport."""
 
     def __init__(
-        self, registry: ModelRegistry, health: HealthState, cache: PredictionCache | None = None
+        self,
+        registry: ModelRegistry,
+        health: HealthState,
+        cache: PredictionCache | None = None,
+        coordinator: Coordinator | None = None,
     ) -> None:
         self.registry = registry
         self.health = health
         self.cache = cache
         self.shadow = ShadowRunner(registry)
-        self.repository = ModelRepository(registry)
+        self.repository = ModelRepository(registry, coordinator)
         self._range_logs: dict[tuple[str, str], LogThrottle] = {}
 
     def server_live(self) -> bool:

@@ -214,6 +214,13 @@ class ModelRegistry:
             await self._retire(current)
             return unloaded
 
+    def configured_routing(self, name: str) -> tuple[str, RoutingConfig]:
+        """The default version and routing the configuration gives ``name``."""
+        return (
+            _default_version(self._models[name]),
+            self._settings.routing.get(name, RoutingConfig()),
+        )
+
     def set_routing(
         self, name: str, config: RoutingConfig, default_version: str | None = None
     ) -> VersionRouter:

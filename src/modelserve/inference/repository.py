@@ -3,8 +3,12 @@
 Artifacts always come from the path configured for the version: no caller can name a file.
 A load or reload that fails raises :class:`~modelserve.errors.ModelLoadError` with the reason,
 and whatever was serving keeps serving. Every action is logged once, here
-(``admin_action_completed`` or ``admin_action_failed``), with the caller's key name. Each
-applies to the process that runs it (see the README on several workers and replicas).
+(``admin_action_completed`` or ``admin_action_failed``), with the caller's key name.
+
+An action first succeeds in the process that runs it (a failure there changes nothing
+anywhere), then its :class:`~modelserve.inference.coordination.Coordinator` records it as the
+desired state of every process of the service, and the answer says how many processes have
+applied it (:class:`~modelserve.inference.coordination.FleetStatus`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ from typing import Any
 import structlog
 
 from modelserve.errors import ModelserveError
+from modelserve.inference.coordination import (
+    ControlAction,
+    Coordinator,
+    FleetStatus,
+    LocalOnly,
+    RoutingAction,
+    VersionAction,
+)
 from modelserve.inference.registry import ModelRegistry
 from modelserve.inference.types import ModelInfo
 from modelserve.inference.version import LoadedVersion
@@ -42,6 +54,8 @@ class VersionChange:
 
     info: ModelInfo
     changed: bool
+    fleet: FleetStatus | None = None
+    """How many processes of the service applied the change (None: not a change)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +67,16 @@ class RoutingState:
     config: RoutingConfig
     traffic_share: dict[str, float]
     """Share (0 to 1) of each version that receives traffic."""
+    fleet: FleetStatus | None = None
+    """How many processes of the service applied the change (None: a read)."""
 
 
 class ModelRepository:
     """Repository operations over one process's registry (see the module docstring)."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, coordinator: Coordinator | None = None) -> None:
         self._registry = registry
+        self.coordinator: Coordinator = coordinator or LocalOnly()
 
     @property
     def default_model(self) -> str | None:
@@ -82,11 +99,13 @@ class ModelRepository:
         """Load a version that does not serve, re-reading its sha256 pins; a serving version
         is left as it is (``changed`` false)."""
         with _audit("load", name, caller, model_version=version):
-            entry = self._registry.get(name, version)
-            if entry.ready:
-                return VersionChange(entry.info, changed=False)
-            loaded = await self._registry.load(name, version, reread=True)
-        return VersionChange(loaded.info, changed=True)
+            async with self.coordinator.exclusive():
+                entry = self._registry.get(name, version)
+                changed = not entry.ready
+                if changed:
+                    entry = await self._registry.load(name, version, reread=True)
+                state = await self.coordinator.record(VersionAction(name, version, "load"))
+        return VersionChange(entry.info, changed, await self.coordinator.fleet(state))
 
     async def reload(self, name: str, version: str, caller: str | None = None) -> VersionChange:
         """Re-read the version's pins and path and swap the new artifact in atomically.
@@ -95,19 +114,23 @@ class ModelRepository:
         output settings: the same fingerprint).
         """
         with _audit("reload", name, caller, model_version=version):
-            before = self._registry.get(name, version)
-            loaded = await self._registry.load(name, version, reread=True)
+            async with self.coordinator.exclusive():
+                before = self._registry.get(name, version)
+                loaded = await self._registry.load(name, version, reread=True)
+                state = await self.coordinator.record(VersionAction(name, version, "reload"))
         unchanged = isinstance(before, LoadedVersion) and before.fingerprint == loaded.fingerprint
-        return VersionChange(loaded.info, changed=not unchanged)
+        return VersionChange(loaded.info, not unchanged, await self.coordinator.fleet(state))
 
     async def unload(self, name: str, version: str, caller: str | None = None) -> VersionChange:
         """Stop serving a version once its requests in flight finish (refused while routed)."""
         with _audit("unload", name, caller, model_version=version):
-            was_ready = self._registry.get(name, version).ready
-            entry = await self._registry.unload(name, version)
-        return VersionChange(entry.info, changed=was_ready)
+            async with self.coordinator.exclusive():
+                was_ready = self._registry.get(name, version).ready
+                entry = await self._registry.unload(name, version)
+                state = await self.coordinator.record(VersionAction(name, version, "unload"))
+        return VersionChange(entry.info, was_ready, await self.coordinator.fleet(state))
 
-    def routing(self, name: str) -> RoutingState:
+    def routing(self, name: str, fleet: FleetStatus | None = None) -> RoutingState:
         """The model's routing now (404 for an unknown model)."""
         self._registry.get(name)
         router = self._registry.routers[name]
@@ -117,9 +140,10 @@ class ModelRepository:
             router.default_version,
             router.config,
             {v: router.share(v) for v in versions if router.share(v) > 0},
+            fleet,
         )
 
-    def set_routing(
+    async def set_routing(
         self,
         name: str,
         config: RoutingConfig,
@@ -131,8 +155,11 @@ class ModelRepository:
         if default_version is not None:
             fields["default"] = default_version
         with _audit("set_routing", name, caller, **fields):
-            self._registry.set_routing(name, config, default_version)
-        return self.routing(name)
+            async with self.coordinator.exclusive():
+                router = self._registry.set_routing(name, config, default_version)
+                action: ControlAction = RoutingAction(name, router.default_version, router.config)
+                state = await self.coordinator.record(action)
+        return self.routing(name, await self.coordinator.fleet(state))
 
 
 @contextlib.contextmanager

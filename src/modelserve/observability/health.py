@@ -15,6 +15,8 @@ class HealthState:
     draining: bool = False
     accepting: bool = True
     loading_done: bool = False
+    control_synced: bool = True
+    """False from start-up until the shared desired state was first read and applied."""
     drain_started: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     """Set with ``draining``: what other servers in the process (gRPC) wait on to drain too."""
     draining_since: float | None = None
@@ -47,6 +49,8 @@ class HealthState:
             return False, ["shutting down", *reasons]
         if not self.loading_done and models_ready:
             return False, ["models are loading"]
+        if not self.control_synced and models_ready:
+            return False, ["the shared control state is not applied yet"]
         return models_ready, reasons
 
     @property

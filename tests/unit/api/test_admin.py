@@ -104,6 +104,7 @@ async def test_load_of_a_serving_version_changes_nothing(serve: Callable[..., An
         "changed": False,
         "load_ms": None,
         "warmup_ms": None,
+        "control": {"version": 1, "processes": 1, "applied": 1, "failed": [], "pending": []},
     }
 
 

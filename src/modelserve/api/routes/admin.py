@@ -6,7 +6,9 @@ only convert bodies. A load or reload that fails answers 409 ``model_load_failed
 reason. These routes are not hot, so they are ordinary FastAPI routes; their paths, scope and
 docs are declared in :mod:`modelserve.api.routes.table`. They are declared only when auth is
 on and a key has the ``admin`` scope (:func:`~modelserve.api.auth.withheld_reason`), and the
-calls that change state take ``Content-Type: application/json`` only.
+calls that change state take ``Content-Type: application/json`` only. A change reaches every
+process of the service (:mod:`modelserve.control`); its answer's ``control`` says how many
+processes applied it.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from fastapi import Request
 from modelserve.api.deps import CoreDep
 from modelserve.api.schemas import (
     ErrorBody,
+    FleetStatusBody,
+    ProcessStatusBody,
     RoutingPatch,
     RoutingRequest,
     RoutingResponse,
     VersionActionResponse,
 )
+from modelserve.inference.coordination import FleetStatus, ProcessStatus
 from modelserve.inference.repository import RoutingState, VersionChange
 from modelserve.settings import RoutingConfig
 
@@ -57,6 +62,25 @@ def _version_response(change: VersionChange, action: Action) -> VersionActionRes
         changed=change.changed,
         load_ms=info.load_ms,
         warmup_ms=info.warmup_ms,
+        control=_fleet_body(change.fleet),
+    )
+
+
+def _fleet_body(fleet: FleetStatus | None) -> FleetStatusBody | None:
+    if fleet is None:
+        return None
+    return FleetStatusBody(
+        version=fleet.version,
+        processes=fleet.processes,
+        applied=fleet.applied,
+        failed=[_process_body(p) for p in fleet.failed],
+        pending=[_process_body(p) for p in fleet.pending],
+    )
+
+
+def _process_body(status: ProcessStatus) -> ProcessStatusBody:
+    return ProcessStatusBody(
+        process=status.process, applied_version=status.applied_version, errors=status.errors
     )
 
 
@@ -110,7 +134,7 @@ async def put_routing(
     be serving (409 `version_not_loaded`). Fields left out take their defaults (`sticky`
     false, no shadow): to change some fields and keep the rest, use PATCH."""
     config = RoutingConfig.model_validate(body.model_dump(exclude={"default"}))
-    state = core.repository.set_routing(name, config, body.default, _caller(request))
+    state = await core.repository.set_routing(name, config, body.default, _caller(request))
     return _routing_response(state)
 
 
@@ -124,7 +148,7 @@ async def patch_routing(
     default = changes.pop("default", None)
     current = core.repository.routing(name).config.model_dump()  # 404 for an unknown model
     config = RoutingConfig.model_validate({**current, **changes})
-    state = core.repository.set_routing(name, config, default, _caller(request))
+    state = await core.repository.set_routing(name, config, default, _caller(request))
     return _routing_response(state)
 
 
@@ -139,4 +163,5 @@ def _routing_response(state: RoutingState) -> RoutingResponse:
         shadow_tolerance=config.shadow_tolerance,
         shadow_max_pending=config.shadow_max_pending,
         traffic_percent={v: round(share * 100, 6) for v, share in state.traffic_share.items()},
+        control=_fleet_body(state.fleet),
     )

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from fastapi import Request
+
 from modelserve.api.deps import CoreDep
-from modelserve.api.schemas import ModelsResponse, ModelVersionResponse
+from modelserve.api.schemas import ControlView, ModelsResponse, ModelVersionResponse
+from modelserve.control import ControlPlane
 from modelserve.inference.metadata import platform_of
 
 
-async def list_models(core: CoreDep) -> ModelsResponse:
+async def list_models(core: CoreDep, request: Request) -> ModelsResponse:
     """Every model version with its format, input width, feature names, labels and status.
 
-    `is_default`, `traffic_percent` and `shadow` show the model's routing as it is now.
+    `is_default`, `traffic_percent` and `shadow` show the model's routing as it is now in the
+    answering process; `control` names that process and the control state version it applied
+    (every process that applied the same version shows the same routing and versions).
     """
     repository = core.repository
+    control: ControlPlane = request.app.state.control
     return ModelsResponse(
         default_model=repository.default_model,
+        control=ControlView(version=control.applied_version, process=control.process),
         models=[
             ModelVersionResponse(
                 name=state.info.name,

@@ -1,0 +1,179 @@
+"""Admin changes reach every process: gunicorn workers (a shared file) and replicas (Redis).
+
+Real ``modelserve serve`` processes only. Which process answered a ``GET /models`` is in its
+``control.process``; each process also logs ``control_state_applied`` with the version.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import pytest
+import redis
+
+from tests import iris_versions as iv
+from tests.e2e.conftest import RunningServer, wait_for_log_events
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ADMIN_KEY = "e2e-fleet-admin-7a1c3e5f9b2d4068"
+KEY_HEADER = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
+MAX_POLLS = 400
+POLL_DEADLINE_S = 30.0
+
+
+def fleet_config(directory: Path, **top: Any) -> Path:
+    """iris 1 (answers setosa for SETOSA_ROW, the default) and 2 (answers versicolor), auth on
+    with an admin key, no prediction cache."""
+    v1 = iv.dump(iv.logistic(), directory / "v1.joblib")
+    v2 = iv.dump(iv.shifted(), directory / "v2.joblib")
+    ops = {"name": "ops", "key": ADMIN_KEY, "scopes": ["predict", "admin"]}
+    return iv.write_config(
+        directory / "modelserve.yaml",
+        [iv.version_entry("iris", "1", v1, default=True), iv.version_entry("iris", "2", v2)],
+        cache={"backend": "none"},
+        auth={"enabled": True, "keys": [ops]},
+        **top,
+    )
+
+
+def models(server: RunningServer) -> dict[str, Any]:
+    """GET /models on a fresh connection (so gunicorn may hand it to any worker)."""
+    response = httpx.get(server.base_url + "/models", headers=KEY_HEADER, timeout=10)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def default_version(body: dict[str, Any]) -> str:
+    (default,) = [m["version"] for m in body["models"] if m["is_default"]]
+    return str(default)
+
+
+def wait_until_every_process_shows(
+    server: RunningServer, processes: int, version: int, default: str
+) -> set[str]:
+    """Poll /models until ``processes`` distinct processes answered at ``version`` with
+    ``default``; fail if any answer at that version shows another default."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + POLL_DEADLINE_S
+    for _ in range(MAX_POLLS):
+        body = models(server)
+        if body["control"]["version"] >= version:
+            assert default_version(body) == default, body
+            seen.add(body["control"]["process"])
+        if len(seen) >= processes or time.monotonic() > deadline:
+            break
+    assert len(seen) >= processes, f"only {seen} answered at version {version}"
+    return seen
+
+
+def patch_default(server: RunningServer, version: str) -> dict[str, Any]:
+    response = httpx.patch(
+        server.base_url + "/admin/models/iris/routing",
+        json={"default": version},
+        headers=KEY_HEADER,
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_workers_share_a_routing_change_without_redis(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    """A routing change made through one gunicorn worker is applied by both (file state)."""
+    server = serve_modelserve(fleet_config(tmp_path), "--workers", "2")
+    wait_for_log_events(server, 2, event="control_state_applied", version=0)
+    body = patch_default(server, "2")
+    assert body["default"] == "2"
+    assert body["control"] == {
+        "version": 1,
+        "processes": 2,
+        "applied": 2,
+        "failed": [],
+        "pending": [],
+    }
+    wait_for_log_events(server, 2, event="control_state_applied", version=1)
+    assert len(wait_until_every_process_shows(server, 2, 1, "2")) == 2
+
+
+@pytest.fixture
+def control_redis(redis_url: str) -> str:
+    return redis_url
+
+
+def start_replica(
+    serve_modelserve: Callable[..., RunningServer],
+    directory: Path,
+    redis_url: str,
+    *extra: str,
+) -> RunningServer:
+    directory.mkdir(parents=True, exist_ok=True)
+    return serve_modelserve(fleet_config(directory, redis_url=redis_url), *extra)
+
+
+def test_replicas_share_changes_through_redis(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path, redis_url: str
+) -> None:
+    """Two servers on one Redis (one with two workers): a routing change through either is
+    applied by all three processes, a reload reloads the artifact everywhere, and a server
+    started afterwards begins with the changed state."""
+    a = start_replica(serve_modelserve, tmp_path / "a", redis_url, "--workers", "2")
+    b = start_replica(serve_modelserve, tmp_path / "b", redis_url)
+    wait_for_log_events(a, 2, event="control_state_applied", version=0)
+
+    routed = patch_default(b, "2")
+    assert routed["control"]["applied"] == routed["control"]["processes"] == 3, routed
+    wait_until_every_process_shows(a, 2, routed["control"]["version"], "2")
+    assert default_version(models(b)) == "2"
+
+    # Both replicas' version 1 now answer versicolor once reloaded from their own files.
+    for replica in ("a", "b"):
+        joblib.dump(iv.shifted(), tmp_path / replica / "v1.joblib")
+    response = httpx.post(
+        a.base_url + "/admin/models/iris/versions/1/reload", headers=KEY_HEADER, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    reload_state = response.json()["control"]
+    assert reload_state["applied"] == reload_state["processes"] == 3, reload_state
+    wait_for_log_events(a, 2, event="control_state_applied", version=reload_state["version"])
+    answer = httpx.post(
+        b.base_url + "/predict?model_version=1",
+        json={"features": iv.SETOSA_ROW},
+        headers=KEY_HEADER,
+        timeout=10,
+    )
+    assert answer.json()["prediction"] == "versicolor"
+
+    late = start_replica(serve_modelserve, tmp_path / "late", redis_url)
+    shown = models(late)
+    assert shown["control"]["version"] == reload_state["version"]
+    assert default_version(shown) == "2"
+
+
+def test_a_hostile_redis_state_is_refused(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path, redis_url: str
+) -> None:
+    """A state document that does not validate is refused with a logged reason and the
+    process keeps serving its state; the next admin change repairs the document."""
+    server = start_replica(serve_modelserve, tmp_path / "a", redis_url)
+    client = redis.Redis.from_url(redis_url)
+    hostile = b'{"version": 7, "models": {"iris": {"routing": {"weights": {"2": 1e999}}}}}'
+    client.set("modelserve:control:state", hostile)
+    client.publish("modelserve:control:changed", "7")
+    (refused,) = wait_for_log_events(server, 1, event="control_state_refused")
+    assert "routing" in str(refused["reason"])
+    body = models(server)
+    assert (body["control"]["version"], default_version(body)) == (0, "1")
+
+    routed = patch_default(server, "2")
+    assert routed["control"]["applied"] == 1
+    assert routed["control"]["version"] == 1
+    client.close()
