@@ -171,12 +171,13 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Lowest level written."""
     access_log: bool = True
-    """One log line per request."""
+    """One log line per request (HTTP and gRPC)."""
     grpc_port: int | None = Field(None, ge=0, le=65535)
     """Serve the Open Inference Protocol over gRPC on this port too (0 picks a free one;
     unset: no gRPC)."""
     access_log_probes: bool = True
-    """Include /health and /ready in the access log; false quiets only the probes."""
+    """Include /health and /ready (and gRPC ServerLive, ServerReady, ModelReady) in the access
+    log; false quiets only the probes."""
     max_body_bytes: int | None = Field(None, ge=1024)
     """Largest request body (HTTP) or message (gRPC); larger ones get 413 or
     RESOURCE_EXHAUSTED. Unset: twice what `max_batch_rows` JSON rows of the widest model take,

@@ -101,6 +101,54 @@ def test_transports_same_answer_metrics_once_and_one_cache_entry(
     assert _metric(server, "modelserve_cache_requests_total", result="hit", **labels) - hits == 2
 
 
+ACCESS_FIELDS = {"request_id", "method", "path", "status", "latency_ms", "model", "model_version"}
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def test_transports_grpc_call_writes_the_access_line_and_request_metrics_of_http(
+    serve_modelserve: Callable[..., RunningServer], models_dir: Path
+) -> None:
+    """A tritonclient.grpc ModelInfer writes the same request_completed line as /predict (its
+    request id, the method's path, the REST status, the model that answered) and counts in
+    modelserve_http_requests_total with the method as route; a refusal counts as its 404."""
+    grpc_port = free_port()
+    server = serve_modelserve(models_dir / "modelserve.yaml", "--grpc-port", str(grpc_port))
+    httpx.post(
+        f"{server.base_url}/predict?model=ints",
+        json={"features": ROW},
+        headers={"X-Request-ID": "via-http"},
+        timeout=30,
+    ).raise_for_status()
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    tensor = grpcclient.InferInput("input", [1, 4], "FP64")
+    tensor.set_data_from_numpy(np.array([ROW]))
+    try:
+        client.infer("ints", [tensor], headers={"x-request-id": "via-grpc"}, client_timeout=30)
+        with pytest.raises(InferenceServerException, match="unknown model"):
+            client.infer("nope", [tensor], headers={"x-request-id": "grpc-404"})
+    finally:
+        client.close()
+
+    (by_http,) = wait_for_log_events(server, 1, event="request_completed", request_id="via-http")
+    (by_grpc,) = wait_for_log_events(server, 1, event="request_completed", request_id="via-grpc")
+    (refused,) = wait_for_log_events(server, 1, event="request_completed", request_id="grpc-404")
+    assert by_http.keys() & by_grpc.keys() >= ACCESS_FIELDS
+    assert (by_http["method"], by_http["path"], by_http["status"]) == ("POST", "/predict", 200)
+    assert {k: by_grpc[k] for k in ("method", "path", "status", "grpc_code", "model")} == {
+        "method": "GRPC",
+        "path": INFER,
+        "status": 200,
+        "grpc_code": "OK",
+        "model": "ints",
+    }
+    assert (refused["status"], refused["grpc_code"]) == (404, "NOT_FOUND")
+    requests = "modelserve_http_requests_total"
+    assert _metric(server, requests, route=INFER, method="GRPC", status="200") == 1
+    assert _metric(server, requests, route=INFER, method="GRPC", status="404") == 1
+    assert _metric(server, requests, route="/predict", method="POST", status="200") == 1
+    assert _metric(server, "modelserve_http_request_duration_seconds_count", route=INFER) == 2
+
+
 def test_transports_share_one_rate_limit_budget(
     serve_modelserve: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
@@ -152,7 +200,8 @@ def test_transports_grpc_call_in_flight_finishes_on_sigterm(
     caller = threading.Thread(target=call)
     caller.start()
     deadline = time.monotonic() + 30
-    while _metric(server, "modelserve_grpc_requests_in_flight") < 1:
+    # The scrape counts itself in flight; the gRPC call makes a second.
+    while _metric(server, "modelserve_http_requests_in_flight") < 2:
         assert time.monotonic() < deadline, "the gRPC call never arrived"
         time.sleep(0.02)
     assert server.stop(timeout_s=60) == 0

@@ -1,17 +1,15 @@
-"""Pure ASGI middleware: request id, body size and time limits, access log, HTTP metrics, 500s.
+"""Pure ASGI middleware: request context, body size and time limits, last-resort 500s.
 
-Pure ASGI rather than ``BaseHTTPMiddleware``: no extra task per request, and the endpoint runs
-in this coroutine's context, so fields it binds with structlog reach the access line.
+The request id, log context, access line and request metrics are a
+:class:`~modelserve.observability.context.RequestContext`, shared with the gRPC interceptor;
+this middleware begins and finishes one per HTTP request. Pure ASGI rather than
+``BaseHTTPMiddleware``: no extra task per request, and the endpoint runs in this coroutine's
+context, so fields it binds with structlog reach the access line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
-import re
-import secrets
-import time
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,25 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelserve.api.errors import error_response, from_domain_error
 from modelserve.api.route_table import RouteTable
 from modelserve.errors import BodyTimeoutError, BodyTooLargeError
-from modelserve.observability import metrics
+from modelserve.observability.context import RequestContext
 from modelserve.observability.health import HealthState
 
 log = structlog.get_logger("modelserve.access")
-REQUEST_ID_MAX_LENGTH = 128
-_REQUEST_ID_CHARACTERS = re.compile(r"[A-Za-z0-9._:-]+")
 _PROBES = frozenset({"/health", "/ready"})
-# Generated request ids: 32 hex digits like uuid4().hex, from a random per-process prefix and
-# a counter. Unique all the same, without uuid4's getrandom() system call on every request.
-_id_prefix = secrets.token_hex(10)
-_id_counter = itertools.count()
-
-
-def _new_id_prefix() -> None:
-    global _id_prefix, _id_counter
-    _id_prefix, _id_counter = secrets.token_hex(10), itertools.count()
-
-
-os.register_at_fork(after_in_child=_new_id_prefix)  # forked workers must not share ids
 
 
 class RequestContextMiddleware:
@@ -66,13 +50,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        request_id, refused = request_id_and_refusal(scope["headers"])
+        access_log = self.access_log and (self.access_log_probes or scope["path"] not in _PROBES)
+        context = RequestContext.begin(scope["headers"], access_log=access_log)
+        request_id = context.request_id
         scope.setdefault("state", {})["request_id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        if refused is not None:
-            log.warning("request_id_refused", reason=refused)
         status = 500
         response_started = False
 
@@ -89,7 +70,6 @@ class RequestContextMiddleware:
                     _close_connection(message["headers"])
             await send(message)
 
-        metrics.HTTP_IN_FLIGHT.inc()
         try:
             declared = _content_length(scope)
             if declared is not None and declared > self.max_body_bytes:
@@ -112,18 +92,12 @@ class RequestContextMiddleware:
                 )
                 await response(scope, receive, send_with_id)
         finally:
-            metrics.HTTP_IN_FLIGHT.dec()
-            elapsed = time.perf_counter() - started
-            metrics.record_http(self.table.label(scope), scope["method"], status, elapsed)
-            if self.access_log and (self.access_log_probes or scope["path"] not in _PROBES):
-                log.info(
-                    "request_completed",
-                    method=scope["method"],
-                    path=scope["path"],
-                    status=status,
-                    latency_ms=round(elapsed * 1000, 3),
-                )
-            structlog.contextvars.clear_contextvars()
+            context.finish(
+                route=self.table.label(scope),
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+            )
 
     def _timed(self, receive: Receive) -> Receive:
         """A receive that gives up on the body ``body_timeout_s`` after the request started."""
@@ -160,34 +134,6 @@ class RequestContextMiddleware:
             return message
 
         return receive_limited
-
-
-def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
-    """The client's valid ``X-Request-ID``, else a new id (HTTP headers or gRPC metadata)."""
-    return request_id_and_refusal(headers)[0]
-
-
-def request_id_and_refusal(headers: list[tuple[bytes, bytes]]) -> tuple[str, str | None]:
-    """The sent X-Request-ID when it is acceptable, else a generated one and why it was refused.
-
-    Accepted: 1 to 128 characters from ``A-Z a-z 0-9 . _ : -``; anything else (spaces, other
-    punctuation, longer) could forge log fields or headers downstream.
-    """
-    for name, value in headers:
-        if name == b"x-request-id":
-            candidate: str = value.decode("latin-1")
-            if len(candidate) > REQUEST_ID_MAX_LENGTH:
-                refused = f"X-Request-ID longer than {REQUEST_ID_MAX_LENGTH} characters"
-            elif not _REQUEST_ID_CHARACTERS.fullmatch(candidate):
-                refused = "X-Request-ID has characters other than A-Z a-z 0-9 . _ : -"
-            else:
-                return candidate, None
-            return _new_request_id(), f"{refused} ({len(candidate)} sent); a new id was generated"
-    return _new_request_id(), None
-
-
-def _new_request_id() -> str:
-    return f"{_id_prefix}{next(_id_counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 def _content_length(scope: Scope) -> int | None:

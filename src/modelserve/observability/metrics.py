@@ -60,7 +60,9 @@ _MODEL = ("model", "model_version")
 _OBSERVE_ONE_BY_ONE = 8
 
 HTTP_REQUESTS = Counter(
-    "modelserve_http_requests_total", "HTTP requests answered.", ("route", "method", "status")
+    "modelserve_http_requests_total",
+    "Requests answered, over HTTP and gRPC (route: the gRPC method, method: GRPC).",
+    ("route", "method", "status"),
 )
 HTTP_DURATION = Histogram(
     "modelserve_http_request_duration_seconds",
@@ -70,18 +72,6 @@ HTTP_DURATION = Histogram(
 )
 HTTP_IN_FLIGHT = Gauge(
     "modelserve_http_requests_in_flight", "Requests being handled.", multiprocess_mode="livesum"
-)
-GRPC_REQUESTS = Counter(
-    "modelserve_grpc_requests_total", "gRPC calls answered.", ("method", "code")
-)
-GRPC_IN_FLIGHT = Gauge(
-    "modelserve_grpc_requests_in_flight", "gRPC calls being handled.", multiprocess_mode="livesum"
-)
-GRPC_DURATION = Histogram(
-    "modelserve_grpc_request_duration_seconds",
-    "Time from a gRPC call's arrival to its answer.",
-    ("method",),
-    buckets=_LATENCY_BUCKETS,
 )
 PREDICTIONS = Counter("modelserve_predictions_total", "Requests predicted.", _MODEL)
 ROWS = Counter("modelserve_rows_predicted_total", "Rows predicted.", _MODEL)
@@ -368,13 +358,9 @@ def record_load(model: str, version: str, load_s: float, warmup_s: float) -> Non
 
 
 def record_http(route: str, method: str, status: int, seconds: float) -> None:
+    """One request answered (HTTP, or gRPC with the status the same answer has over REST)."""
     _child(HTTP_REQUESTS, route, method, str(status)).inc()
     _child(HTTP_DURATION, route, method).observe(seconds)
-
-
-def record_grpc(method: str, code: str, seconds: float) -> None:
-    GRPC_REQUESTS.labels(method, code).inc()
-    GRPC_DURATION.labels(method).observe(seconds)
 
 
 def prediction_duration_recorder(model: str, version: str) -> Callable[[float], None]:

@@ -1,11 +1,12 @@
 """The V2 gRPC server: grpcio's asyncio server in the HTTP server's process and event loop.
 
 It shares the app's data plane (so the same registry, batchers, cache and metrics), API keys
-and rate limits. Every RPC passes through :meth:`GrpcServer._handle`: message-size check
-against ``server.max_body_bytes``, API key from ``authorization: Bearer`` (or ``x-api-key``)
-metadata checked against the method's scope, the request id, the access log line and the
-``modelserve_grpc_*`` metrics. Standard health checking (``grpc.health.v1``) and reflection
-are served beside ``inference.GRPCInferenceService``.
+and rate limits. Every RPC passes through the request-context interceptor
+(:mod:`modelserve.rpc.interceptor`: request id, access line, request metrics, domain errors →
+status codes) and :meth:`GrpcServer._handle`: message-size check against
+``server.max_body_bytes``, API key from ``authorization: Bearer`` (or ``x-api-key``) metadata
+checked against the method's scope. Standard health checking (``grpc.health.v1``) and
+reflection are served beside ``inference.GRPCInferenceService``.
 
 Lifecycle: started in the app's lifespan; on SIGTERM the health service turns NOT_SERVING at
 once, and after ``server.prestop_delay_s`` the server stops accepting RPCs and gives those in
@@ -28,14 +29,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from modelserve.api.auth import ApiKey, ApiKeyring, admin_served, presented_key
-from modelserve.api.middleware import request_id_from
 from modelserve.api.ratelimit import RouteLimiter, enforce_predict
-from modelserve.errors import BodyTooLargeError, InvalidInputError, ModelserveError
-from modelserve.observability import metrics
+from modelserve.errors import BodyTooLargeError, InvalidInputError
 from modelserve.observability.health import HealthState
 from modelserve.rpc import inference_pb2
+from modelserve.rpc.interceptor import RequestContextInterceptor, metadata_as_headers
 from modelserve.rpc.servicer import METHODS, SERVICE, Call, Method
-from modelserve.rpc.status import status_of, trailing_metadata
 from modelserve.settings import Settings
 from modelserve.v2.dataplane import DataPlane
 
@@ -73,11 +72,19 @@ class GrpcServer:
         assert server_settings.grpc_port is not None  # noqa: S101 - started only when set
         limit = self._max_bytes * _TRANSPORT_HEADROOM
         server = grpc.aio.server(
+            interceptors=[
+                RequestContextInterceptor(
+                    SERVICE,
+                    access_log=server_settings.access_log,
+                    access_log_probes=server_settings.access_log_probes,
+                    probes=frozenset(m.name for m in METHODS if m.scope == "probe"),
+                )
+            ],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", -1),
                 ("grpc.so_reuseport", 1 if server_settings.workers > 1 else 0),
-            ]
+            ],
         )
         server.add_generic_rpc_handlers([self._inference_handler()])
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -146,47 +153,19 @@ class GrpcServer:
     async def _handle(
         self, method: Method, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Message:
-        started = time.perf_counter()
-        metadata = _metadata(context.invocation_metadata())
-        request_id = request_id_from(metadata)
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        code = grpc.StatusCode.OK
-        metrics.GRPC_IN_FLIGHT.inc()
+        """Size check, API key, decode, call; raises domain errors (the interceptor maps
+        them)."""
+        if len(raw) > self._max_bytes:
+            raise BodyTooLargeError(self._max_bytes)
+        key = self._authorize(method, metadata_as_headers(context.invocation_metadata()))
         try:
-            if len(raw) > self._max_bytes:
-                raise BodyTooLargeError(self._max_bytes)
-            key = self._authorize(method, metadata)
-            try:
-                request = method.request.FromString(raw)
-            except DecodeError:
-                raise InvalidInputError(
-                    f"the {method.name} message is not valid protobuf"
-                ) from None
-            caller = key.name if key is not None else None
-            return await method.handler(
-                self._plane, request, Call(caller, self._charger(caller, context))
-            )
-        except ModelserveError as exc:
-            code = status_of(exc)
-            context.set_trailing_metadata((*trailing_metadata(exc), ("x-request-id", request_id)))
-            await context.abort(code, exc.detail)
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("grpc_request_failed", method=method.name)
-            await context.abort(code, "internal error; the server log has the details")
-        finally:
-            metrics.GRPC_IN_FLIGHT.dec()
-            seconds = time.perf_counter() - started
-            metrics.record_grpc(method.name, code.name, seconds)
-            if self._settings.server.access_log:
-                log.info(
-                    "grpc_request_completed",
-                    method=method.name,
-                    code=code.name,
-                    latency_ms=round(seconds * 1000, 3),
-                )
-        raise AssertionError("unreachable: abort() raises")  # pragma: no cover
+            request = method.request.FromString(raw)
+        except DecodeError:
+            raise InvalidInputError(f"the {method.name} message is not valid protobuf") from None
+        caller = key.name if key is not None else None
+        return await method.handler(
+            self._plane, request, Call(caller, self._charger(caller, context))
+        )
 
     def _authorize(self, method: Method, metadata: list[tuple[bytes, bytes]]) -> ApiKey | None:
         keyring = self._keyring
@@ -232,16 +211,6 @@ def _needed_scope(scope: str, keyring: ApiKeyring) -> str | None:
 
 def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
-
-
-def _metadata(items: Any) -> list[tuple[bytes, bytes]]:
-    """gRPC metadata ((name, value) pairs, or None) as the lower-case byte pairs of HTTP
-    headers."""
-    out = []
-    for name, value in items or ():
-        raw = value if isinstance(value, bytes) else value.encode("latin-1", "replace")
-        out.append((name.lower().encode("latin-1", "replace"), raw))
-    return out
 
 
 def _peer_ip(peer: str) -> str:

@@ -3,6 +3,7 @@ with its health checking, reflection, API keys, message limit and status codes."
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,30 @@ async def test_grpc_errors_map_to_status_codes(
         await stub("ModelInfer", request_message, pb.ModelInferResponse)
     assert caught.value.code() == code
     assert message in (caught.value.details() or "")
+
+
+@pytest.mark.parametrize("model", ["ints", "nope"], ids=["answered", "refused"])
+async def test_grpc_request_id_comes_back_in_trailing_metadata(
+    grpc_app: Callable[..., Any], model: str
+) -> None:
+    """The x-request-id a call sends is its request id and comes back, answered or refused,
+    beside the error's code; with none sent, a generated one comes back."""
+    async with grpc_app() as (_, channel):
+        infer = channel.unary_unary(
+            SERVICE + "ModelInfer",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=pb.ModelInferResponse.FromString,
+        )
+        for sent in ((("x-request-id", "trace-7"),), None):
+            call = infer(_infer_request(model, raw=True), metadata=sent, timeout=30)
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await call
+            trailing = dict(await call.trailing_metadata() or ())
+            if sent:
+                assert trailing["x-request-id"] == "trace-7"
+            else:
+                assert len(str(trailing["x-request-id"])) == 32
+            assert ("modelserve-code" in trailing) is (model == "nope")
 
 
 async def test_grpc_message_over_the_limit_names_the_setting(
