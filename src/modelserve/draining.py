@@ -1,8 +1,12 @@
 """DrainingServer: the uvicorn server of every process (single or gunicorn worker).
 
 Its first SIGTERM/SIGINT fails readiness at once and keeps serving for ``prestop_delay_s``;
-then uvicorn stops accepting and drains. It also publishes this process's probe snapshot and
-freezes the heap once the models are loaded. :mod:`modelserve.serving` (one process) and
+then uvicorn stops accepting and drains for up to ``grace_period_s``. Shortly before that runs
+out, requests still waiting for a model call are answered 503 ``shutting_down`` (uvicorn would
+cancel them with a plain-text 500), and once the server is done, a process whose model call is
+stuck leaves it behind (:func:`leave_stuck_model_calls_behind`) rather than being held, or
+under gunicorn killed, by it. It also publishes this process's probe snapshot and freezes the
+heap once the models are loaded. :mod:`modelserve.serving` (one process) and
 :mod:`modelserve.workers` (gunicorn) both run it, and neither imports the other's module
 for it.
 """
@@ -10,10 +14,13 @@ for it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import gc
 import os
 import signal
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +36,11 @@ from modelserve.probes import ProbeSnapshot
 from modelserve.settings import Settings
 
 ProbeSink = Callable[[ProbeSnapshot], None]
+
+ABANDON_MARGIN_S = 0.5
+"""Requests still waiting this long before the grace period ends are answered 503, so the
+answer is written before uvicorn cancels what is left (at most half the grace period early)."""
+_IDLE_THREAD_EXIT_S = 0.5
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +87,18 @@ class DrainingServer(uvicorn.Server):
         self._stop_accepting_at = time.monotonic() + delay
         self.should_exit = delay <= 0
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        grace_s = self.config.timeout_graceful_shutdown
+        timer = None
+        if grace_s is not None and not self.force_exit:
+            abandon_after_s = max(grace_s - ABANDON_MARGIN_S, grace_s / 2)
+            timer = asyncio.get_running_loop().call_later(abandon_after_s, _abandon_waiting)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            if timer is not None:
+                timer.cancel()
+
     async def on_tick(self, counter: int) -> bool:
         if self._stop_accepting_at is not None and time.monotonic() >= self._stop_accepting_at:
             self.should_exit = True
@@ -94,6 +118,47 @@ class DrainingServer(uvicorn.Server):
             # milliseconds under load (/health p99 85 ms -> 12 ms at 64 busy connections).
             gc.freeze()
             self._heap_frozen = True
+
+
+def _abandon_waiting() -> None:
+    # Imported here: modelserve.serving imports this module before gunicorn's metrics
+    # directory is set, and the api package must not be imported that early.
+    from modelserve.api.disconnect import abandon_waiting
+
+    abandoned = abandon_waiting()
+    if abandoned:
+        log.warning("requests_abandoned", requests=abandoned, reason="grace period ending")
+
+
+def leave_stuck_model_calls_behind() -> None:
+    """Exit now if a model call outlived the drain, instead of waiting for it.
+
+    A running model call cannot be interrupted, and Python joins every inference thread at
+    exit, so one stuck call would keep the process alive past ``grace_period_s`` (and past a
+    second SIGINT); a gunicorn worker would be killed by its master without flushing anything.
+    Idle inference threads end as soon as their executor shuts down; a thread still alive after
+    a moment is in a model call: the exit handlers run (logs and spans are flushed) and the
+    process leaves without it.
+    """
+    # Imported here, not at the top: the batcher imports the metrics, and prometheus-client
+    # must first be imported after _run_gunicorn sets PROMETHEUS_MULTIPROC_DIR, or every
+    # worker counts in private memory and /metrics under gunicorn shows nothing.
+    from modelserve.inference.batcher import INFERENCE_THREAD_PREFIX
+
+    deadline = time.monotonic() + _IDLE_THREAD_EXIT_S
+    busy = []
+    for thread in threading.enumerate():
+        if thread.name.startswith(INFERENCE_THREAD_PREFIX):
+            thread.join(max(deadline - time.monotonic(), 0.0))
+            if thread.is_alive():
+                busy.append(thread.name)
+    if not busy:
+        return
+    log.warning("model_calls_abandoned", threads=busy)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _draining_facts(app: Any) -> tuple[HealthState | None, float]:

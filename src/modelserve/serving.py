@@ -8,26 +8,21 @@ cuts the pre-stop delay short; a second SIGINT also skips the drain.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
-import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import structlog
 import uvicorn
 
-from modelserve.draining import DrainingServer
+from modelserve.draining import DrainingServer, leave_stuck_model_calls_behind
 from modelserve.http_protocol import header_timeout_protocol
 from modelserve.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-_IDLE_THREAD_EXIT_S = 0.5
 """How long idle inference threads get to end once their executors are shut down."""
 
 
@@ -91,37 +86,7 @@ def _run_uvicorn(settings: Settings) -> None:
             listener.stop()
     if not server.started:
         raise SystemExit(3)
-    _leave_stuck_model_calls_behind()
-
-
-def _leave_stuck_model_calls_behind() -> None:
-    """Exit now if a model call outlived the drain, instead of waiting for it.
-
-    A running model call cannot be interrupted, and Python joins every inference thread at
-    exit, so one stuck call would keep the process alive past ``grace_period_s`` (and past a
-    second SIGINT). Idle inference threads end as soon as their executor shuts down; a thread
-    still alive after a moment is in a model call: the exit handlers run (logs and spans are
-    flushed) and the process leaves without it.
-    """
-    # Imported here, not at the top: the batcher imports the metrics, and prometheus-client
-    # must first be imported after _run_gunicorn sets PROMETHEUS_MULTIPROC_DIR, or every
-    # worker counts in private memory and /metrics under gunicorn shows nothing.
-    from modelserve.inference.batcher import INFERENCE_THREAD_PREFIX
-
-    deadline = time.monotonic() + _IDLE_THREAD_EXIT_S
-    busy = []
-    for thread in threading.enumerate():
-        if thread.name.startswith(INFERENCE_THREAD_PREFIX):
-            thread.join(max(deadline - time.monotonic(), 0.0))
-            if thread.is_alive():
-                busy.append(thread.name)
-    if not busy:
-        return
-    log.warning("model_calls_abandoned", threads=busy)
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    leave_stuck_model_calls_behind()
 
 
 def _run_gunicorn(settings: Settings) -> None:

@@ -189,7 +189,8 @@ class ServerSettings(_Section):
     max_inflight_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     """Request body bytes handled at once (by Content-Length); beyond, 503 overloaded at once."""
     grace_period_s: float = Field(25.0, ge=0)
-    """After SIGTERM: longest time to finish accepted requests before exiting."""
+    """After SIGTERM: longest time to finish accepted requests before exiting (requests still
+    waiting for a model call 0.5 s before it ends are answered 503 `shutting_down`)."""
     prestop_delay_s: float = Field(0.0, ge=0)
     """After SIGTERM: keep serving this long with /ready at 503 before draining."""
     strict: bool = False

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from uvicorn_worker import UvicornWorker
 
 from modelserve.api.auth import ApiKeyring
-from modelserve.draining import DrainingServer
+from modelserve.draining import DrainingServer, leave_stuck_model_calls_behind
 from modelserve.probes import ProbeAnswers, ProbeListener, SnapshotDirectory, keyring_authorizer
 from modelserve.settings import Settings
 
@@ -35,6 +35,7 @@ class ModelserveWorker(UvicornWorker):  # type: ignore[misc]
         await server.serve(sockets=self.sockets)
         if not server.started:
             raise SystemExit(Arbiter.WORKER_BOOT_ERROR)
+        leave_stuck_model_calls_behind()
 
 
 class StructlogGunicornLogger(GunicornLogger):  # type: ignore[misc]

@@ -42,14 +42,20 @@ def pool() -> Iterator[ThreadPoolExecutor]:
 
 
 def _serve(
-    serve_modelserve: Callable[..., RunningServer], directory: Path, model: Path, **server: float
+    serve_modelserve: Callable[..., RunningServer],
+    directory: Path,
+    model: Path,
+    workers: int = 1,
+    **server: float,
 ) -> RunningServer:
     config = {
         "models": [{"name": "stall", "path": str(model)}],
         "cache": {"backend": "none"},
-        "server": server,
+        "server": {**server, "workers": workers},
     }
-    return serve_modelserve(write_config(directory, config))
+    running = serve_modelserve(write_config(directory, config))
+    wait_for_log_events(running, workers, event="models_loaded", ready=True)
+    return running
 
 
 def _send_stuck_request(server: RunningServer, pool: ThreadPoolExecutor) -> Future[object]:
@@ -81,26 +87,37 @@ def _wait_for_exit(server: RunningServer, timeout_s: float) -> tuple[int, float]
     return returncode, time.monotonic() - started
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["uvicorn", "gunicorn-2-workers"])
 def test_shutdown_exits_within_the_grace_period_while_a_model_call_is_stuck(
     serve_modelserve: Callable[..., RunningServer],
     stalling_model: Path,
     tmp_path: Path,
     pool: ThreadPoolExecutor,
+    workers: int,
 ) -> None:
-    """SIGTERM with a 60 s model call running: the process is gone within grace_period_s
-    (plus teardown), exits 0, and the stuck request gets an answer or a closed connection,
-    never a hang."""
-    server = _serve(serve_modelserve, tmp_path, stalling_model, grace_period_s=GRACE_S)
+    """SIGTERM with a 60 s model call running: the stuck request is answered 503
+    shutting_down (JSON, naming itself) before the grace period ends, and the process (under
+    gunicorn the worker holding the call too, which leaves the call behind instead of being
+    killed by the master) is gone within grace_period_s plus teardown, exit 0."""
+    server = _serve(serve_modelserve, tmp_path, stalling_model, workers, grace_period_s=GRACE_S)
     stuck = _send_stuck_request(server, pool)
 
     server.proc.send_signal(signal.SIGTERM)
     returncode, took_s = _wait_for_exit(server, STALL_S / 2)
 
+    outcome = stuck.result(timeout=10)
+    assert isinstance(outcome, httpx.Response), outcome
+    assert outcome.status_code == 503
+    assert outcome.json()["code"] == "shutting_down"
+    assert outcome.json()["request_id"] == outcome.headers["x-request-id"]
+    assert outcome.headers["connection"] == "close"
     assert returncode == 0
     assert took_s < GRACE_S + EXIT_SLACK_S, took_s
-    outcome = stuck.result(timeout=10)
-    assert not isinstance(outcome, httpx.Response) or outcome.status_code >= 500
-    wait_for_log_events(server, 1, event="server_stopped")
+    wait_for_log_events(server, workers, event="server_stopped")
+    logged = server.log_lines()
+    assert [line["requests"] for line in logged if line["event"] == "requests_abandoned"] == [1]
+    assert len([line for line in logged if line["event"] == "model_calls_abandoned"]) == 1
+    assert not [line for line in logged if "SIGKILL" in str(line.get("event"))]
 
 
 def test_shutdown_second_sigterm_cuts_the_prestop_delay_short(

@@ -9,6 +9,11 @@ batcher then drops the rows still queued (``modelserve_cancelled_rows_total``); 
 a model call finish, and their answer is discarded. The route answers 499 (nginx's "client
 closed request"), which nobody reads but the access log and the HTTP metrics record; no error
 is logged.
+
+The same registry of waiting requests ends the grace period cleanly: :func:`abandon_waiting`
+(called by the server shortly before its grace period runs out) makes every request still
+waiting for a model answer 503 ``shutting_down``, instead of being cancelled by uvicorn with a
+plain-text 500 or, under gunicorn, cut off when the worker is killed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import Any, TypeVar
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import Receive
+
+from modelserve.errors import ShuttingDownError
 
 T = TypeVar("T")
 
@@ -35,13 +42,18 @@ timer per request a tenth; one sweep per interval for all waiting requests costs
 class _Watch:
     """Cancels ``task`` once its client hangs up; started only for requests that wait."""
 
-    __slots__ = ("gone", "receive", "task", "watcher")
+    __slots__ = ("abandoned", "gone", "receive", "task", "watcher")
 
     def __init__(self, task: asyncio.Task[Any], receive: Receive) -> None:
         self.task = task
         self.receive = receive
         self.gone = False
+        self.abandoned = False
         self.watcher: asyncio.Task[None] | None = None
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self.task.cancel()
 
     async def watch(self) -> None:
         while (await self.receive())["type"] != "http.disconnect":
@@ -86,8 +98,21 @@ _sweeper: _Sweeper | None = None
 """The sweeper of the running loop (a server has one loop; tests make new ones)."""
 
 
+def abandon_waiting() -> int:
+    """Stop every request of this loop still waiting in :func:`while_connected`: each raises
+    ``ShuttingDownError``. Returns how many there were."""
+    sweeper = _sweeper
+    if sweeper is None:
+        return 0
+    waiting = sweeper.fresh | sweeper.older
+    for watch in waiting:
+        watch.abandon()
+    return len(waiting)
+
+
 async def while_connected(receive: Receive, work: Awaitable[T]) -> T:
-    """Await ``work``; raise ``ClientDisconnect`` as soon as the client hangs up instead."""
+    """Await ``work``; raise ``ClientDisconnect`` as soon as the client hangs up instead, or
+    ``ShuttingDownError`` when :func:`abandon_waiting` gives up on it."""
     task = asyncio.current_task()
     assert task is not None  # noqa: S101 - always awaited inside a request task
     global _sweeper
@@ -101,6 +126,8 @@ async def while_connected(receive: Receive, work: Awaitable[T]) -> T:
     except asyncio.CancelledError:
         if watch.gone and task.uncancel() == 0:
             raise ClientDisconnect() from None
+        if watch.abandoned and task.uncancel() == 0:
+            raise ShuttingDownError() from None
         raise
     finally:
         sweeper.discard(watch)
