@@ -18,6 +18,7 @@ from benchmarks.scenarios import ScenarioResult
 
 PEERS = ("litserve", "mlserver")
 MODELSERVE = "modelserve-batched"
+FORMATS = "modelserve-formats"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,13 @@ def compute_ratios(
             look.rps("noop/logreg/predict/c64"),
         ),
     }
+    ratios["forest_onnx_c64_vs_forest"] = _div(
+        look.rps(f"{FORMATS}/forest-onnx/predict/c64"), look.rps(f"{FORMATS}/forest/predict/c64")
+    )
+    ratios["forest_onnx_c1_p50_vs_forest"] = _div(
+        look.latency(f"{FORMATS}/forest-onnx/predict/c1", "p50"),
+        look.latency(f"{FORMATS}/forest/predict/c1", "p50"),
+    )
     for model in ("logreg", "forest"):
         ms = look.rps(f"{MODELSERVE}/{model}/predict/c64")
         ratios[f"{model}_c64_batched_vs_unbatched"] = _div(
@@ -269,6 +277,10 @@ def _describe(key: str, batch_rows: int) -> str:
             f"{ms} /predict-batch ({batch_rows} rows) rows/s / in-process rows/s, 64-row batches"
         ),
         "health_p99_under_load_ms": f"/health p99 in ms while {model} /predict is saturated",
+        "onnx_c64_vs_forest": "optimized forest (ONNX Runtime) req/s at 64 conns / original forest",
+        "onnx_c1_p50_vs_forest": (
+            "optimized forest p50 at 1 conn / original forest p50 (lower is better)"
+        ),
     }
     return meanings.get(rest, "")
 
@@ -335,6 +347,7 @@ def render_markdown(
         f"Load generator: {meta['wrk_version']}, `wrk -t1 -cN --latency`, on the same cores "
         "as the servers. Absolute numbers move ±25 % between runs: compare ratios.",
         _noise_line(results),
+        f"`modelserve optimize` of the forest (formats scenarios): {meta.get('optimize_forest')}.",
         "",
         "## Targets (reported, not asserted)",
         "",

@@ -1,7 +1,8 @@
 """Run the benchmark: real servers on 127.0.0.1, wrk as the load, results in benchmarks/results.
 
 ``python -m benchmarks.run [--quick] [--duration S] [--peers]`` (``make bench [PEERS=1]``).
-Servers, in order: modelserve with batching on, then off; the naive FastAPI baseline; the
+Servers, in order: modelserve with batching on, then off; modelserve serving the forest
+beside its ``modelserve optimize`` output and an XGBoost model; the naive FastAPI baseline; the
 no-op HTTP ceiling (answering a body the size of modelserve's real response); with
 ``--peers``, LitServe and MLServer. Each is started, measured and stopped before the next,
 so no two servers share the cores.
@@ -25,7 +26,7 @@ import joblib
 import numpy as np
 import sklearn
 
-from benchmarks import models, report, servers, v2
+from benchmarks import formats, models, report, servers, v2
 from benchmarks.loadgen import LoadgenError, ensure_wrk, wrk_version
 from benchmarks.peers import PeerUnavailableError
 from benchmarks.peers import launch as peers
@@ -68,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: modelserve,v2,naive,noop,litserve,mlserver",
+        help="comma-separated subset: modelserve,formats,v2,naive,noop,litserve,mlserver",
     )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -164,6 +165,25 @@ def main(argv: list[str] | None = None) -> int:
 
             _phase(runner, spec.label, run_modelserve)
 
+    optimized: list[str] = []
+    if wanted("formats"):
+
+        def run_formats() -> None:
+            try:
+                format_files, summary = formats.build_format_models(files["forest"], WORK_DIR)
+            except (ImportError, RuntimeError) as exc:
+                runner.skip("modelserve formats", str(exc))
+                return
+            optimized.append(summary)
+            print(f"  modelserve optimize forest: {summary}")
+            spec = formats.formats_spec(format_files, WORK_DIR, free_port())
+            with runner.serve(spec):
+                for model in spec.models:
+                    for c in single:
+                        runner.predict(spec, model, c)
+
+        _phase(runner, "modelserve formats", run_formats)
+
     if wanted("v2"):
 
         def run_open_inference() -> None:
@@ -214,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 
     elapsed = time.monotonic() - started
     meta = _meta(args, wrk, elapsed, source, runner)
+    meta["optimize_forest"] = optimized[0] if optimized else "not run"
     md_path, json_path = report.write_results(
         args.out, meta, in_process, runner.results, runner.skipped, BATCH_ROWS, args.peers
     )
@@ -320,6 +341,9 @@ def _meta(
             f"Batch targets compare modelserve's {BATCH_ROWS}-row /predict-batch rows/s with "
             "in-process predict_proba on 64-row batches, timed right before and after that "
             "batch run (mean of the two).",
+            "Formats: one more modelserve (batching on, cache off) serves `forest`, "
+            "`forest-onnx` (`forest` through `modelserve optimize`, ONNX Runtime) and `xgboost` "
+            f"(an XGBoost Booster .json, {formats.ROUNDS} rounds, depth 6, fitted on iris).",
             "Peers (with --peers) get scikit-learn pinned to the harness's version and "
             "batching 64 / 5 ms; MLServer is asked for `predict_proba` only.",
         ],
