@@ -2,7 +2,8 @@
 
 Iris (three classes, four features) and breast cancer (two classes, thirty features) are
 scikit-learn's bundled data sets, so nothing is downloaded. Each builder writes one artifact
-and returns the library's own probabilities on :data:`IRIS_ROWS` or :data:`CANCER_ROWS`.
+and returns the library's own probabilities on :func:`expected_rows`: the sample rows
+(:data:`IRIS_ROWS` or :data:`CANCER_ROWS`) followed by as many fresh rows.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ IRIS_ROWS: npt.NDArray[np.float64] = IRIS_X[::7].astype(np.float64)
 """22 rows covering all three classes."""
 CANCER_ROWS: npt.NDArray[np.float64] = CANCER_X[::29].astype(np.float64)
 """20 rows of both classes."""
+IRIS_FRESH: npt.NDArray[np.float64] = IRIS_X[3::7].astype(np.float64)
+CANCER_FRESH: npt.NDArray[np.float64] = CANCER_X[3::29].astype(np.float64)
+"""Rows in no sample, for a test that needs model calls (rows no prediction cache holds)."""
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 Probabilities = npt.NDArray[np.float64]
 
@@ -66,8 +70,17 @@ def rows_for(binary: bool) -> npt.NDArray[np.float64]:
     return CANCER_ROWS if binary else IRIS_ROWS
 
 
+def fresh_rows_for(binary: bool) -> npt.NDArray[np.float64]:
+    return CANCER_FRESH if binary else IRIS_FRESH
+
+
+def expected_rows(binary: bool) -> npt.NDArray[np.float64]:
+    """The sample rows, then the fresh rows: what builders return probabilities for."""
+    return np.vstack((rows_for(binary), fresh_rows_for(binary)))
+
+
 def probabilities(model: Any, binary: bool) -> Probabilities:
-    return np.asarray(model.predict_proba(rows_for(binary)), dtype=np.float64)
+    return np.asarray(model.predict_proba(expected_rows(binary)), dtype=np.float64)
 
 
 Builder = Callable[[Path], Probabilities]

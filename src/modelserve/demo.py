@@ -6,7 +6,9 @@ when torch is installed), ``iris.profile.json`` (their reference profile for dri
 and ``modelserve.yaml`` serving them all with sha256 pins (and ``require_sha256`` on). For the
 README's canary example it also writes ``iris-v2.onnx`` (a second, more regularised iris
 classifier) and ``canary.yaml``, serving ``iris.joblib`` as version 1 and ``iris-v2.onnx`` as
-version 2 — both with their labels and feature names — with a sticky 90/10 split.
+version 2 — both with their labels and feature names — with a sticky 90/10 split. For the
+README's optimized rollout it writes ``iris-forest.joblib`` (a random forest) and
+``iris-forest.onnx``, that forest as ``modelserve optimize`` converts and verifies it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modelserve.demo_formats import write_optional_formats
+from modelserve.errors import ModelLoadError
 from modelserve.inference.artifact import directory_sha256, file_sha256
 from modelserve.observability.profile import build_profile
 
@@ -36,6 +40,8 @@ FORMATS_CONFIG = "formats.yaml"
 """Serves the demo models of the optional formats (XGBoost, LightGBM, CatBoost, MLflow)."""
 CANARY_FILE = "canary.yaml"
 V2_FILE = "iris-v2.onnx"
+FOREST_FILE = "iris-forest.joblib"
+OPTIMIZED_FOREST_FILE = "iris-forest.onnx"
 
 
 def build_pipeline(
@@ -107,6 +113,7 @@ def build_demo(out: Path) -> list[str]:
     (out / "modelserve.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     messages.append(f"wrote {out / 'modelserve.yaml'}")
     messages.extend(_write_canary(out, entries[0], ranges))
+    messages.extend(_write_optimized_forest(x, y, out))
 
     # Served by their own config, so the quick start loads no optional library.
     written, skipped = write_optional_formats(x, y, model, out)
@@ -158,6 +165,29 @@ def _write_canary(
     return [f"wrote {out / V2_FILE}", f"wrote {out / CANARY_FILE}"]
 
 
+def _write_optimized_forest(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], out: Path
+) -> list[str]:
+    """``iris-forest.joblib`` and, through ``modelserve optimize``, ``iris-forest.onnx``."""
+    forest = RandomForestClassifier(n_estimators=50, max_depth=6, random_state=SEED).fit(x, y)
+    joblib.dump(forest, out / FOREST_FILE)
+    try:
+        from modelserve.optimize.command import optimize_model
+
+        report = optimize_model(out / FOREST_FILE, out / OPTIMIZED_FOREST_FILE, timed=False)
+    except (ImportError, ModelLoadError):  # skl2onnx or onnx not installed
+        return [
+            f"wrote {out / FOREST_FILE}",
+            f"skipped {OPTIMIZED_FOREST_FILE}: pip install 'modelserve[optimize]'",
+        ]
+    if not report.written:  # a converter that changed the answers: the demo shows no such file
+        return [
+            f"wrote {out / FOREST_FILE}",
+            f"skipped {OPTIMIZED_FOREST_FILE}: {report.verification.describe()}",
+        ]
+    return [f"wrote {out / FOREST_FILE}", f"wrote {out / OPTIMIZED_FOREST_FILE}"]
+
+
 def _write_profile(model: Pipeline, x: npt.NDArray[np.float64], path: Path) -> str:
     """The reference profile for drift signals: iris itself and the model's answers on it."""
     probabilities = model.predict_proba(x)
@@ -175,7 +205,7 @@ def _write_profile(model: Pipeline, x: npt.NDArray[np.float64], path: Path) -> s
 def _write_onnx(model: Pipeline, path: Path) -> list[str]:
     try:
         from skl2onnx import to_onnx
-    except ImportError:
+    except (ImportError, ModelLoadError):  # skl2onnx or onnx not installed
         return ["skipped iris.onnx: install skl2onnx (pip install 'modelserve[onnx-export]')"]
     onx = to_onnx(
         model,

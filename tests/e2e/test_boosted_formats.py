@@ -1,9 +1,14 @@
 """XGBoost, LightGBM, CatBoost and MLflow models served by a real process answer exactly what
-their own library computes, with pins, named features from MLflow signatures, and reloads."""
+their own library computes, with pins, named features from MLflow signatures, and reloads; and
+V2 metadata and inference, warm-up, batching, the prediction cache, metrics and drift work for
+every format as they do for scikit-learn."""
 
 from __future__ import annotations
 
+import math
 import shutil
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +19,10 @@ import numpy as np
 import pytest
 
 from modelserve.inference.artifact import directory_sha256, file_sha256
+from modelserve.inference.metadata import platform_of
+from modelserve.observability.profile import build_profile
 from tests import boosted_models as bm
+from tests import prometheus
 from tests.e2e.conftest import RunningServer, wait_ready, write_config
 
 # Building the models and importing mlflow in the fixture takes minutes on a busy machine.
@@ -27,6 +35,9 @@ AUTH = {"Authorization": f"Bearer {OPS_KEY}"}
 """Auth is on, as the admin API (the reload test) needs; every request sends this key."""
 LOAD_TIMEOUT_S = 240
 """Importing mlflow (the pyfunc model) and skops takes a while on a busy 2-core machine."""
+MAX_BATCH_SIZE = 8
+"""Every model's largest call: the 20- and 21-row requests are split into three calls."""
+DRIFT_MIN_ROWS = 5
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,19 @@ class Case:
     @property
     def labels(self) -> list[str]:
         return CANCER_LABELS if self.binary else IRIS_LABELS
+
+    @property
+    def format(self) -> str:
+        """The version's format (sklearn for pickled wrappers, mlflow for directories)."""
+        if not self.platform:
+            return "sklearn"
+        library = self.platform.split("_")[0]
+        return "mlflow" if library == "mlflow" else library
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        """Only the MLflow directories' signatures name the features."""
+        return bm.IRIS_FEATURES if self.format == "mlflow" else None
 
 
 CASES = [
@@ -76,6 +100,9 @@ class Served:
     server: RunningServer
     directory: Path
     expected: dict[str, bm.Probabilities]
+    """The library's probabilities on the sample rows."""
+    fresh: dict[str, bm.Probabilities]
+    """... and on the fresh rows, which only one test sends."""
     pyfunc_expected: np.ndarray[Any, Any]
 
 
@@ -87,15 +114,20 @@ def served(
     """Every case built, pinned and served by one process, with a pyfunc model beside them."""
     directory = tmp_path_factory.mktemp("boosted")
     expected: dict[str, bm.Probabilities] = {}
+    fresh: dict[str, bm.Probabilities] = {}
     models: list[dict[str, Any]] = []
     for case in CASES:
         path = directory / case.filename
-        expected[case.name] = case.build(path)
+        answers = case.build(path)
+        sample_size = len(bm.rows_for(case.binary))
+        expected[case.name], fresh[case.name] = answers[:sample_size], answers[sample_size:]
         entry: dict[str, Any] = {
             "name": case.name,
             "path": str(path),
             "sha256": pin(path),
             "labels": case.labels,
+            "profile": str(write_profile(directory, case, expected[case.name])),
+            "batching": {"max_batch_size": MAX_BATCH_SIZE},
         }
         if case.name == "mlflow-skops":
             entry["skops_trusted_types"] = ["sklearn.tree._tree.Tree"]
@@ -121,6 +153,7 @@ def served(
         directory,
         {
             "server": {"access_log": False},
+            "drift": {"min_rows": DRIFT_MIN_ROWS, "interval_s": 1},
             "auth": {
                 "enabled": True,
                 "keys": [{"name": "ops", "key": OPS_KEY, "scopes": ["predict", "admin"]}],
@@ -130,15 +163,35 @@ def served(
     )
     server = serve_modelserve_module(config, wait=None)
     wait_ready(server, timeout_s=LOAD_TIMEOUT_S)
-    return Served(server, directory, expected, pyfunc_expected)
+    return Served(server, directory, expected, fresh, pyfunc_expected)
 
 
-def served_probabilities(server: RunningServer, case: Case) -> bm.Probabilities:
+def write_profile(directory: Path, case: Case, probabilities: bm.Probabilities) -> Path:
+    """The drift reference of ``case``: its sample rows and the library's answers on them."""
+    labels = [case.labels[i] for i in probabilities.argmax(axis=1)]
+    profile = build_profile(
+        bm.rows_for(case.binary), case.feature_names, labels, probabilities.max(axis=1).tolist()
+    )
+    path = directory / f"{case.name}.profile.json"
+    path.write_bytes(profile.to_json())
+    return path
+
+
+def scrape(server: RunningServer) -> prometheus.Samples:
+    response = httpx.get(server.base_url + "/metrics", headers=AUTH, timeout=10)
+    assert response.status_code == 200
+    return prometheus.parse(response.text)
+
+
+def served_probabilities(
+    server: RunningServer, case: Case, rows: np.ndarray[Any, Any] | None = None
+) -> bm.Probabilities:
+    """/predict-batch of ``rows`` (default: the case's sample rows), in label order."""
     response = httpx.post(
         server.base_url + "/predict-batch",
         headers=AUTH,
         params={"model": case.name, "probabilities": "true"},
-        json={"batch": bm.rows_for(case.binary).tolist()},
+        json={"batch": (bm.rows_for(case.binary) if rows is None else rows).tolist()},
         timeout=30,
     )
     assert response.status_code == 200, response.text
@@ -241,29 +294,140 @@ def test_wrong_pin_refuses_the_native_file(served: Served) -> None:
     assert "configuration pins" in info["reason"]
 
 
-def test_prediction_cache_and_metrics_cover_boosted_models(served: Served) -> None:
-    """A repeated XGBoost row is a cache hit, and the metrics label the version's format."""
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_prediction_cache_serves_a_repeated_row(served: Served, case: Case) -> None:
+    """A row sent twice is computed once: MISS, then a HIT with the same probabilities."""
     url = served.server.base_url + "/predict"
-    body = {"features": bm.CANCER_X[1].tolist()}  # a row no other test sends
-    first = httpx.post(
-        url, headers=AUTH, params={"model": "xgb-json-binary"}, json=body, timeout=30
+    row = (bm.CANCER_X if case.binary else bm.IRIS_X)[1]  # a row no other test sends
+    answers = [
+        httpx.post(
+            url, headers=AUTH, params={"model": case.name}, json={"features": row.tolist()},
+            timeout=30,
+        )
+        for _ in range(2)
+    ]  # fmt: skip
+    assert [a.headers["X-Cache"] for a in answers] == ["MISS", "HIT"]
+    assert answers[1].json()["probabilities"] == answers[0].json()["probabilities"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_metrics_label_the_format_and_count_the_library_classes(served: Served, case: Case) -> None:
+    """/metrics shows the version's format, and counts the rows, the request and each class
+    the library predicts; the rows are split into calls of at most max_batch_size."""
+    rows = bm.rows_for(case.binary)
+    labels = {"model": case.name, "model_version": "1"}
+    before = scrape(served.server)
+    served_probabilities(served.server, case)
+    after = scrape(served.server)
+    info = prometheus.value(
+        after, "modelserve_model_info", **labels, format=case.format, status="ready"
     )
-    second = httpx.post(
-        url, headers=AUTH, params={"model": "xgb-json-binary"}, json=body, timeout=30
+    assert info == 1.0
+    assert prometheus.moved(before, after, "modelserve_predictions_total", **labels) == 1
+    assert prometheus.moved(before, after, "modelserve_rows_predicted_total", **labels) == len(rows)
+    predicted = Counter(case.labels[i] for i in served.expected[case.name].argmax(axis=1))
+    counted = {
+        label: prometheus.moved(
+            before, after, "modelserve_predicted_class_total", **labels, label=label
+        )
+        for label in predicted
+    }
+    assert counted == dict(predicted)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_batches_split_at_max_batch_size(served: Served, case: Case) -> None:
+    """A 20- or 21-row request of uncached rows becomes three model calls of at most 8 rows,
+    every row counted once, and is reassembled in order (the answers equal the library's)."""
+    rows = bm.fresh_rows_for(case.binary)
+    labels = {"model": case.name, "model_version": "1"}
+    before = scrape(served.server)
+    np.testing.assert_array_equal(
+        served_probabilities(served.server, case, rows), served.fresh[case.name]
     )
-    assert (first.headers["X-Cache"], second.headers["X-Cache"]) == ("MISS", "HIT")
-    assert second.json()["probabilities"] == first.json()["probabilities"]
-    metrics = httpx.get(served.server.base_url + "/metrics", headers=AUTH, timeout=10).text
-    info = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith("modelserve_model_info{")
-        and 'model="xgb-json-binary"' in line
-        and 'status="ready"' in line
+    after = scrape(served.server)
+    calls = math.ceil(len(rows) / MAX_BATCH_SIZE)
+    assert prometheus.moved(before, after, "modelserve_batch_rows_count", **labels) == calls
+    assert prometheus.moved(before, after, "modelserve_batch_rows_sum", **labels) == len(rows)
+    small = prometheus.moved(
+        before, after, "modelserve_batch_rows_bucket", **labels, le=f"{MAX_BATCH_SIZE:.1f}"
+    )
+    assert small == calls
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_warm_up_ran_before_ready(served: Served, case: Case) -> None:
+    """Each version was warmed up through its runtime before it was marked ready."""
+    samples = scrape(served.server)
+    labels = {"model": case.name, "model_version": "1"}
+    assert prometheus.value(samples, "modelserve_model_warmup_seconds", **labels) > 0
+    assert prometheus.value(samples, "modelserve_model_ready", **labels) == 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_drift_compares_traffic_with_the_reference_profile(served: Served, case: Case) -> None:
+    """Traffic equal to the profile's own rows shows as a filled window, every profiled
+    feature's PSI under the threshold, and the library's mean confidence."""
+    rows = bm.rows_for(case.binary)
+    served_probabilities(served.server, case)
+    labels = {"model": case.name, "model_version": "1"}
+    deadline = time.monotonic() + 30
+    while True:  # the gauges are refreshed on the monitor's tick
+        samples = scrape(served.server)
+        window = samples.get(("modelserve_drift_window_rows", frozenset(labels.items())), 0)
+        if window >= len(rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert window >= len(rows)
+    names = case.feature_names or [str(i) for i in range(rows.shape[1])]
+    psi = [
+        prometheus.value(samples, "modelserve_drift_feature_psi", **labels, feature=name)
+        for name in names
     ]
-    assert len(info) == 1
-    assert 'format="xgboost"' in info[0]
-    assert info[0].endswith(" 1.0")
+    assert max(psi) < 0.2, psi
+    confidence = prometheus.value(samples, "modelserve_drift_mean_confidence", **labels)
+    assert 0.5 <= confidence <= 1.0
+    assert prometheus.value(samples, "modelserve_drift_class_mix_shift", **labels) < 0.2
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_v2_metadata_describes_each_format(served: Served, case: Case) -> None:
+    """GET /v2/models/NAME names the platform, a [-1, width] FP64 input and the outputs."""
+    response = httpx.get(
+        f"{served.server.base_url}/v2/models/{case.name}", headers=AUTH, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    width = bm.rows_for(case.binary).shape[1]
+    assert response.json() == {
+        "name": case.name,
+        "versions": ["1"],
+        "platform": case.platform or platform_of(case.format),
+        "inputs": [{"name": "input", "datatype": "FP64", "shape": [-1, width]}],
+        "outputs": [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(case.labels)]},
+        ],
+    }
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_v2_infer_answers_the_library_probabilities(served: Served, case: Case) -> None:
+    """A V2 infer of the sample rows answers the library's probabilities and labels."""
+    rows = bm.rows_for(case.binary)
+    tensor = {"name": "input", "shape": list(rows.shape), "datatype": "FP64",
+              "data": rows.ravel().tolist()}  # fmt: skip
+    response = httpx.post(
+        f"{served.server.base_url}/v2/models/{case.name}/infer",
+        headers=AUTH,
+        json={"inputs": [tensor]},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    expected = served.expected[case.name]
+    probabilities = np.array(outputs["probabilities"]["data"]).reshape(expected.shape)
+    np.testing.assert_array_equal(probabilities, expected)
+    assert outputs["label"]["data"] == [case.labels[i] for i in expected.argmax(axis=1)]
 
 
 def test_reload_of_a_tampered_mlflow_directory_keeps_the_old_one(served: Served) -> None:

@@ -11,14 +11,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
-from tests.e2e.conftest import RunningServer
+from modelserve.inference.artifact import file_sha256
+from tests import prometheus
+from tests.e2e.conftest import RunningServer, write_config
 from tests.readme_examples import Example, check_output, console_commands, readme_examples
 
 pytestmark = pytest.mark.e2e
@@ -93,3 +97,42 @@ def test_readme_console_example_runs(
         assert done.returncode == 0, f"{command.command}\n{done.stdout}\n{done.stderr}"
         if command.output.strip():
             assert check_output(command.output, done.stdout) == [], done.stdout
+
+
+def test_readme_rollout_recipe_mirrors_every_row_to_the_optimized_forest(
+    serve_modelserve: Callable[..., RunningServer], demo_models_dir: Path, tmp_path: Path
+) -> None:
+    """The README's rollout config, in the demo folder, answers from version 1 while every row
+    is mirrored to the optimized version, and every mirrored row agrees."""
+    (example,) = [e for e in readme_examples() if "iris-forest.onnx" in e.text]
+    folder = Path(shutil.copytree(demo_models_dir, tmp_path / "models"))
+    config = yaml.safe_load(example.text)
+    for model in config["models"]:
+        model["sha256"] = file_sha256(folder / model["path"])
+    server = serve_modelserve(write_config(folder, config, "rollout.yaml"))
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3], [5.9, 3.0, 5.1, 1.8]]
+    for row in rows:
+        answer = httpx.post(
+            f"{server.base_url}/predict", params={"model": "forest"}, json={"features": row},
+            timeout=30,
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model_version"] == "1"
+    labels = {"model": "forest", "live_version": "1", "shadow_version": "1-onnx"}
+    deadline = time.monotonic() + 30
+    while True:  # the shadow copy runs after the answer went out
+        samples = prometheus.parse(httpx.get(f"{server.base_url}/metrics", timeout=10).text)
+        agreed = samples.get(
+            (
+                "modelserve_shadow_comparisons_total",
+                frozenset({**labels, "result": "agree"}.items()),
+            ),
+            0.0,
+        )
+        if agreed >= len(rows) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert agreed == len(rows)
+    for result in ("disagree", "error", "dropped"):
+        key = frozenset({**labels, "result": result}.items())
+        assert samples.get(("modelserve_shadow_comparisons_total", key), 0.0) == 0

@@ -21,6 +21,8 @@ FORMAT_MODELS = ["iris-xgboost.json", "iris-lightgbm.txt", "iris-catboost.cbm", 
 DEMO_FILES = [*DEMO_MODELS, "modelserve.yaml", *FORMAT_MODELS, "formats.yaml"]
 CANARY_FILES = ["iris-v2.onnx", "canary.yaml"]
 """The README's canary example, written beside the demo config."""
+ROLLOUT_FILES = ["iris-forest.joblib", "iris-forest.onnx"]
+"""The README's optimized rollout: a forest and what `modelserve optimize` made of it."""
 
 
 @pytest.fixture
@@ -249,7 +251,7 @@ def test_demo_writes_every_artifact_and_config(demo_run: tuple[Path, str]) -> No
     """demo --out writes one model per installed format and the config, and says so for each."""
     out, output = demo_run
     written = [line.removeprefix("wrote ") for line in output.splitlines()]
-    for name in DEMO_FILES + CANARY_FILES:
+    for name in DEMO_FILES + CANARY_FILES + ROLLOUT_FILES:
         assert (out / name).is_dir() if name == "iris-mlflow" else (out / name).is_file()
         assert str(out / name) in written
 

@@ -40,8 +40,10 @@ def optimize_model(
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
     sha256: str | None = None,
+    timed: bool = True,
 ) -> OptimizeReport:
-    """Convert ``model`` to ONNX, verify it on a sample, time both, write ``out`` if verified."""
+    """Convert ``model`` to ONNX, verify it on a sample, time both (unless ``timed`` is
+    False), write ``out`` if verified."""
     config = ModelConfig(name="original", path=model, sha256=sha256)
     original = load_runtime(config, require_sha256=False).runtime
     meta = original.metadata
@@ -59,7 +61,7 @@ def optimize_model(
         )
         source = f"{rows} rows drawn from the trees' split ranges (seed {seed})"
     verification = verify(original, candidate, sample, tolerance)
-    timings = compare(original, candidate, sample) if verification.passed else []
+    timings = compare(original, candidate, sample) if verification.passed and timed else []
     if verification.passed:
         out.write_bytes(conversion.onnx)
     return OptimizeReport(conversion, verification, timings, source, verification.passed)

@@ -122,4 +122,4 @@ def test_pickled_catboost_wrapper_loads_and_predicts_on_one_thread(tmp_path: Pat
     runtime.estimator = recorder
     served = runtime.predict(bm.IRIS_ROWS).probabilities
     assert [kwargs.get("thread_count") for _, kwargs in recorder.calls] == [1]
-    np.testing.assert_array_equal(served, bm.probabilities(model, binary=False))
+    np.testing.assert_array_equal(served, model.predict_proba(bm.IRIS_ROWS))
