@@ -7,6 +7,8 @@ route. The same Pydantic models validate the bodies and document them in /docs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 import structlog
 from pydantic import ValidationError
@@ -21,6 +23,8 @@ from modelserve.api.schemas import BatchPredictRequest, PredictRequest
 from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
 from modelserve.inference.core import InferenceCore, InferenceResult
 from modelserve.inference.formatting import format_predictions
+from modelserve.inference.preprocess import Row
+from modelserve.inference.types import Prediction
 from modelserve.observability.logging import utc_timestamp
 
 _ENVELOPE_BRACKETS = 2
@@ -99,17 +103,13 @@ def _json(content: dict[str, object], result: InferenceResult) -> Response:
     return _JSONAnswer(content, result)
 
 
-async def predict(request: Request) -> Response:
-    """Predict one row."""
-    require_json(request.scope)
+async def _infer_rows(
+    request: Request, rows: Sequence[Row]
+) -> tuple[InferenceResult, list[Prediction]]:
+    """Infer ``rows`` with the model, version and ``top_k`` the request names, while the
+    client stays connected: the result and each row's answer formatted with that ``top_k``."""
     core: InferenceCore = request.app.state.core
-    body = await _body(request)
-    try:
-        payload = PredictRequest.model_validate_json(body)
-    except ValidationError as exc:
-        return from_validation_error(exc, _request_id(request))
     model, version, top_k = _selection(request)
-    rows = [payload.features]
     result = await while_connected(
         request.receive,
         core.infer(
@@ -120,7 +120,18 @@ async def predict(request: Request) -> Response:
             top_k=top_k,
         ),
     )
-    answer = format_predictions(result.outputs, result.spec, top_k)[0]
+    return result, format_predictions(result.outputs, result.spec, top_k)
+
+
+async def predict(request: Request) -> Response:
+    """Predict one row."""
+    require_json(request.scope)
+    body = await _body(request)
+    try:
+        payload = PredictRequest.model_validate_json(body)
+    except ValidationError as exc:
+        return from_validation_error(exc, _request_id(request))
+    result, (answer,) = await _infer_rows(request, [payload.features])
     structlog.contextvars.bind_contextvars(
         prediction=answer.prediction, confidence=answer.confidence
     )
@@ -156,7 +167,6 @@ def _bound_batch(body: bytes, limit: int, width: int) -> None:
 async def predict_batch(request: Request) -> Response:
     """Predict many rows in one request."""
     require_json(request.scope)
-    core: InferenceCore = request.app.state.core
     settings = request.app.state.settings
     limit: int = settings.server.max_batch_rows
     body = await _body(request)
@@ -171,18 +181,7 @@ async def predict_batch(request: Request) -> Response:
     if len(rows) > limit:
         raise BatchTooLargeError(limit, len(rows))
     await charge_rows(request, len(rows))
-    model, version, top_k = _selection(request)
-    result = await while_connected(
-        request.receive,
-        core.infer(
-            lambda schema: schema.rows_to_array(rows),
-            model=model,
-            version=version,
-            caller=_caller(request),
-            top_k=top_k,
-        ),
-    )
-    answers = format_predictions(result.outputs, result.spec, top_k)
+    result, answers = await _infer_rows(request, rows)
     confidences = [a.confidence for a in answers if a.confidence is not None]
     structlog.contextvars.bind_contextvars(
         avg_latency_per_sample_ms=round(result.latency_ms / len(rows), 4)

@@ -57,67 +57,106 @@ _READY_DOC = openapi.plain_doc(
     ReadyResponse,
     errors={"503": "Not ready; `detail` says why."},
 )
-_METRICS_DOC = PlainDoc(
-    {
-        "summary": "Prometheus metrics",
-        "description": "Prometheus text exposition (aggregated over workers under gunicorn).",
-        "tags": ["probes"],
-        "operationId": "metrics_get",
-        "responses": {
-            "200": {
-                "description": "Metrics in the Prometheus text format.",
-                "content": {
-                    "text/plain": {
-                        "schema": {"type": "string"},
-                        "example": "# TYPE modelserve_predictions_total counter\n"
-                        'modelserve_predictions_total{model="iris",model_version="1"} 3.0\n',
-                    }
-                },
-            }
-        },
-    }
+
+
+def _page_doc(
+    operation_id: str,
+    summary: str,
+    description: str,
+    tag: str,
+    answer: str,
+    media_type: str,
+    schema: dict[str, Any],
+    example: str | None = None,
+) -> PlainDoc:
+    """The OpenAPI entry of a plain GET route answering one non-model document."""
+    media: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return PlainDoc(
+        {
+            "summary": summary,
+            "description": description,
+            "tags": [tag],
+            "operationId": operation_id,
+            "responses": {"200": {"description": answer, "content": {media_type: media}}},
+        }
+    )
+
+
+_METRICS_DOC = _page_doc(
+    "metrics_get",
+    "Prometheus metrics",
+    "Prometheus text exposition (aggregated over workers under gunicorn).",
+    "probes",
+    "Metrics in the Prometheus text format.",
+    "text/plain",
+    {"type": "string"},
+    "# TYPE modelserve_predictions_total counter\n"
+    'modelserve_predictions_total{model="iris",model_version="1"} 3.0\n',
 )
-_STATS_DOC = PlainDoc(
-    {
-        "summary": "Live statistics",
-        "description": "What the dashboard shows, over about the last minute (`window_s` says "
-        "exactly) and across workers: throughput, p50/p95/p99 latency, error and shed rates, "
-        "and per model version the class mix, confidence histogram, PSI per feature, cache hit "
-        "rate, queue depth and batch size.",
-        "tags": ["observability"],
-        "operationId": "stats_get",
-        "responses": {
-            "200": {
-                "description": "Statistics (JSON object).",
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            }
-        },
-    }
+_STATS_DOC = _page_doc(
+    "stats_get",
+    "Live statistics",
+    "What the dashboard shows, over about the last minute (`window_s` says exactly) and across "
+    "workers: throughput, p50/p95/p99 latency, error and shed rates, and per model version the "
+    "class mix, confidence histogram, PSI per feature, cache hit rate, queue depth and batch "
+    "size.",
+    "observability",
+    "Statistics (JSON object).",
+    "application/json",
+    {"type": "object"},
 )
-_DASHBOARD_DOC = PlainDoc(
-    {
-        "summary": "Live dashboard",
-        "description": "An HTML page (assets shipped in the package) refreshing from GET /stats.",
-        "tags": ["observability"],
-        "operationId": "dashboard_get",
-        "responses": {
-            "200": {
-                "description": "The dashboard page.",
-                "content": {"text/html": {"schema": {"type": "string"}}},
-            }
-        },
-    }
+_DASHBOARD_DOC = _page_doc(
+    "dashboard_get",
+    "Live dashboard",
+    "An HTML page (assets shipped in the package) refreshing from GET /stats.",
+    "observability",
+    "The dashboard page.",
+    "text/html",
+    {"type": "string"},
 )
 _VERSION_ACTION = "/admin/models/{name}/versions/{version}/"
 _ROUTING = "/admin/models/{name}/routing"
 
 
-def _admin(summary: str, response: Any, *codes: int) -> FastAPIRoute:
-    return FastAPIRoute(
-        response_model=response,
-        summary=summary,
-        tags=["admin"],
-        responses=admin.error_responses(401, 403, 404, *codes),
+def _probe(path: str, endpoint: Any, doc: PlainDoc) -> RouteSpec:
+    """A probe: open unless ``auth.protect_probes``, out of the traffic figures, dispatched
+    directly."""
+    return RouteSpec(
+        path=path, endpoint=endpoint, access=Access.PROBE, doc=doc, monitoring=True, direct=True
+    )
+
+
+def _observability(
+    path: str, endpoint: Any = None, doc: PlainDoc | None = None, mount: Any = None
+) -> RouteSpec:
+    """Metrics, statistics and the dashboard: open unless ``auth.protect_metrics``, out of the
+    traffic figures."""
+    return RouteSpec(
+        path=path, endpoint=endpoint, mount=mount, access=Access.METRICS, doc=doc, monitoring=True
+    )
+
+
+def _admin(
+    path: str, method: str, endpoint: Any, summary: str, response: Any, *codes: int
+) -> RouteSpec:
+    """An admin route: the ``admin`` scope and rate limit; POST and PUT bodies must be JSON
+    (PATCH, like PUT, cannot be sent cross-origin without a preflight, and takes no JSON rule
+    of its own)."""
+    return RouteSpec(
+        path=path,
+        methods=(method,),
+        endpoint=endpoint,
+        access=Access.ADMIN,
+        operation=Operation.ADMIN,
+        json_body=method in ("POST", "PUT"),
+        fastapi=FastAPIRoute(
+            response_model=response,
+            summary=summary,
+            tags=["admin"],
+            responses=admin.error_responses(401, 403, 404, *codes),
+        ),
     )
 
 
@@ -142,54 +181,15 @@ def declare_routes(settings: Settings) -> list[RouteSpec]:
             doc=_PREDICT_BATCH_DOC,
             direct=True,
         ),
-        RouteSpec(
-            path="/health",
-            endpoint=health.health,
-            access=Access.PROBE,
-            doc=_HEALTH_DOC,
-            monitoring=True,
-            direct=True,
-        ),
-        RouteSpec(
-            path="/ready",
-            endpoint=health.ready,
-            access=Access.PROBE,
-            doc=_READY_DOC,
-            monitoring=True,
-            direct=True,
-        ),
+        _probe("/health", health.health, _HEALTH_DOC),
+        _probe("/ready", health.ready, _READY_DOC),
     ]
     if settings.server.metrics_enabled:
-        specs.append(
-            RouteSpec(
-                path="/metrics",
-                endpoint=metrics.metrics_endpoint,
-                access=Access.METRICS,
-                doc=_METRICS_DOC,
-                monitoring=True,
-            )
-        )
+        specs.append(_observability("/metrics", metrics.metrics_endpoint, _METRICS_DOC))
     specs += [
-        RouteSpec(
-            path="/dashboard",
-            endpoint=dashboard.dashboard,
-            access=Access.METRICS,
-            doc=_DASHBOARD_DOC,
-            monitoring=True,
-        ),
-        RouteSpec(
-            path="/dashboard/static",
-            mount=dashboard.assets(),
-            access=Access.METRICS,
-            monitoring=True,
-        ),
-        RouteSpec(
-            path="/stats",
-            endpoint=dashboard.stats,
-            access=Access.METRICS,
-            doc=_STATS_DOC,
-            monitoring=True,
-        ),
+        _observability("/dashboard", dashboard.dashboard, _DASHBOARD_DOC),
+        _observability("/dashboard/static", mount=dashboard.assets()),
+        _observability("/stats", dashboard.stats, _STATS_DOC),
         RouteSpec(
             path="/models",
             endpoint=models.list_models,
@@ -212,57 +212,48 @@ def _admin_routes(settings: Settings) -> list[RouteSpec]:
     Otherwise its paths are declared open and without an endpoint, so everyone gets the same
     404 (see :func:`~modelserve.api.auth.withheld_reason`).
     """
+    action = VersionActionResponse
     routes = [
-        RouteSpec(
-            path=_VERSION_ACTION + "load",
-            methods=("POST",),
-            endpoint=admin.load_version,
-            access=Access.ADMIN,
-            operation=Operation.ADMIN,
-            json_body=True,
-            fastapi=_admin("Load a version", VersionActionResponse, 409, 415),
+        _admin(
+            _VERSION_ACTION + "load", "POST", admin.load_version, "Load a version", action, 409, 415
         ),
-        RouteSpec(
-            path=_VERSION_ACTION + "reload",
-            methods=("POST",),
-            endpoint=admin.reload_version,
-            access=Access.ADMIN,
-            operation=Operation.ADMIN,
-            json_body=True,
-            fastapi=_admin("Hot-reload a version", VersionActionResponse, 409, 415),
+        _admin(
+            _VERSION_ACTION + "reload",
+            "POST",
+            admin.reload_version,
+            "Hot-reload a version",
+            action,
+            409,
+            415,
         ),
-        RouteSpec(
-            path=_VERSION_ACTION + "unload",
-            methods=("POST",),
-            endpoint=admin.unload_version,
-            access=Access.ADMIN,
-            operation=Operation.ADMIN,
-            json_body=True,
-            fastapi=_admin("Unload a version", VersionActionResponse, 409, 415),
+        _admin(
+            _VERSION_ACTION + "unload",
+            "POST",
+            admin.unload_version,
+            "Unload a version",
+            action,
+            409,
+            415,
         ),
-        RouteSpec(
-            path=_ROUTING,
-            endpoint=admin.get_routing,
-            access=Access.ADMIN,
-            operation=Operation.ADMIN,
-            fastapi=_admin("Show a model's routing", RoutingResponse),
+        _admin(_ROUTING, "GET", admin.get_routing, "Show a model's routing", RoutingResponse),
+        _admin(
+            _ROUTING,
+            "PUT",
+            admin.put_routing,
+            "Replace a model's routing",
+            RoutingResponse,
+            409,
+            415,
+            422,
         ),
-        RouteSpec(
-            path=_ROUTING,
-            methods=("PUT",),
-            endpoint=admin.put_routing,
-            access=Access.ADMIN,
-            operation=Operation.ADMIN,
-            json_body=True,
-            fastapi=_admin("Replace a model's routing", RoutingResponse, 409, 415, 422),
-        ),
-        RouteSpec(
-            path=_ROUTING,
-            methods=("PATCH",),
-            endpoint=admin.patch_routing,
-            access=Access.ADMIN,
-            operation=Operation.ADMIN,
-            fastapi=_admin("Change part of a model's routing", RoutingResponse, 409, 422),
+        _admin(
+            _ROUTING,
+            "PATCH",
+            admin.patch_routing,
+            "Change part of a model's routing",
+            RoutingResponse,
+            409,
+            422,
         ),
     ]
     if withheld_reason(settings.auth, "admin") is None:
