@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from modelserve.demo import FEATURES, LABELS
-from modelserve.inference.core import RANGE_LOG_INTERVAL_S
+from modelserve.observability.monitor import RANGE_LOG_INTERVAL_S
 from tests.e2e.conftest import RunningServer, write_config
 
 pytestmark = pytest.mark.e2e

@@ -49,8 +49,6 @@ from modelserve.observability import metrics, tracing
 from modelserve.observability.throttle import LogThrottle
 from modelserve.settings import BatchingConfig
 
-log = structlog.get_logger(__name__)
-
 FAILURE_LOG_INTERVAL_S = 10.0
 """Per version, at most one ``batch_failed`` line this often (the metrics count every one)."""
 
@@ -110,6 +108,7 @@ class DynamicBatcher:
         self._drained.set()
         self._closing = False
         self._failure_log = LogThrottle(FAILURE_LOG_INTERVAL_S)
+        self._log = structlog.get_logger(__name__, model=model, model_version=version)
 
     @property
     def queued_rows(self) -> int:
@@ -162,7 +161,7 @@ class DynamicBatcher:
         try:
             await asyncio.wait_for(self._drained.wait(), timeout_s)
         except TimeoutError:
-            log.warning("batcher_drain_timed_out", model=self.model, queued_rows=self._queued_rows)
+            self._log.warning("batcher_drain_timed_out", queued_rows=self._queued_rows)
         if self._delay_timer is not None:
             self._delay_timer.cancel()
         for request in self._queue:
@@ -314,10 +313,8 @@ class DynamicBatcher:
         model failing on every request must not turn the log into a copy of the traffic."""
         held_back = self._failure_log.allow()
         if held_back is not None:
-            log.error(
+            self._log.error(
                 "batch_failed",
-                model=self.model,
-                model_version=self.version,
                 batch_size=size,
                 failures_not_logged=held_back,
                 **details,

@@ -39,7 +39,7 @@ from modelserve.inference.metadata import (
     output_specs,
     platform_of,
 )
-from modelserve.inference.preprocess import FeatureSchema, RangeReport
+from modelserve.inference.preprocess import FeatureSchema
 from modelserve.inference.registry import ModelRegistry
 from modelserve.inference.repository import ModelRepository
 from modelserve.inference.shadow import ShadowRunner
@@ -47,11 +47,6 @@ from modelserve.inference.types import FloatArray, Outputs, OutputSpec
 from modelserve.inference.version import LoadedVersion
 from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
-from modelserve.observability.throttle import LogThrottle
-
-log = structlog.get_logger(__name__)
-RANGE_LOG_INTERVAL_S = 1.0
-"""Per version, at most one `feature_out_of_range` line this often (the metric counts all)."""
 
 Decode = Callable[[FeatureSchema], FloatArray]
 """Builds a request's batch for the resolved version's schema (raise InvalidInputError)."""
@@ -102,7 +97,6 @@ class InferenceCore:
         self.cache = cache
         self.shadow = ShadowRunner(registry)
         self.repository = ModelRepository(registry, coordinator)
-        self._range_logs: dict[tuple[str, str], LogThrottle] = {}
 
     def server_live(self) -> bool:
         """True while the process can answer at all (liveness never depends on models)."""
@@ -176,7 +170,7 @@ class InferenceCore:
                 check_top_k(entry.spec, top_k)
                 batch = entry.schema.check(decode(entry.schema))
                 if (report := entry.schema.out_of_range(batch)) is not None:
-                    self._report_out_of_range(entry, report)
+                    entry.monitor.observe_out_of_range(report)
                 if self.cache is None:
                     outputs = await entry.compute(batch)
                     cache_status = None
@@ -215,32 +209,6 @@ class InferenceCore:
         await self.registry.close(timeout_s)
         if self.cache is not None:
             await self.cache.close()
-
-    def _report_out_of_range(self, entry: LoadedVersion, report: RangeReport) -> None:
-        """Count every value; log one line per request, at most one per interval."""
-        for feature, count in report.counts.items():
-            metrics.record_out_of_range(entry.name, entry.version, feature, count)
-        key = (entry.name, entry.version)
-        throttle = self._range_logs.get(key)
-        if throttle is None:
-            throttle = self._range_logs[key] = LogThrottle(RANGE_LOG_INTERVAL_S)
-        held_back = throttle.allow()
-        if held_back is None:
-            return
-        example = report.example
-        log.warning(
-            "feature_out_of_range",
-            model=entry.name,
-            model_version=entry.version,
-            rows=report.rows,
-            counts=report.counts,
-            row=example.row,
-            feature=example.feature,
-            value=example.value,
-            low=example.low,
-            high=example.high,
-            requests_not_logged=held_back,
-        )
 
 
 async def _compute_cached(

@@ -1,8 +1,9 @@
 """Per-version monitoring: what each answered request adds, and the periodic report.
 
-The request path calls :meth:`VersionMonitor.observe` (or ``observe_failure``) once per
-request: a histogram observation and copies into bounded ring buffers. Everything that costs
-more (PSI, percentiles, log lines) happens in :class:`MonitorLoop` or when GET /stats asks.
+The request path calls :meth:`VersionMonitor.observe` (or ``observe_failure``, and
+``observe_out_of_range`` for values outside their ranges) once per request: a histogram
+observation and copies into bounded ring buffers. Everything that costs more (PSI,
+percentiles, most log lines) happens in :class:`MonitorLoop` or when GET /stats asks.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,9 +21,15 @@ from modelserve.observability import metrics
 from modelserve.observability.drift import DriftReport, DriftWindow, FloatArray
 from modelserve.observability.latency import LatencyWindow
 from modelserve.observability.profile import MAX_PROFILED_FEATURES, ReferenceProfile
+from modelserve.observability.throttle import LogThrottle
 from modelserve.settings import DriftSettings
 
+if TYPE_CHECKING:  # the inference layer imports this module, not the other way round
+    from modelserve.inference.preprocess import RangeReport
+
 log = structlog.get_logger(__name__)
+RANGE_LOG_INTERVAL_S = 1.0
+"""Per version, at most one ``feature_out_of_range`` line this often (the metric counts all)."""
 
 PROCESS_TICK_S = 5.0
 """Longest time between refreshes of the process and drift gauges."""
@@ -48,6 +56,8 @@ class VersionMonitor:
         self.latency = LatencyWindow(settings.window)
         self._drifting: set[str] = set()
         self._record_duration = metrics.prediction_duration_recorder(model, version)
+        self._log = structlog.get_logger(__name__, model=model, model_version=version)
+        self._range_log = LogThrottle(RANGE_LOG_INTERVAL_S)
 
     def observe(
         self,
@@ -64,6 +74,27 @@ class VersionMonitor:
             self.drift.add(matrix, labels, confidences)
         else:
             self.drift.add(matrix)
+
+    def observe_out_of_range(self, report: RangeReport) -> None:
+        """A served request with values outside ``feature_ranges``: count every value; log one
+        ``feature_out_of_range`` line per request, at most one per interval."""
+        for feature, count in report.counts.items():
+            metrics.record_out_of_range(self.model, self.version, feature, count)
+        held_back = self._range_log.allow()
+        if held_back is None:
+            return
+        example = report.example
+        self._log.warning(
+            "feature_out_of_range",
+            rows=report.rows,
+            counts=report.counts,
+            row=example.row,
+            feature=example.feature,
+            value=example.value,
+            low=example.low,
+            high=example.high,
+            requests_not_logged=held_back,
+        )
 
     def observe_failure(self, code: str, *, client_fault: bool) -> None:
         """One request that failed after routing (its error code is counted by metrics);
@@ -85,10 +116,8 @@ class VersionMonitor:
         for feature, value in report.psi.items():
             if value > threshold and feature not in self._drifting:
                 self._drifting.add(feature)
-                log.warning(
+                self._log.warning(
                     "drift_detected",
-                    model=self.model,
-                    model_version=self.version,
                     feature=feature,
                     psi=value,
                     psi_threshold=threshold,
@@ -96,10 +125,8 @@ class VersionMonitor:
                 )
             elif value <= threshold and feature in self._drifting:
                 self._drifting.discard(feature)
-                log.info(
+                self._log.info(
                     "drift_recovered",
-                    model=self.model,
-                    model_version=self.version,
                     feature=feature,
                     psi=value,
                     psi_threshold=threshold,
@@ -110,10 +137,8 @@ class VersionMonitor:
         """Write this period's ``latency_stats`` (when there was traffic) and ``drift_stats``."""
         summary = self.latency.take()
         if summary.count:
-            log.info(
+            self._log.info(
                 "latency_stats",
-                model=self.model,
-                model_version=self.version,
                 count=summary.count,
                 errors=summary.errors,
                 error_rate=round(summary.error_rate, 6),
@@ -128,10 +153,8 @@ class VersionMonitor:
             )
         report = self.refresh()
         if report.window_rows:
-            log.info(
+            self._log.info(
                 "drift_stats",
-                model=self.model,
-                model_version=self.version,
                 window_rows=report.window_rows,
                 psi=report.psi,
                 max_psi=max(report.psi.values(), default=None),
