@@ -134,6 +134,8 @@ def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
 
     table = RouteTable(declare_routes(settings))
     app.state.route_table = table
+    # Route labels left out of /stats' traffic figures; a gRPC server adds its probe methods.
+    app.state.monitoring_routes = table.monitoring_paths
     app.install_routes(table, require_scope("admin"))
     withheld = withheld_reason(settings.auth, "admin")
     if withheld is not None:
@@ -187,6 +189,7 @@ async def _start_grpc(
         app.state.dataplane, settings, app.state.api_keys, limiter, app.state.health
     )
     await server.start()
+    app.state.monitoring_routes = app.state.route_table.monitoring_paths | server.monitoring_routes
     return server
 
 

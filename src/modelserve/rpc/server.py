@@ -44,6 +44,9 @@ _TRANSPORT_HEADROOM: Final = 2
 wording); up to that, modelserve refuses them with a message that names the setting."""
 
 
+_MONITORING: Final = frozenset({"probe", "metrics"})
+
+
 class GrpcServer:
     """One process's gRPC server; :meth:`start` binds, :meth:`drain` stops it gracefully."""
 
@@ -98,6 +101,14 @@ class GrpcServer:
         await self._set_serving(True)
         log.info("grpc_server_started", port=self.port)
         return self.port
+
+    @property
+    def monitoring_routes(self) -> frozenset[str]:
+        """The route labels of probe and statistics methods, left out of /stats' traffic
+        figures as ``/v2/health/...`` and ``/metrics`` are."""
+        return frozenset(
+            f"/{SERVICE}/{method.name}" for method in METHODS if method.scope in _MONITORING
+        )
 
     async def drain_on_signal(self) -> None:
         """When the process starts draining: fail health at once, then after the pre-stop

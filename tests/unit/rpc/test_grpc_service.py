@@ -15,6 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from modelserve.api.routes.dashboard import StatsCache
 from modelserve.rpc import inference_pb2 as pb
 from modelserve.settings import load_settings
 from tests.conftest import free_port
@@ -63,7 +64,7 @@ def grpc_app(app_client: Callable[..., Any], models_dir: Path) -> Callable[..., 
             self.client = app_client(settings)
 
         async def __aenter__(self) -> tuple[Stub, grpc.aio.Channel]:
-            await self.client.__aenter__()
+            self.http = await self.client.__aenter__()
             self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.port}")
             return Stub(self.channel), self.channel
 
@@ -175,6 +176,27 @@ async def test_grpc_request_id_comes_back_in_trailing_metadata(
             else:
                 assert len(str(trailing["x-request-id"])) == 32
             assert ("modelserve-code" in trailing) is (model == "nope")
+
+
+async def test_grpc_probe_calls_stay_out_of_the_stats_traffic(
+    grpc_app: Callable[..., Any],
+) -> None:
+    """/stats counts a gRPC ModelInfer as traffic, and its probe calls no more than it counts
+    /v2/health/ready."""
+    running = grpc_app()
+    async with running as (stub, _):
+        running.client.app.state.stats_cache = StatsCache(ttl_s=0)
+
+        async def traffic() -> int:
+            body = (await running.http.get("/stats")).json()
+            return int(body["traffic"]["requests_total"])
+
+        before = await traffic()
+        for _ in range(3):
+            await stub("ServerReady", pb.ServerReadyRequest(), pb.ServerReadyResponse)
+            await stub("ModelReady", pb.ModelReadyRequest(name="ints"), pb.ModelReadyResponse)
+        await stub("ModelInfer", _infer_request("ints", raw=True), pb.ModelInferResponse)
+        assert await traffic() - before == 1
 
 
 async def test_grpc_message_over_the_limit_names_the_setting(

@@ -121,8 +121,6 @@ def _stats_body(state: State) -> bytes:
         "ready": core.server_ready().ready,
         "draining": core.health.draining,
         "reasons": reasons,
-        **summarize(
-            window, facts, settings.drift.psi_threshold, state.route_table.monitoring_paths
-        ),
+        **summarize(window, facts, settings.drift.psi_threshold, state.monitoring_routes),
     }
     return orjson.dumps(body)
