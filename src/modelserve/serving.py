@@ -90,11 +90,9 @@ def _run_uvicorn(settings: Settings) -> None:
 
 
 def _run_gunicorn(settings: Settings) -> None:
+    metrics_dir, probe_dir, control_dir = _worker_directories()
     # prometheus-client picks its multiprocess value store at import, before workers fork.
-    metrics_dir = Path(tempfile.mkdtemp(prefix="modelserve-metrics-"))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    probe_dir = Path(tempfile.mkdtemp(prefix="modelserve-probes-"))
-    control_dir = Path(tempfile.mkdtemp(prefix="modelserve-control-"))
     master = os.getpid()
     try:
         from modelserve.workers import GunicornApplication
@@ -106,3 +104,29 @@ def _run_gunicorn(settings: Settings) -> None:
         if os.getpid() == master:
             for directory in (metrics_dir, probe_dir, control_dir):
                 shutil.rmtree(directory, ignore_errors=True)
+
+
+def _worker_directories() -> tuple[Path, Path, Path]:
+    """The directories the workers share (metrics, probe snapshots, control state), made in the
+    temporary directory; exits 3 with one line saying so when it cannot be written.
+
+    Without them the workers would count metrics in private memory and the master could not
+    tell their readiness, so serving on is no option; an orchestrator then shows one clear
+    reason instead of a traceback (a read-only root filesystem with no writable ``/tmp`` is
+    the usual cause).
+    """
+    made: list[Path] = []
+    try:
+        for prefix in ("modelserve-metrics-", "modelserve-probes-", "modelserve-control-"):
+            made.append(Path(tempfile.mkdtemp(prefix=prefix)))
+    except OSError as exc:
+        for directory in made:
+            shutil.rmtree(directory, ignore_errors=True)
+        log.error(
+            "temporary_directory_unwritable",
+            reason="server.workers > 1 needs a writable temporary directory for the workers' "
+            "metrics and readiness files: mount one at /tmp or point TMPDIR at one",
+            error=str(exc),
+        )
+        raise SystemExit(3) from None
+    return made[0], made[1], made[2]

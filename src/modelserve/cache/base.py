@@ -44,7 +44,9 @@ class OutageTracker:
 
     It throttles the warning to one per ``warn_interval_s`` (the warning says how many failures
     were not logged) and opens a short back-off during which callers skip the back-end, so an
-    unreachable Redis does not add its timeout to every request.
+    unreachable Redis does not add its timeout to every request. The interval holds across
+    recoveries: a flapping back-end logs one warning and one recovery per interval, and the
+    outages in between are counted in the next warning instead of each logging a pair.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class OutageTracker:
         self._next_warning_at = 0.0
         self._unlogged = 0
         self._down = False
+        self._announced = False
 
     def available(self) -> bool:
         """False during the back-off that follows a failure."""
@@ -86,11 +89,14 @@ class OutageTracker:
         )
         self._unlogged = 0
         self._next_warning_at = now + self.warn_interval_s
+        self._announced = True
 
     def succeeded(self) -> None:
-        """Record a success; logs once when an outage ends."""
-        if self._down:
-            self._down = False
-            self._next_warning_at = 0.0
+        """Record a success; logs when an outage whose warning was logged ends."""
+        if not self._down:
+            return
+        self._down = False
+        if self._announced:
+            self._announced = False
             log.info("backend_recovered", backend=self.backend, failures_not_logged=self._unlogged)
             self._unlogged = 0

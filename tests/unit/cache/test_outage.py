@@ -63,3 +63,22 @@ def test_outage_tracker_logs_recovery_once() -> None:
         tracker.succeeded()
         tracker.succeeded()
     assert [e["event"] for e in logs] == ["backend_recovered"]
+
+
+def test_outage_tracker_flapping_logs_one_outage_per_interval() -> None:
+    """Outages and recoveries alternating inside one interval log one warning and one
+    recovery; the next warning, after the interval, counts the outages in between."""
+    clock = _Clock()
+    tracker = OutageTracker("redis cache", warn_interval_s=30, clock=clock)
+    with capture_logs() as logs:
+        for _ in range(4):
+            tracker.failed(ConnectionError("refused"), "get")
+            clock.now += 2
+            tracker.succeeded()
+        clock.now += 30
+        tracker.failed(ConnectionError("refused"), "get")
+    assert [(e["event"], e["failures_not_logged"]) for e in logs] == [
+        ("backend_unavailable", 0),
+        ("backend_recovered", 0),
+        ("backend_unavailable", 3),
+    ]
