@@ -186,21 +186,54 @@ class ProbeAnswers:
     def ready(self) -> ProbeAnswer:
         """200 only when every expected process is ready, fresh, and not draining."""
         snapshots = self._snapshots() or []
-        now = time.time()
-        reasons: list[str] = []
-        if self._stopping():
-            reasons.append("shutting down")
-        for snapshot in snapshots:
-            if now - snapshot.published_at > self._stall_s:
-                reasons.append(f"worker {snapshot.pid} has not reported for {self._stall_s:g} s")
-            elif not snapshot.ready:
-                reasons.extend(snapshot.reasons)
-        ready_count = sum(s.ready and now - s.published_at <= self._stall_s for s in snapshots)
-        if len(snapshots) < self._expected:
-            reasons.append(f"{ready_count} of {self._expected} workers ready")
+        reasons = ["shutting down"] if self._stopping() else []
+        group_reasons, ready_count = group_readiness(
+            snapshots, expected=self._expected, stall_s=self._stall_s
+        )
+        reasons += group_reasons
         if reasons:
             return _error(503, "not_ready", "; ".join(dict.fromkeys(reasons)))
         return _json(200, {"ready": True, "reasons": [], "workers": ready_count})
+
+
+def group_readiness(
+    snapshots: list[ProbeSnapshot], *, expected: int, stall_s: float
+) -> tuple[list[str], int]:
+    """Why a group of ``expected`` processes is not ready (none: it is), and how many are.
+
+    A process whose snapshot is older than ``stall_s`` counts as not ready, and so does one
+    missing from ``snapshots`` (dead, or still starting).
+    """
+    now = time.time()
+    reasons: list[str] = []
+    for snapshot in snapshots:
+        if now - snapshot.published_at > stall_s:
+            reasons.append(f"worker {snapshot.pid} has not reported for {stall_s:g} s")
+        elif not snapshot.ready:
+            reasons.extend(snapshot.reasons)
+    ready_count = sum(s.ready and now - s.published_at <= stall_s for s in snapshots)
+    if len(snapshots) < expected:
+        reasons.append(f"{ready_count} of {expected} workers ready")
+    return reasons, ready_count
+
+
+class ProcessGroup:
+    """The readiness of every worker of one gunicorn master, as one worker sees it.
+
+    The main port's ``/ready`` answers from whichever worker took the connection; with this
+    it answers for the whole group, from the snapshots every worker writes (the probe
+    listener's own source), so a dead, wedged or still-loading sibling fails it too.
+    """
+
+    def __init__(self, directory: SnapshotDirectory, expected: int, stall_s: float) -> None:
+        self._directory = directory
+        self._expected = expected
+        self._stall_s = stall_s
+
+    def readiness(self) -> tuple[list[str], int]:
+        return group_readiness(
+            self._directory.read_all(), expected=self._expected, stall_s=self._stall_s
+        )
 
 
 class ProbeListener:
@@ -386,6 +419,14 @@ class SnapshotDirectory:
             except (OSError, ValueError, TypeError):
                 continue  # not written yet, or being replaced: that worker is not ready
         return found
+
+    def read_all(self) -> list[ProbeSnapshot]:
+        """Every worker snapshot in the directory (the master removes a dead worker's)."""
+        pids = set()
+        for path in self.directory.glob("worker-*.json"):
+            with contextlib.suppress(ValueError):
+                pids.add(int(path.stem.removeprefix("worker-")))
+        return self.read(pids)
 
     def forget(self, pid: int) -> None:
         with contextlib.suppress(OSError):

@@ -16,7 +16,13 @@ from uvicorn_worker import UvicornWorker
 
 from modelserve.api.auth import ApiKeyring
 from modelserve.draining import DrainingServer, leave_stuck_model_calls_behind
-from modelserve.probes import ProbeAnswers, ProbeListener, SnapshotDirectory, keyring_authorizer
+from modelserve.probes import (
+    ProbeAnswers,
+    ProbeListener,
+    ProcessGroup,
+    SnapshotDirectory,
+    keyring_authorizer,
+)
 from modelserve.settings import Settings
 
 
@@ -142,4 +148,10 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from modelserve.app import create_app
 
-        return create_app(self.settings, run_dir=self.control_dir)
+        app = create_app(self.settings, run_dir=self.control_dir)
+        if self.probe_snapshots is not None:
+            server = self.settings.server
+            app.state.process_group = ProcessGroup(
+                self.probe_snapshots, server.workers, server.liveness_stall_s
+            )
+        return app

@@ -63,11 +63,8 @@ def wait_ready(server: RunningServer, timeout_s: float = 60, path: str = "/ready
 def wait_for_log_events(
     server: RunningServer, count: int, timeout_s: float = 60, **fields: object
 ) -> list[dict[str, object]]:
-    """Wait until the log holds ``count`` lines whose values match ``fields``; return them.
-
-    Under gunicorn /ready answers for whichever worker took the request, so waiting for one
-    ``models_loaded`` line per worker is how a test knows every worker is ready.
-    """
+    """Wait until the log holds ``count`` lines whose values match ``fields``; return them
+    (for instance one ``control_state_applied`` line per worker at a given version)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         lines = [

@@ -253,6 +253,9 @@ class ReadyResponse(BaseModel):
 
     ready: bool
     reasons: list[str] = Field(default_factory=list)
+    workers: int | None = Field(
+        None, description="Under gunicorn: the workers ready (every one must be)."
+    )
 
 
 class RoutingRequest(RoutingConfig):

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from modelserve.api.errors import error_response
 from modelserve.inference.core import InferenceCore
+from modelserve.probes import ProcessGroup
 
 
 async def health(request: Request) -> Response:
@@ -24,10 +25,18 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    """200 only when every required model is ready and the process is not draining."""
+    """200 only when every required model is ready and the process is not draining; under
+    gunicorn, only when that holds for every worker (:class:`~modelserve.probes.ProcessGroup`),
+    whichever worker answers."""
     core: InferenceCore = request.app.state.core
     readiness = core.server_ready()
-    if not readiness.ready:
-        detail = "; ".join(readiness.reasons)
+    reasons = list(readiness.reasons)
+    group: ProcessGroup | None = getattr(request.app.state, "process_group", None)
+    body: dict[str, object] = {"ready": True, "reasons": []}
+    if readiness.ready and group is not None:
+        group_reasons, body["workers"] = group.readiness()
+        reasons += group_reasons
+    if reasons:
+        detail = "; ".join(dict.fromkeys(reasons))
         return error_response(503, "not_ready", detail, request.state.request_id)
-    return Response(orjson.dumps({"ready": True, "reasons": []}), media_type="application/json")
+    return Response(orjson.dumps(body), media_type="application/json")
