@@ -29,6 +29,7 @@ from modelserve.api.routes.table import declare_routes
 from modelserve.api.v2_errors import V2ErrorBodyMiddleware
 from modelserve.cache import build_cache, key_secret
 from modelserve.control import build_control_plane
+from modelserve.control.config_watch import ConfigWatcher
 from modelserve.errors import StartupFailedError
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.core import InferenceCore
@@ -78,6 +79,9 @@ def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
                 log.debug("startup_failed", exc_info=True)  # the traceback: debug level only
                 raise
         control.start(loader)
+        watcher = ConfigWatcher(settings, registry, control)
+        app.state.config_watcher = watcher
+        watcher.start()
         monitor_loop = MonitorLoop(
             lambda: [v.monitor for v in registry.loaded()],
             settings.drift,
@@ -96,6 +100,7 @@ def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
             raise
         finally:
             sampling.cancel()
+            await watcher.close()
             await control.close()
             await monitor_loop.stop()
             state.stop_accepting()

@@ -5,8 +5,9 @@ then uvicorn stops accepting and drains for up to ``grace_period_s``. Shortly be
 out, requests still waiting for a model call are answered 503 ``shutting_down`` (uvicorn would
 cancel them with a plain-text 500), and once the server is done, a process whose model call is
 stuck leaves it behind (:func:`leave_stuck_model_calls_behind`) rather than being held, or
-under gunicorn killed, by it. It also publishes this process's probe snapshot and freezes the
-heap once the models are loaded. :mod:`modelserve.serving` (one process) and
+under gunicorn killed, by it. SIGHUP re-reads the config file
+(:mod:`modelserve.control.config_watch`). It also publishes this process's probe snapshot and
+freezes the heap once the models are loaded. :mod:`modelserve.serving` (one process) and
 :mod:`modelserve.workers` (gunicorn) both run it, and neither imports the other's module
 for it.
 """
@@ -69,11 +70,19 @@ class DrainingServer(uvicorn.Server):
         loop = asyncio.get_running_loop()
         for sig in HANDLED_SIGNALS:
             loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_config)
         try:
             yield
         finally:
-            for sig in HANDLED_SIGNALS:
+            for sig in (*HANDLED_SIGNALS, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+
+    def _reload_config(self) -> None:
+        """SIGHUP: re-read the config file (the app's config watcher does the work)."""
+        watcher = getattr(getattr(self.config.app, "state", None), "config_watcher", None)
+        log.info("config_reload_requested", signal="SIGHUP")
+        if watcher is not None:
+            watcher.request()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._stop_accepting_at is not None or self.should_exit:

@@ -214,6 +214,13 @@ class ServerSettings(_Section):
     arrived this long after its headers."""
     max_connections: int = Field(1024, ge=1)
     """Open connections (and requests in progress) per process; requests beyond it get 503."""
+    watch_config: bool = False
+    """Re-read the config file when it changes (an edit, or a Kubernetes ConfigMap's symlink
+    swap) and serve its models and routing: new versions load and warm up before they take
+    traffic, removed ones drain; a file that does not load is rejected and the old one keeps
+    serving. SIGHUP does the same on demand, watched or not."""
+    watch_interval_s: float = Field(1.0, gt=0, le=300)
+    """How often a watched config file is checked for a change (its inode, mtime and size)."""
 
 
 class ControlSettings(_Section):
@@ -424,7 +431,8 @@ class Settings(BaseSettings):
 
     _config_data: ClassVar[dict[str, Any] | None] = None
     _source: tuple[Path | None, dict[str, Any]] | None = None
-    """How load_settings built this tree (file and overrides), so pins can be re-read."""
+    """How load_settings built this tree (file and overrides), so pins and the whole file can
+    be re-read."""
 
     @classmethod
     def settings_customise_sources(
@@ -584,7 +592,9 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         Settings._config_data = None
     if path is not None:
         _resolve_paths(settings, path.parent)
-    settings._source = (path, overrides)
+    # The path as given, not resolved: a Kubernetes ConfigMap swaps the symlink behind it, and
+    # reading it again must follow the swap (see modelserve.control.config_watch).
+    settings._source = (Path(config_file).absolute() if config_file else None, overrides)
     return settings
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,12 @@ class ModelserveWorker(UvicornWorker):  # type: ignore[misc]
     """A uvicorn worker with uvloop + httptools and the draining server."""
 
     CONFIG_KWARGS: dict[str, Any] = {"loop": "uvloop", "http": "httptools"}  # noqa: RUF012
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        # Until the server's own handler is installed, a forwarded SIGHUP (re-read the config)
+        # must not end a worker that is still starting.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
@@ -70,6 +78,19 @@ def _render_workers_metrics() -> tuple[bytes, str]:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class ForwardingArbiter(Arbiter):  # type: ignore[misc]
+    """A gunicorn master whose SIGHUP re-reads the config in every worker, in place.
+
+    gunicorn's own SIGHUP starts new workers from the master's configuration object, which
+    never re-reads modelserve's file; each worker instead reconciles what it serves
+    (:mod:`modelserve.control.config_watch`), without a restart.
+    """
+
+    def handle_hup(self) -> None:
+        self.log.info("Hang up: forwarding SIGHUP to the workers")
+        self.kill_workers(signal.SIGHUP)
 
 
 class GunicornApplication(BaseApplication):  # type: ignore[misc]
@@ -144,6 +165,13 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
         """In a new worker: the master's listener is no business of this process."""
         if self.probe_listener is not None:
             self.probe_listener.close_in_child()
+
+    def run(self) -> None:
+        try:
+            ForwardingArbiter(self).run()
+        except RuntimeError as exc:  # as gunicorn's own run(): a bind failure, say
+            print(f"\nError: {exc}\n", file=sys.stderr)  # noqa: T201
+            sys.exit(1)
 
     def load(self) -> Any:
         from modelserve.app import create_app

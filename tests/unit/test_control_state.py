@@ -11,7 +11,7 @@ from modelserve.control.state import (
     parse_report,
     parse_state,
 )
-from modelserve.inference.coordination import RoutingAction, VersionAction
+from modelserve.inference.coordination import ConfigAction, RoutingAction, VersionAction
 from modelserve.settings import RoutingConfig
 
 
@@ -67,3 +67,18 @@ def test_desired_state_actions_raise_the_version_and_the_reload_generation() -> 
     assert intent.versions["1"].reload_generation == 2
     assert intent.versions["3"].loaded is False
     assert parse_state(state.to_json()) == state
+
+
+def test_a_config_action_drops_admin_changes_but_keeps_reload_generations() -> None:
+    """A new config file replaces routing and load states; reload generations carry on, and
+    recording the same file twice (a second process) changes nothing."""
+    digest = "ab" * 32
+    state = DesiredState().with_action(RoutingAction("iris", "2", RoutingConfig()))
+    state = state.with_action(VersionAction("iris", "1", "reload"))
+    state = state.with_action(VersionAction("iris", "3", "unload"))
+    config = state.with_action(ConfigAction(digest))
+    assert (config.version, config.config_sha256) == (4, digest)
+    assert config.models["iris"].routing is None
+    assert set(config.models["iris"].versions) == {"1"}
+    assert config.models["iris"].versions["1"].reload_generation == 1
+    assert config.with_action(ConfigAction(digest)) is config

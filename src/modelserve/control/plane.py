@@ -83,7 +83,14 @@ class ControlPlane:
         self._task: asyncio.Task[None] | None = None
         self._refused: bytes | None = None
         self._unreachable = LogThrottle(30.0)
+        self.config_sha256: str | None = None
+        """The configuration file this process serves (set by the config watcher)."""
         health.control_synced = False
+
+    def artifacts_replaced(self, keys: list[tuple[str, str]]) -> None:
+        """These versions were just built from their paths: they hold the latest artifact."""
+        for key in keys:
+            self._generations.pop(key, None)
 
     def exclusive(self) -> asyncio.Lock:
         return self._lock
@@ -248,6 +255,7 @@ class ControlPlane:
             applied_version=self.applied_version,
             seen_version=self._seen_version,
             errors=[p[:1000] for p in self._problems[:32]],
+            config_sha256=self.config_sha256,
         )
 
     async def _publish_report(self) -> None:

@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from modelserve.inference.coordination import ControlAction, RoutingAction
+from modelserve.inference.coordination import ConfigAction, ControlAction, RoutingAction
 from modelserve.settings import RoutingConfig
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
@@ -35,6 +35,7 @@ T = TypeVar("T", bound=BaseModel)
 ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 VersionLabel = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
 ProcessId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,160}$")]
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 class _Document(BaseModel):
@@ -77,13 +78,24 @@ class DesiredState(_Document):
 
     version: int = Field(0, ge=0, le=_MAX_VERSION)
     models: dict[ModelName, ModelIntent] = Field(default_factory=dict, max_length=MAX_MODELS)
+    config_sha256: Digest | None = None
+    """The configuration file whose models and routing this state last started from."""
 
     def with_action(self, action: ControlAction, floor: int = 0) -> DesiredState:
         """This state with ``action`` applied, at a version above both this one and ``floor``.
 
         ``floor`` is the writer's own applied version: a store that lost its state (a Redis
-        without persistence restarted) never sends the service backwards.
+        without persistence restarted) never sends the service backwards. A configuration
+        already recorded (by another process that read the same file) changes nothing.
         """
+        if isinstance(action, ConfigAction):
+            if action.config_sha256 == self.config_sha256:
+                return self
+            return DesiredState(
+                version=max(self.version, floor) + 1,
+                models={name: _generations_only(m) for name, m in self.models.items()},
+                config_sha256=action.config_sha256,
+            )
         intent = self.models.get(action.model, ModelIntent())
         if isinstance(action, RoutingAction):
             intent = intent.model_copy(
@@ -99,11 +111,25 @@ class DesiredState(_Document):
                 update={"versions": {**intent.versions, action.version: changed}}
             )
         return DesiredState(
-            version=max(self.version, floor) + 1, models={**self.models, action.model: intent}
+            version=max(self.version, floor) + 1,
+            models={**self.models, action.model: intent},
+            config_sha256=self.config_sha256,
         )
 
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
+
+
+def _generations_only(intent: ModelIntent) -> ModelIntent:
+    """A model as its configuration says, keeping the reload generations (so a later admin
+    reload still counts above what each process applied)."""
+    return ModelIntent(
+        versions={
+            version: VersionIntent(reload_generation=wanted.reload_generation)
+            for version, wanted in intent.versions.items()
+            if wanted.reload_generation
+        }
+    )
 
 
 class ProcessReport(_Document):
@@ -117,6 +143,8 @@ class ProcessReport(_Document):
     errors: list[Annotated[str, StringConstraints(max_length=1000)]] = Field(
         default_factory=list, max_length=MAX_ERRORS
     )
+    config_sha256: Digest | None = None
+    """The configuration file this process serves (None: started without one)."""
     reported_at: float = Field(default_factory=time.time, ge=0)
 
     def to_json(self) -> bytes:

@@ -1,10 +1,11 @@
 """What a repository action tells the rest of the service, and what the service answers.
 
-A :class:`ControlAction` describes one admin change (routing, load, reload, unload) after it
-succeeded in the process that received it; a :class:`Coordinator` records it as the new
-desired state of every process and says how far the others got (:class:`FleetStatus`). The
-implementation (Redis or a shared file, and the reconciler) is :mod:`modelserve.control`;
-this module holds only the types, so the inference layer depends on no storage.
+A :class:`ControlAction` describes one admin change (routing, load, reload, unload) or a new
+configuration file, after it succeeded in the process that received it; a
+:class:`Coordinator` records it as the new desired state of every process and says how far
+the others got (:class:`FleetStatus`). The implementation (Redis or a shared file, and the
+reconciler) is :mod:`modelserve.control`; this module holds only the types, so the inference
+layer depends on no storage.
 """
 
 from __future__ import annotations
@@ -37,7 +38,15 @@ class VersionAction:
     verb: VersionVerb
 
 
-ControlAction = RoutingAction | VersionAction
+@dataclass(frozen=True, slots=True)
+class ConfigAction:
+    """The process serves a new configuration file (content digest ``config_sha256``): its
+    models and routing replace every admin change (reload generations carry on)."""
+
+    config_sha256: str
+
+
+ControlAction = RoutingAction | VersionAction | ConfigAction
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import structlog
 
@@ -31,6 +31,9 @@ from modelserve.inference.types import ModelInfo, ModelStatus
 from modelserve.inference.version import LoadedVersion, ModelVersion, build_version, format_name
 from modelserve.observability import metrics
 from modelserve.settings import ModelConfig, RoutingConfig, Settings, reread_pins
+
+if TYPE_CHECKING:
+    from modelserve.inference.reconfigure import StagedConfig
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -64,6 +67,11 @@ class ModelRegistry:
         }
         for entry in self.versions():
             self._publish(entry)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings served now (a configuration reload replaces them)."""
+        return self._settings
 
     def versions(self) -> list[ModelVersion]:
         return [v for versions in self._models.values() for v in versions.values()]
@@ -158,9 +166,9 @@ class ModelRegistry:
             build = functools.partial(
                 build_version, config, require_sha256=self._settings.require_sha256
             )
-            prepared = await asyncio.wait_for(_in_daemon_thread(build), config.load_timeout_s)
+            prepared = await asyncio.wait_for(in_daemon_thread(build), config.load_timeout_s)
         except Exception as exc:
-            reason = _load_failure(exc, config)
+            reason = load_failure(exc, config)
             log.error("model_load_failed", model=name, model_version=version, reason=reason)
             log.debug("model_load_traceback", model=name, model_version=version, exc_info=exc)
             if not current.ready:
@@ -246,6 +254,39 @@ class ModelRegistry:
         )
         return router
 
+    async def commit(self, staged: StagedConfig) -> None:
+        """Serve ``staged`` (see :mod:`~modelserve.inference.reconfigure`): its built versions
+        swap in, every model's routing is replaced, and the versions it drops drain."""
+        new = staged.settings
+        replaced: list[ModelVersion] = []
+        models: dict[str, dict[str, ModelVersion]] = {}
+        for config in new.models:
+            key = (config.name, config.version)
+            prepared = staged.built.get(key)
+            entry = self._models.get(config.name, {}).get(config.version)
+            if prepared is not None:
+                if entry is not None:
+                    replaced.append(entry)
+                entry = LoadedVersion.serve(prepared, new.drift)
+                metrics.record_load(
+                    *key, (entry.info.load_ms or 0) / 1000, (entry.info.warmup_ms or 0) / 1000
+                )
+                self._publish(entry)
+            assert entry is not None  # noqa: S101  (staged: every added version was built)
+            models.setdefault(config.name, {})[config.version] = entry
+        dropped = [self._models[name][version] for name, version in staged.removed]
+        self._settings, self._drift = new, new.drift
+        self._models = models
+        self.default_model = new.default_model or next(iter(models), None)
+        self.routers = {
+            name: VersionRouter(_default_version(versions), new.routing.get(name, RoutingConfig()))
+            for name, versions in models.items()
+        }
+        for old in replaced + dropped:
+            await self._retire(old)
+        for old in dropped:
+            self._locks.pop((old.name, old.version), None)
+
     async def _retire(self, old: ModelVersion) -> None:
         """Stop ``old`` once the requests already using it finish (within its timeout)."""
         if not isinstance(old, LoadedVersion):
@@ -282,7 +323,7 @@ def _default_version(versions: dict[str, ModelVersion]) -> str:
     return next(iter(versions))
 
 
-def _load_failure(exc: Exception, config: ModelConfig) -> str:
+def load_failure(exc: Exception, config: ModelConfig) -> str:
     """The reason a load failed, as /ready, /models and the log say it."""
     if isinstance(exc, TimeoutError):
         # The loading thread cannot be stopped; whatever it builds is never used.
@@ -294,7 +335,7 @@ def _load_failure(exc: Exception, config: ModelConfig) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _in_daemon_thread(work: Callable[[], T]) -> asyncio.Future[T]:
+def in_daemon_thread(work: Callable[[], T]) -> asyncio.Future[T]:
     """Run ``work`` in a thread of its own that never delays the process's exit.
 
     A load past its timeout cannot be stopped; in the default executor its thread would be
