@@ -34,6 +34,7 @@ serve: $(VENV)/.runtime $(MODELS_DIR)/modelserve.yaml
 # System services the suite drives for real; the tests start and stop them themselves.
 services:
 	@command -v redis-server >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null)
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium unavailable: browser tests will fail"
 
 test: $(VENV)/.dev services

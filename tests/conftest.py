@@ -112,23 +112,29 @@ def _reset_structlog() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-def start_redis(workdir: Path) -> tuple[str, subprocess.Popen[bytes]]:
-    """Start a real redis-server on a free loopback port; return its URL and process."""
+def start_redis(
+    workdir: Path, *, password: str | None = None, port: int | None = None
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a real redis-server on loopback (a free port unless given); return its URL
+    (with the password, when one is required) and process."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed; run the suite with `make test`")
-    port = free_port()
+    port = port or free_port()
     options = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)]
+    if password is not None:
+        options += ["--requirepass", password]
     proc = subprocess.Popen(
         [binary, "--port", str(port), *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    credentials = f":{password}@" if password is not None else ""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return f"redis://127.0.0.1:{port}/0", proc
+                return f"redis://{credentials}127.0.0.1:{port}/0", proc
         except OSError:
             time.sleep(0.05)
     proc.kill()

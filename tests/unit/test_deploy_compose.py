@@ -91,12 +91,20 @@ def test_compose_references_resolve(service: str) -> None:
 
 
 def test_compose_nginx_config_includes_what_is_mounted() -> None:
-    """nginx.conf is mounted where nginx reads it, every file it includes is mounted, and its
-    upstream is the modelserve service on the port the replicas expose."""
+    """nginx.conf is mounted where nginx reads it, every file it includes (relative to it) is
+    mounted too, and its upstream is the modelserve service on the port the replicas expose."""
     mounts = _mounts("nginx")
     conf = mounts["/etc/nginx/nginx.conf"].read_text()
-    for include in re.findall(r"^\s*include\s+(\S+);", conf, re.MULTILINE):
-        assert include in mounts, include
+    pending, seen = ["/etc/nginx/nginx.conf"], set()
+    while pending:
+        target = pending.pop()
+        seen.add(target)
+        for include in re.findall(r"^\s*include\s+(\S+);", mounts[target].read_text(), re.M):
+            included = include if include.startswith("/") else f"/etc/nginx/{include}"
+            assert included in mounts, include
+            if included not in seen:
+                pending.append(included)
+    assert len(seen) == 3
     (upstream,) = re.findall(r"^\s*server\s+([\w.-]+):(\d+)\b", conf, re.MULTILINE)
     assert upstream[0] == "modelserve"
     assert upstream[1] in SERVICES["modelserve"]["expose"]
