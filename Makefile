@@ -68,7 +68,9 @@ loadtest: $(LOADTEST_VENV)/.loadtest
 # Mutation testing, on demand and not in CI (see README, Development). MUTANTS narrows it,
 # e.g. MUTANTS='modelserve.api.auth*'; results stay in mutants/ for `mutmut show NAME`.
 mutate: $(VENV)/.dev
-	$(VENV)/bin/mutmut run --max-children $${JOBS:-2} $(MUTANTS)
+	rm -rf .mutmut-demo  # rebuilt by the first test run, then shared by every mutant's run
+	MODELSERVE_TEST_DEMO_DIR=$(CURDIR)/.mutmut-demo \
+		$(VENV)/bin/mutmut run --max-children $${JOBS:-2} $(MUTANTS)
 	$(VENV)/bin/mutmut results
 
 clean:

@@ -34,7 +34,19 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def demo_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo models (joblib, ONNX, skops, TorchScript) and their modelserve.yaml."""
+    """The demo models (joblib, ONNX, skops, TorchScript) and their modelserve.yaml.
+
+    ``MODELSERVE_TEST_DEMO_DIR`` names a directory to build them in once and reuse across
+    runs: `make mutate` runs the tests once per mutant, and building the demo (about 14 s of
+    CPU) would cost more than the tests themselves.
+    """
+    reused = os.environ.get("MODELSERVE_TEST_DEMO_DIR")
+    if reused:
+        out = Path(reused)
+        if not (out / "modelserve.yaml").exists():
+            out.mkdir(parents=True, exist_ok=True)
+            build_demo(out)
+        return out
     out = tmp_path_factory.mktemp("demo")
     build_demo(out)
     return out
