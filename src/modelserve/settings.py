@@ -355,7 +355,9 @@ class AuthSettings(_Section):
     protect_probes: bool = False
     """Require a key (any scope) on /health and /ready too."""
     protect_metrics: bool = True
-    """Require a key (any scope) on /metrics, /stats and /dashboard (with auth on)."""
+    """Require a key (any scope) on /metrics, /stats, /dashboard and the V2 statistics routes
+    (/v2/models/stats, /v2/models/{name}/stats, /v2/models/{name}/versions/{version}/stats),
+    with auth on."""
     failed_auth_limit: str = "30/minute"
     """Failed authentications allowed per client address; then 429 until the window ends."""
 
