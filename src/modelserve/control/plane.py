@@ -81,6 +81,7 @@ class ControlPlane:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._refused: bytes | None = None
         self._unreachable = LogThrottle(30.0)
         self.config_sha256: str | None = None
@@ -166,6 +167,9 @@ class ControlPlane:
         self._task = asyncio.create_task(self._run(loading))
 
     async def close(self) -> None:
+        # The flag as well as the cancel: on Python 3.11 asyncio.wait_for can swallow a cancel
+        # that arrives as its timeout fires, and the loop below would then run for ever.
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -184,7 +188,7 @@ class ControlPlane:
         loop = asyncio.get_running_loop()
         next_sync = loop.time() + self._settings.reconcile_interval_s
         next_report = loop.time() + self._settings.heartbeat_s
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
             self._wake.clear()

@@ -43,12 +43,16 @@ class RedisStore:
         self._ttl_ms = max(math.ceil(ttl_s * 1000), 1)
         self._changed = True
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
         self._unreachable = LogThrottle(30.0)
 
     async def start(self, wake: Callable[[], None]) -> None:
         self._listener = asyncio.create_task(self._listen(wake))
 
     async def close(self) -> None:
+        # The flag as well as the cancel: a cancel that lands as get_message's own timeout
+        # fires can be swallowed, and the listening loop would then run for ever.
+        self._closing = True
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,13 +122,13 @@ class RedisStore:
 
     async def _listen(self, wake: Callable[[], None]) -> None:
         """Wake the plane on each message; resubscribe after a lost connection."""
-        while True:
+        while not self._closing:
             try:
                 async with self._client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._channel)
                     self._changed = True  # messages may have been missed while away
                     wake()
-                    while True:
+                    while not self._closing:
                         message = await pubsub.get_message(timeout=_TIMEOUT_S)
                         if message is not None:
                             self._changed = True
