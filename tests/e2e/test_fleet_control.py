@@ -177,3 +177,34 @@ def test_a_hostile_redis_state_is_refused(
     assert routed["control"]["applied"] == 1
     assert routed["control"]["version"] == 1
     client.close()
+
+
+def test_a_reload_that_fails_on_one_replica_is_reported(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path, redis_url: str
+) -> None:
+    """A reload whose artifact is corrupt on replica B only: the answer names B as failed
+    with the reason, B keeps serving its previous artifact, and /admin/control shows B
+    differing until the next change."""
+    a = start_replica(serve_modelserve, tmp_path / "a", redis_url)
+    b = start_replica(serve_modelserve, tmp_path / "b", redis_url)
+    (tmp_path / "b" / "v1.joblib").write_bytes(b"not a model")
+    response = httpx.post(
+        a.base_url + "/admin/models/iris/versions/1/reload", headers=KEY_HEADER, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    control = response.json()["control"]
+    assert (control["processes"], control["applied"], control["pending"]) == (2, 1, [])
+    (failed,) = control["failed"]
+    assert failed["process"] == models(b)["control"]["process"]
+    assert "iris:1" in failed["errors"][0]
+    answer = httpx.post(
+        b.base_url + "/predict?model_version=1",
+        json={"features": iv.SETOSA_ROW},
+        headers=KEY_HEADER,
+        timeout=10,
+    )
+    assert answer.json()["prediction"] == "setosa"
+    state = httpx.get(a.base_url + "/admin/control", headers=KEY_HEADER, timeout=10).json()
+    assert (state["version"], state["in_sync"]) == (control["version"], False)
+    differing = [p for p in state["processes"] if p["errors"]]
+    assert [p["process"] for p in differing] == [failed["process"]]

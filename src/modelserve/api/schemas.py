@@ -210,6 +210,27 @@ class ProcessStatusBody(BaseModel):
     errors: list[str]
 
 
+class ProcessReportBody(BaseModel):
+    """What one live process reports about the control state."""
+
+    process: str = Field(description="`<host>:<pid>`.")
+    applied_version: int = Field(description="The last control state version applied in full.")
+    seen_version: int = Field(description="The last version it tried (higher when it failed).")
+    errors: list[str] = Field(description="What it could not apply of `seen_version`.")
+    config_sha256: str | None = Field(description="The config file it serves (sha256).")
+
+
+class ControlStateResponse(BaseModel):
+    """The shared desired state's version and where every live process stands against it."""
+
+    version: int = Field(description="The desired state's version (0: no change yet).")
+    config_sha256: str | None = Field(
+        description="The config file the desired state last started from."
+    )
+    in_sync: bool = Field(description="Every live process applied `version` in full.")
+    processes: list[ProcessReportBody]
+
+
 class FleetStatusBody(BaseModel):
     """How far an admin change got across the processes of the service."""
 

@@ -19,14 +19,17 @@ from fastapi import Request
 
 from modelserve.api.deps import CoreDep
 from modelserve.api.schemas import (
+    ControlStateResponse,
     ErrorBody,
     FleetStatusBody,
+    ProcessReportBody,
     ProcessStatusBody,
     RoutingPatch,
     RoutingRequest,
     RoutingResponse,
     VersionActionResponse,
 )
+from modelserve.control import ControlPlane
 from modelserve.inference.coordination import FleetStatus, ProcessStatus
 from modelserve.inference.repository import RoutingState, VersionChange
 from modelserve.settings import RoutingConfig
@@ -164,4 +167,29 @@ def _routing_response(state: RoutingState) -> RoutingResponse:
         shadow_max_pending=config.shadow_max_pending,
         traffic_percent={v: round(share * 100, 6) for v, share in state.traffic_share.items()},
         control=_fleet_body(state.fleet),
+    )
+
+
+async def control_state(request: Request) -> ControlStateResponse:
+    """The shared desired state's version and what every live process reports against it:
+    the version it applied, what it could not apply, the config file it serves. `in_sync` is
+    false while some process differs."""
+    control: ControlPlane = request.app.state.control
+    desired = await control.desired()
+    version = desired.version if desired is not None else 0
+    reports = await control.reports()
+    return ControlStateResponse(
+        version=version,
+        config_sha256=desired.config_sha256 if desired is not None else None,
+        in_sync=all(r.applied_version >= version and not r.errors for r in reports),
+        processes=[
+            ProcessReportBody(
+                process=r.process,
+                applied_version=r.applied_version,
+                seen_version=r.seen_version,
+                errors=list(r.errors),
+                config_sha256=r.config_sha256,
+            )
+            for r in reports
+        ],
     )

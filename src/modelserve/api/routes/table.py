@@ -15,6 +15,7 @@ from modelserve.api.routes import admin, dashboard, docs, health, metrics, model
 from modelserve.api.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
+    ControlStateResponse,
     HealthResponse,
     ModelsResponse,
     PredictRequest,
@@ -254,6 +255,13 @@ def _admin_routes(settings: Settings) -> list[RouteSpec]:
             RoutingResponse,
             409,
             422,
+        ),
+        _admin(
+            "/admin/control",
+            "GET",
+            admin.control_state,
+            "Show where every process stands against the shared control state",
+            ControlStateResponse,
         ),
     ]
     if withheld_reason(settings.auth, "admin") is None:
