@@ -73,6 +73,7 @@ class ConfigWatcher:
         plane.config_sha256 = self.config_sha256
         self._requested = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def request(self) -> None:
         """Re-read the file now (SIGHUP), whether or not it looks changed."""
@@ -82,13 +83,16 @@ class ConfigWatcher:
         self._task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
+        # The flag as well as the cancel: on Python 3.11 asyncio.wait_for can swallow a cancel
+        # that arrives as its timeout fires (as in the control plane's loop).
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             timeout = self._interval_s if self._watch else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._requested.wait(), timeout)
