@@ -3,7 +3,7 @@
 Iris (three classes, four features) and breast cancer (two classes, thirty features) are
 scikit-learn's bundled data sets, so nothing is downloaded. Each builder writes one artifact
 and returns the library's own probabilities on :func:`expected_rows`: the sample rows
-(:data:`IRIS_ROWS` or :data:`CANCER_ROWS`) followed by as many fresh rows.
+(:data:`IRIS_ROWS` or :data:`CANCER_ROWS`) followed by two sets of fresh rows.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ CANCER_ROWS: npt.NDArray[np.float64] = CANCER_X[::29].astype(np.float64)
 IRIS_FRESH: npt.NDArray[np.float64] = IRIS_X[3::7].astype(np.float64)
 CANCER_FRESH: npt.NDArray[np.float64] = CANCER_X[3::29].astype(np.float64)
 """Rows in no sample, for a test that needs model calls (rows no prediction cache holds)."""
+IRIS_AFTER_RELOAD: npt.NDArray[np.float64] = IRIS_X[5::7].astype(np.float64)
+CANCER_AFTER_RELOAD: npt.NDArray[np.float64] = CANCER_X[5::29].astype(np.float64)
+"""More such rows, for the answers of a reloaded version."""
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 Probabilities = npt.NDArray[np.float64]
 
@@ -74,9 +77,16 @@ def fresh_rows_for(binary: bool) -> npt.NDArray[np.float64]:
     return CANCER_FRESH if binary else IRIS_FRESH
 
 
+def row_sets(binary: bool) -> list[npt.NDArray[np.float64]]:
+    """The sample rows, the fresh rows and the rows for after a reload."""
+    if binary:
+        return [CANCER_ROWS, CANCER_FRESH, CANCER_AFTER_RELOAD]
+    return [IRIS_ROWS, IRIS_FRESH, IRIS_AFTER_RELOAD]
+
+
 def expected_rows(binary: bool) -> npt.NDArray[np.float64]:
-    """The sample rows, then the fresh rows: what builders return probabilities for."""
-    return np.vstack((rows_for(binary), fresh_rows_for(binary)))
+    """Every row set, one after the other: what builders return probabilities for."""
+    return np.vstack(row_sets(binary))
 
 
 def probabilities(model: Any, binary: bool) -> Probabilities:
@@ -140,7 +150,9 @@ def save_mlflow(flavour: str) -> Builder:
 
 
 def _save_mlflow(flavour: str, path: Path) -> Probabilities:
+    import mlflow.catboost
     import mlflow.lightgbm
+    import mlflow.onnx
     import mlflow.sklearn
     import mlflow.xgboost
 
@@ -166,9 +178,36 @@ def _save_mlflow(flavour: str, path: Path) -> Probabilities:
     elif flavour == "lightgbm":
         model = lgb_classifier(binary=False)
         mlflow.lightgbm.save_model(model.booster_, path, signature=signature, **options)
+    elif flavour == "catboost":
+        model = cb_classifier(binary=False)
+        mlflow.catboost.save_model(model, path, signature=signature, **options)
+    elif flavour == "onnx":
+        graph = onnx_forest()
+        mlflow.onnx.save_model(graph, path, signature=signature, **options)
+        return onnx_probabilities(graph, expected_rows(binary=False))
     else:
         raise ValueError(flavour)
     return probabilities(model, binary=False)
+
+
+def onnx_forest() -> Any:
+    """The iris forest as an ONNX graph (float32 input, plain probabilities, no ZipMap)."""
+    from skl2onnx import to_onnx
+
+    return to_onnx(
+        forest(), IRIS_X[:1].astype(np.float32), options={"zipmap": False}, target_opset=15
+    )
+
+
+def onnx_probabilities(graph: Any, rows: npt.NDArray[np.float64]) -> Probabilities:
+    """ONNX Runtime's own probabilities for ``rows`` (given in float32, as the graph takes)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(
+        graph.SerializeToString(), providers=["CPUExecutionProvider"]
+    )
+    name = session.get_inputs()[0].name
+    return np.asarray(session.run(None, {name: rows.astype(np.float32)})[1], dtype=np.float64)
 
 
 def petal_rule(self: Any, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
@@ -189,3 +228,26 @@ def save_mlflow_pyfunc(path: Path) -> npt.NDArray[np.int64]:
         )
     labels: npt.NDArray[np.int64] = (IRIS_ROWS[:, 2] > 2.5).astype(np.int64)
     return labels
+
+
+def save_mlflow_integers(path: Path, *, signature_reversed: bool = False) -> None:
+    """An MLflow forest fitted on iris in whole millimetres (``long`` signature columns).
+
+    With ``signature_reversed`` the signature lists the columns in the opposite order from
+    the model's own feature names: a directory that must be refused at load.
+    """
+    with warnings.catch_warnings():  # mlflow warns about pickles, even on import
+        warnings.simplefilter("ignore")
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        frame = pd.DataFrame((IRIS_X * 10).astype(np.int64), columns=IRIS_FEATURES)
+        model = RandomForestClassifier(n_estimators=5, random_state=SEED).fit(frame, IRIS_Y)
+        signed = frame[IRIS_FEATURES[::-1]] if signature_reversed else frame
+        mlflow.sklearn.save_model(
+            model,
+            path,
+            signature=infer_signature(signed, IRIS_Y),
+            serialization_format="cloudpickle",
+            pip_requirements=[],
+        )

@@ -79,3 +79,13 @@ def test_optimize_without_its_converter_names_the_optimize_extra(tmp_path: Path)
     assert result.returncode == 1
     assert "pip install 'modelserve[optimize]'" in result.stderr
     assert not out.exists()
+
+
+def test_python_function_model_without_mlflow_names_the_mlflow_extra(tmp_path: Path) -> None:
+    """A python_function-only MLflow directory fails `modelserve check` naming modelserve[mlflow]
+    (the native flavours need no mlflow)."""
+    model = tmp_path / "pyfunc"
+    bm.save_mlflow_pyfunc(model)
+    result = check_without("mlflow", tmp_path, model)
+    assert result.returncode == 1
+    assert "pip install 'modelserve[mlflow]'" in result.stdout

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +18,8 @@ from modelserve.cli import main
 from modelserve.inference.artifact import Artifact
 from modelserve.inference.loader import load_runtime
 from modelserve.inference.runtimes.onnx import OnnxRuntime
-from modelserve.optimize.convert import convert_to_onnx
+from modelserve.optimize import command
+from modelserve.optimize.convert import Conversion, convert_to_onnx
 from modelserve.optimize.verify import draw_sample, verify
 from modelserve.settings import ModelConfig
 from tests import boosted_models as bm
@@ -40,8 +43,25 @@ def save_lightgbm(directory: Path) -> Path:
     return path
 
 
-MODELS: list[Callable[[Path], Path]] = [save_forest, save_xgboost, save_lightgbm]
-IDS = ["forest", "xgboost", "lightgbm"]
+def save_wrapper(make: Callable[[bool], object], binary: bool) -> Callable[[Path], Path]:
+    """An XGBClassifier or LGBMClassifier pickled with joblib."""
+
+    def save(directory: Path) -> Path:
+        path = directory / "wrapper.joblib"
+        joblib.dump(make(binary), path)
+        return path
+
+    return save
+
+
+MODELS: list[Callable[[Path], Path]] = [
+    save_forest,
+    save_xgboost,
+    save_lightgbm,
+    save_wrapper(bm.xgb_classifier, True),
+    save_wrapper(bm.lgb_classifier, False),
+]
+IDS = ["forest", "xgboost", "lightgbm", "xgb-classifier-joblib", "lgbm-classifier-joblib"]
 
 
 def optimize(*args: str) -> tuple[int, str]:
@@ -129,6 +149,28 @@ def test_verification_refuses_a_tampered_conversion(tmp_path: Path) -> None:
     assert result.class_mismatches > 0
     honest = OnnxRuntime(as_artifact(conversion.onnx), classifier_hint=True)
     assert verify(original, honest, sample, tolerance=1e-5).passed
+
+
+def test_optimize_refuses_a_tampered_conversion_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`modelserve optimize` whose converter answers other classes (its leaves tampered with)
+    exits 1, says how many rows changed class, and leaves no output file."""
+
+    def tampered(path: Path, n_features: int, sha256: str | None = None) -> Conversion:
+        honest = convert_to_onnx(path, n_features, sha256)
+        return dataclasses.replace(honest, onnx=tamper_leaves(honest.onnx))
+
+    monkeypatch.setattr(command, "convert_to_onnx", tampered)
+    model, out = save_forest(tmp_path), tmp_path / "optimized.onnx"
+    code, output = optimize(str(model), "--out", str(out))
+    assert code == 1
+    assert "verification FAILED" in output
+    changed = re.search(r"(\d+) rows with a different class", output)
+    assert changed is not None
+    assert int(changed[1]) > 0
+    assert "was not written" in output
+    assert not out.exists()
 
 
 def test_optimize_refuses_a_model_it_cannot_convert(tmp_path: Path) -> None:
