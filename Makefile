@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS_DIR ?= models
 
-.PHONY: serve test lint fmt bench loadtest mutate demo services clean proto
+.PHONY: serve test lint fmt bench overload soak loadtest mutate demo services clean proto
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ fmt: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks.run $(if $(PEERS),--peers,) $(BENCH_ARGS)
+
+# 10x the measured capacity for 30 s against a real server (see README, Reliability).
+overload: $(VENV)/.dev
+	$(PY) -m benchmarks.overload $(OVERLOAD_ARGS)
 
 # Locust alone (the `loadtest` extra), in its own venv: no models, no torch, no dev tools.
 LOADTEST_VENV ?= .venv-loadtest

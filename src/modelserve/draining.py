@@ -32,6 +32,7 @@ import structlog
 import uvicorn
 from uvicorn.server import HANDLED_SIGNALS
 
+from modelserve.congestion import congestion
 from modelserve.observability.health import HealthState
 from modelserve.probes import ProbeSnapshot
 from modelserve.settings import Settings
@@ -58,6 +59,11 @@ class DrainingServer(uvicorn.Server):
         self._stop_accepting_at: float | None = None
         self._heap_frozen = False
         self._probe_sink = probe_sink
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        listeners = [sock for server in self.servers for sock in server.sockets]
+        congestion(asyncio.get_running_loop()).watch(listeners)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -28,7 +28,9 @@ The tree, with each error's kind (and the HTTP status that kind answers)::
     ├── VersionInUseError (conflict: 409 version_in_use)
     ├── VersionNotLoadedError (conflict: 409 version_not_loaded)
     ├── ModelNotReadyError (unavailable: 503 model_not_ready)
-    ├── OverloadedError (unavailable: 503 overloaded; retry_after_s)
+    ├── OverloadedError (unavailable: 503 overloaded; the queue is full; retry_after_s)
+    │   └── QueueTooSlowError (unavailable: 503 overloaded; the queue would outlast the
+    │                          deadline; retry_after_s)
     ├── BusyError (unavailable: 503 overloaded; request bytes in flight; retry_after_s)
     ├── ShuttingDownError (unavailable: 503 shutting_down; retry_after_s)
     ├── QueueTimeoutError (deadline_exceeded: 504 queue_timeout)
@@ -54,6 +56,7 @@ Inference code raises these; the transports turn them into answers.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -317,6 +320,20 @@ class OverloadedError(ModelserveError):
             f"model {name!r} is overloaded: {queued_rows} rows queued, limit {limit}; retry later"
         )
         self.retry_after_s = retry_after_s
+
+
+class QueueTooSlowError(OverloadedError):
+    """Computing the rows ahead and the request's own would take longer than the deadline
+    allows (``ADMISSION_SHARE`` of ``timeout_ms``)."""
+
+    def __init__(self, name: str, queued_rows: int, done_in_s: float, budget_s: float) -> None:
+        ModelserveError.__init__(
+            self,
+            f"model {name!r} is overloaded: with {queued_rows} rows queued this request would "
+            f"be answered in about {done_in_s:.2f} s, past the {budget_s:.2f} s its deadline "
+            "allows; retry later",
+        )
+        self.retry_after_s = max(1, math.ceil(done_in_s))
 
 
 class BusyError(ModelserveError):

@@ -1,10 +1,26 @@
-"""uvicorn's httptools protocol with a deadline for the request line and headers.
+"""uvicorn's httptools protocol with a deadline for the request line and headers, and
+refusals that cost nothing: past the connection limit, and while the event loop is behind.
 
 uvicorn bounds only the idle time between keep-alive requests: a client that connects and sends
 nothing, or sends half a request line and stops, holds its connection (and a slot of
 ``server.max_connections``) for as long as it likes. This protocol closes such a connection
 once ``server.header_timeout_s`` passes between the connection (or a request's first byte on
 a kept-alive connection) and the end of that request's headers.
+
+Once a request's headers are in, it is refused with the documented 503 ``overloaded`` JSON
+body, ``Retry-After`` and ``Connection: close``, before the app runs or its body is parsed:
+
+* past ``server.max_connections`` (uvicorn's rule: open connections or requests in progress
+  at the limit), where uvicorn itself would answer a text/plain 503 without ``Retry-After``
+  and log a warning per request;
+* for a request with a body while the process does not keep up with what arrives
+  (:mod:`modelserve.congestion`: the event loop more than ``server.max_loop_lag_ms`` behind,
+  or more than ``server.max_accept_queue`` connections waiting to be accepted): they are
+  shed at the cheapest point, so the refusals stay fast and the loop catches up. Bodiless
+  requests (probes, scrapes, reads) are still served.
+
+Each refusal is counted in ``modelserve_requests_busy_total``; one log line per interval says
+why, with how many it stands for.
 """
 
 from __future__ import annotations
@@ -12,17 +28,78 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
+import structlog
+from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from modelserve.congestion import congestion
+from modelserve.observability.throttle import LogThrottle
 
-class HeaderTimeoutProtocol(HttpToolsProtocol):
-    """Closes connections whose request headers do not arrive within ``header_timeout_s``."""
+log = structlog.get_logger(__name__)
+
+_REFUSAL_LOG_INTERVAL_S = 10.0
+_BODY_METHODS = frozenset((b"POST", b"PUT", b"PATCH"))
+
+
+class _Refusal:
+    """One reason to refuse a request before the app runs: its body, log line and throttle."""
+
+    def __init__(self, event: str, detail: str) -> None:
+        self.event = event
+        self.body = orjson.dumps({"detail": detail, "code": "overloaded", "request_id": None})
+        self.throttle = LogThrottle(_REFUSAL_LOG_INTERVAL_S)
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        # Imported here: prometheus-client must be first imported after the gunicorn set-up
+        # chooses its multiprocess directory, and this module is imported before that.
+        from modelserve.observability import metrics
+
+        metrics.record_busy()
+        held_back = self.throttle.allow()
+        if held_back is not None:
+            log.warning(self.event, refused_not_logged=held_back)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(self.body)).encode()),
+                    (b"retry-after", b"1"),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+_OVER_CONNECTION_LIMIT = _Refusal(
+    "connection_limit_reached",
+    "the server is at its connection limit (server.max_connections); retry later",
+)
+_NOT_KEEPING_UP = _Refusal(
+    "arrivals_outpace_the_server",
+    "the server is overloaded: requests arrive faster than it can read them "
+    "(server.max_loop_lag_ms, server.max_accept_queue); retry later",
+)
+
+
+class ServingProtocol(HttpToolsProtocol):
+    """See the module docstring: a header deadline, and refusals before the app runs."""
 
     header_timeout_s: float = 10.0
+    max_loop_lag_s: float = 0.5
+    max_accept_queue: int = 64
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
+        # The limit is enforced here, so uvicorn's own refusal never runs.
+        self._max_connections, self.limit_concurrency = self.limit_concurrency, None
+        self._congestion = congestion(self.loop)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -34,7 +111,27 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm_header_deadline()
-        super().on_headers_complete()
+        refusal = self._refusal()
+        if refusal is None:
+            super().on_headers_complete()
+            return
+        # uvicorn starts the request with ``self.app``: this one request gets the refusal.
+        app, self.app = self.app, refusal
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
+
+    def _refusal(self) -> _Refusal | None:
+        limit = self._max_connections
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            return _OVER_CONNECTION_LIMIT
+        busy = self._congestion
+        if (
+            busy.lag_s > self.max_loop_lag_s or busy.accept_queue > self.max_accept_queue
+        ) and self.parser.get_method() in _BODY_METHODS:
+            return _NOT_KEEPING_UP
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_deadline()
@@ -57,8 +154,13 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def header_timeout_protocol(header_timeout_s: float) -> type[HeaderTimeoutProtocol]:
-    """The protocol class to pass as uvicorn's ``http``, with this header deadline."""
-    return type(
-        "HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout_s": header_timeout_s}
-    )
+def serving_protocol(
+    header_timeout_s: float, max_loop_lag_ms: float, max_accept_queue: int
+) -> type[ServingProtocol]:
+    """The protocol class to pass as uvicorn's ``http``, with these bounds."""
+    bounds = {
+        "header_timeout_s": header_timeout_s,
+        "max_loop_lag_s": max_loop_lag_ms / 1000,
+        "max_accept_queue": max_accept_queue,
+    }
+    return type("ServingProtocol", (ServingProtocol,), bounds)

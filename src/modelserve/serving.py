@@ -18,7 +18,7 @@ import structlog
 import uvicorn
 
 from modelserve.draining import DrainingServer, leave_stuck_model_calls_behind
-from modelserve.http_protocol import header_timeout_protocol
+from modelserve.http_protocol import serving_protocol
 from modelserve.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,11 @@ def run(settings: Settings) -> None:
 def _uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "loop": "uvloop",
-        "http": header_timeout_protocol(settings.server.header_timeout_s),
+        "http": serving_protocol(
+            settings.server.header_timeout_s,
+            settings.server.max_loop_lag_ms,
+            settings.server.max_accept_queue,
+        ),
         "lifespan": "on",
         "log_config": None,
         "access_log": False,

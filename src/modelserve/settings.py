@@ -52,7 +52,8 @@ class BatchingConfig(_Section):
     max_queue_rows: int = Field(2048, ge=1)
     """Rows allowed to wait; beyond it requests are refused at once with 503 overloaded."""
     timeout_ms: float = Field(10_000, gt=0)
-    """Deadline of a request from enqueue to result: 504 queue_timeout or inference_timeout."""
+    """Deadline of a request from enqueue to result: 504 queue_timeout or inference_timeout.
+    Rows that would be computed past 30 % of it, at the recent rate, get 503 overloaded."""
     inference_threads: int = Field(1, ge=1, le=64)
     """Threads running model calls for this version (batches in flight at once)."""
 
@@ -213,7 +214,14 @@ class ServerSettings(_Section):
     """Answer 408 `body_timeout` and close the connection when a request body has not all
     arrived this long after its headers."""
     max_connections: int = Field(1024, ge=1)
-    """Open connections (and requests in progress) per process; requests beyond it get 503."""
+    """Open connections (and requests in progress) per process; requests beyond it get 503
+    overloaded with Retry-After, before they are read."""
+    max_loop_lag_ms: float = Field(500.0, gt=0)
+    """While the event loop runs this far behind, requests with a body get 503 overloaded
+    with Retry-After before they are read; probes and bodiless requests are still served."""
+    max_accept_queue: int = Field(64, ge=1)
+    """While more connections than this wait to be accepted (Linux), requests with a body
+    get 503 overloaded with Retry-After before they are read, as for `max_loop_lag_ms`."""
     watch_config: bool = False
     """Re-read the config file when it changes (an edit, or a Kubernetes ConfigMap's symlink
     swap) and serve its models and routing: new versions load and warm up before they take

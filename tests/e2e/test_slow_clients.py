@@ -96,18 +96,27 @@ def test_body_slower_than_the_deadline_gets_408_and_a_close(server: RunningServe
 def test_connections_beyond_the_limit_get_503_and_the_server_recovers(
     serve_modelserve: Callable[..., RunningServer], demo_models_dir: Path, tmp_path: Path
 ) -> None:
+    """Past max_connections a request gets the documented 503 overloaded body with
+    Retry-After (not uvicorn's bare text), logged once; the server serves again after."""
     config = _config(tmp_path, {"max_connections": 3, "header_timeout_s": 60}, demo_models_dir)
     server = serve_modelserve(config)
     with contextlib.ExitStack() as held:
         for _ in range(3):
             held.enter_context(_connection(server))
-        statuses = []
+        refusals = []
         for _ in range(100):  # the server sees the held connections within a few tries
-            statuses.append(httpx.get(server.base_url + "/health", timeout=10).status_code)
-            if statuses[-1] == 503:
+            response = httpx.get(server.base_url + "/health", timeout=10)
+            if response.status_code == 200:
+                time.sleep(0.05)
+                continue
+            refusals.append(response)
+            if len(refusals) == 3:
                 break
-            time.sleep(0.05)
-        assert statuses[-1] == 503, statuses
+        assert [r.status_code for r in refusals] == [503] * 3
+        assert {r.json()["code"] for r in refusals} == {"overloaded"}
+        assert all(int(r.headers["retry-after"]) >= 1 for r in refusals)
+    events = [line.get("event") for line in server.log_lines()]
+    assert events.count("connection_limit_reached") == 1
     for _ in range(100):
         if httpx.get(server.base_url + "/health", timeout=10).status_code == 200:
             break

@@ -3,7 +3,14 @@
 The algorithm, in rows (not requests):
 
 * A request's rows join a FIFO queue, or are refused at once (``OverloadedError``) when the
-  queued rows would exceed ``max_queue_rows``. Rows already in a model call do not count.
+  queued rows would exceed ``max_queue_rows`` (rows already in a model call do not count), or
+  (``QueueTooSlowError``) when computing the rows in calls, those queued and its own, at the
+  rate recent model calls ran, would take more than ``ADMISSION_SHARE`` of ``timeout_ms``:
+  under overload the excess is shed on arrival with ``Retry-After`` instead of waiting to be
+  answered 504. A request that finds the queue empty is always admitted.
+* When model calls slow down after rows were admitted (a busy machine), queued requests that
+  the new rate cannot compute before their deadline are answered ``QueueTooSlowError`` at
+  once (checked at most every ``SHED_CHECK_INTERVAL_S``), not 504 when the deadline passes.
 * Whenever a model thread is free, a batch of up to ``max_batch_size`` rows is formed from
   the head of the queue, splitting a large request across batches when needed.
 * A request that finds a thread free and the queue empty goes at once, alone: an idle model
@@ -42,6 +49,7 @@ from modelserve.errors import (
     OverloadedError,
     PredictionFailedError,
     QueueTimeoutError,
+    QueueTooSlowError,
     ShuttingDownError,
 )
 from modelserve.inference.types import FloatArray, RawOutput
@@ -55,6 +63,15 @@ FAILURE_LOG_INTERVAL_S = 10.0
 PredictFn = Callable[[FloatArray], RawOutput]
 INFERENCE_THREAD_PREFIX = "infer-"
 """Names of the threads that run model calls start with this."""
+ADMISSION_SHARE = 0.3
+"""Rows are admitted while they are predicted to be computed within this share of the
+deadline; the rest is margin for the event loop (parsing, answering) and a rate that moves
+(on a busy machine the same call can take several times longer a second later). Under
+sustained overload a short queue computes as much as a long one: only latency grows."""
+SHED_CHECK_INTERVAL_S = 0.05
+"""How often, at most, a finished model call re-checks the queue against its deadlines."""
+_RATE_SMOOTHING = 0.2
+"""Weight of the latest model call in the moving averages of rows and seconds per call."""
 
 
 @dataclass(eq=False, slots=True)
@@ -98,6 +115,7 @@ class DynamicBatcher:
         )
         self._queue: deque[_Request] = deque()
         self._queued_rows = 0
+        self._computing_rows = 0  # rows in model calls under way
         self._busy = 0
         self._unanswered: deque[_Request] = deque()  # queued or computing, in deadline order
         self._deadline_timer: asyncio.Handle | None = None
@@ -109,6 +127,11 @@ class DynamicBatcher:
         self._closing = False
         self._failure_log = LogThrottle(FAILURE_LOG_INTERVAL_S)
         self._log = structlog.get_logger(__name__, model=model, model_version=version)
+        self._admission_budget_s = self._timeout_s * ADMISSION_SHARE
+        self._rows_per_call = 0.0  # moving averages over successful model calls
+        self._seconds_per_call = 0.0
+        self._latest_per_row_s = 0.0
+        self._next_shed_check = 0.0
 
     @property
     def queued_rows(self) -> int:
@@ -130,8 +153,14 @@ class DynamicBatcher:
             raise EmptyBatchError()  # zero rows never fill a batch
         limit = self._config.max_queue_rows
         # A request bigger than the whole queue is still served when the queue is empty.
-        if self._queued_rows and self._queued_rows + n > limit:
-            raise OverloadedError(self.model, self._queued_rows, limit)
+        if self._queued_rows:
+            if self._queued_rows + n > limit:
+                raise OverloadedError(self.model, self._queued_rows, limit)
+            done_in_s = self._predicted_seconds(self._computing_rows + self._queued_rows + n)
+            if done_in_s > self._admission_budget_s:
+                raise QueueTooSlowError(
+                    self.model, self._queued_rows, done_in_s, self._admission_budget_s
+                )
         loop = asyncio.get_running_loop()
         now = loop.time()
         idle = not self._queue and self._busy < self._threads
@@ -154,6 +183,43 @@ class DynamicBatcher:
                 self.model, self.version, n, now, request.started_at, loop.time()
             )
         return output
+
+    def _predicted_seconds(self, rows: int) -> float:
+        """Seconds the threads need to compute ``rows`` at the rate of recent calls, the
+        slower of their moving average and the latest (0 before a call has finished)."""
+        return rows * self._seconds_per_row()
+
+    def _seconds_per_row(self) -> float:
+        if self._rows_per_call <= 0:
+            return 0.0
+        per_row = max(self._seconds_per_call / self._rows_per_call, self._latest_per_row_s)
+        return per_row / self._threads
+
+    def _shed_the_late(self, now: float) -> None:
+        """Answer 503 now to queued requests the current rate cannot compute before their
+        deadline (they would get a 504 then); the ones after them move up."""
+        per_row = self._seconds_per_row()
+        done_at = now + self._computing_rows * per_row
+        for request in self._queue:
+            finish = done_at + request.remaining * per_row
+            if request.taken or request.future.done() or finish <= request.deadline:
+                done_at = finish
+                continue
+            request.future.set_exception(
+                QueueTooSlowError(
+                    self.model, self._queued_rows, finish - now, request.deadline - now
+                )
+            )
+            self._queued_rows -= request.remaining
+            request.taken = len(request.rows)  # skipped when the queue reaches it
+
+    def _record_rate(self, rows: int, seconds: float) -> None:
+        self._latest_per_row_s = seconds / rows
+        if self._rows_per_call <= 0:
+            self._rows_per_call, self._seconds_per_call = float(rows), seconds
+            return
+        self._rows_per_call += _RATE_SMOOTHING * (rows - self._rows_per_call)
+        self._seconds_per_call += _RATE_SMOOTHING * (seconds - self._seconds_per_call)
 
     async def close(self, timeout_s: float) -> None:
         """Refuse new work, finish what is queued (within ``timeout_s``), stop the threads."""
@@ -277,6 +343,7 @@ class DynamicBatcher:
         else:
             rows = np.concatenate([s.request.rows[s.start : s.stop] for s in batch])
         self._busy += 1
+        self._computing_rows += len(rows)
         call = loop.run_in_executor(self._executor, self._predict, rows)
         call.add_done_callback(
             functools.partial(self._finish, loop, batch, len(rows), time.perf_counter())
@@ -291,6 +358,7 @@ class DynamicBatcher:
         call: asyncio.Future[RawOutput],
     ) -> None:
         self._busy -= 1
+        self._computing_rows -= size
         if call.cancelled():  # the executor was shut down before the call began
             self._fail(batch, ShuttingDownError)
         elif (exc := call.exception()) is not None:
@@ -303,8 +371,13 @@ class DynamicBatcher:
             self._log_failure(size, reason=wrong)
             self._fail(batch, PredictionFailedError)
         else:
+            seconds = time.perf_counter() - started
+            self._record_rate(size, seconds)
+            if self._queue and loop.time() >= self._next_shed_check:
+                self._next_shed_check = loop.time() + SHED_CHECK_INTERVAL_S
+                self._shed_the_late(loop.time())
             self._metrics.batch_rows(size)
-            self._metrics.inference_seconds(time.perf_counter() - started)
+            self._metrics.inference_seconds(seconds)
             _scatter(batch, call.result())
         self._pump(loop)
 

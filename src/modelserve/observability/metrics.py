@@ -107,7 +107,8 @@ SHED = Counter(
 )
 BUSY = Counter(
     "modelserve_requests_busy_total",
-    "Requests refused before their body was read: too many request bytes in flight.",
+    "Requests refused before their body was read: request bytes in flight, connections or "
+    "event-loop lag past their bounds.",
 )
 TIMEOUTS = Counter(
     "modelserve_timeouts_total", "Requests past their deadline, by where.", (*_MODEL, "stage")

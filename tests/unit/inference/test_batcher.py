@@ -18,6 +18,7 @@ from modelserve.errors import (
     OverloadedError,
     PredictionFailedError,
     QueueTimeoutError,
+    QueueTooSlowError,
     ShuttingDownError,
 )
 from modelserve.inference.batcher import DynamicBatcher
@@ -252,6 +253,50 @@ async def test_batcher_full_queue_refuses_at_once_with_overloaded(
     assert caught.value.retry_after_s is not None
     assert caught.value.retry_after_s >= 1
     await asyncio.gather(running, queued)
+
+
+async def test_batcher_sheds_at_once_what_the_queue_could_not_compute_in_time(
+    make_batcher: BatcherFactory,
+) -> None:
+    """A request that, at the rate model calls ran, would be computed later than its share of
+    the deadline allows gets 503 overloaded on arrival (not a 504 later), never computed."""
+    runtime = EchoRuntime(delay_s=0.1)
+    batcher = make_batcher(runtime, max_batch_size=16, timeout_ms=2000)
+    await batcher.submit(rows_of(0))  # the measured rate: one row per 0.1 s or slower
+    running = asyncio.create_task(batcher.submit(rows_of(1)))
+    await wait_for_calls(runtime, 2)
+    queued = asyncio.create_task(batcher.submit(rows_of(*range(10, 25))))  # the queue was empty
+    await asyncio.sleep(0)
+
+    with pytest.raises(QueueTooSlowError) as caught:
+        await batcher.submit(rows_of(99))  # 1 + 15 + 1 rows: 1.7 s or more, past 0.6 s
+
+    assert (caught.value.kind, caught.value.code) == (ErrorKind.UNAVAILABLE, "overloaded")
+    assert caught.value.retry_after_s is not None
+    assert caught.value.retry_after_s >= 2
+    results = await asyncio.gather(running, queued)
+    assert [echoed(r) for r in results] == [[1], list(range(10, 25))]
+    assert sum(runtime.batch_sizes) == 1 + 1 + 15
+
+
+async def test_batcher_sheds_queued_requests_at_once_when_the_model_slows_down(
+    make_batcher: BatcherFactory,
+) -> None:
+    """Requests admitted at a fast rate get 503 overloaded as soon as a slow call shows they
+    cannot be computed before their deadline, not a 504 when it passes; none is computed."""
+    runtime = EchoRuntime(delay_s=0.01)
+    batcher = make_batcher(runtime, max_batch_size=1, timeout_ms=1000)
+    await batcher.submit(rows_of(0))  # the rate admission sees: one row per 0.01 s
+    runtime.delay_s = 0.6
+    running = asyncio.create_task(batcher.submit(rows_of(1)))
+    await wait_for_calls(runtime, 2)
+    queued = [asyncio.create_task(batcher.submit(rows_of(i))) for i in (2, 3, 4)]
+
+    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+
+    assert [type(outcome) for outcome in outcomes] == [QueueTooSlowError] * 3
+    assert echoed(await running) == [1]
+    assert runtime.batch_sizes == [1, 1]
 
 
 async def test_batcher_large_request_is_accepted_by_an_empty_queue(
