@@ -57,7 +57,6 @@ ERROR_TABLE: list[tuple[Callable[[], ModelserveError], int, grpc.StatusCode]] = 
     (lambda: errors.RateLimitedError("2/minute", WINDOW, 7), 429, Code.RESOURCE_EXHAUSTED),
     (lambda: errors.AuthLockedOutError("5/minute", 30), 429, Code.RESOURCE_EXHAUSTED),
     (errors.RateLimitUnavailableError, 503, Code.UNAVAILABLE),
-    (lambda: errors.ControlUnavailableError("redis down"), 503, Code.UNAVAILABLE),
     (lambda: errors.ModelLoadError("cannot load"), 409, Code.FAILED_PRECONDITION),
     (lambda: errors.StartupFailedError(["iris:1"]), 409, Code.FAILED_PRECONDITION),
     (lambda: errors.ChecksumMismatchError("m.pkl", "ab", "cd"), 409, Code.FAILED_PRECONDITION),
