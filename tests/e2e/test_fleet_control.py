@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from tests import iris_versions as iv
+from tests.conftest import free_port, start_redis
 from tests.e2e.conftest import RunningServer, wait_for_log_events
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -56,16 +57,22 @@ def default_version(body: dict[str, Any]) -> str:
 
 
 def wait_until_every_process_shows(
-    server: RunningServer, processes: int, version: int, default: str
+    server: RunningServer,
+    processes: int,
+    version: int,
+    default: str,
+    statuses: dict[str, str] | None = None,
 ) -> set[str]:
     """Poll /models until ``processes`` distinct processes answered at ``version`` with
-    ``default``; fail if any answer at that version shows another default."""
+    ``default`` (and these version ``statuses``); fail if an answer at that version differs."""
     seen: set[str] = set()
     deadline = time.monotonic() + POLL_DEADLINE_S
     for _ in range(MAX_POLLS):
         body = models(server)
         if body["control"]["version"] >= version:
             assert default_version(body) == default, body
+            shown = {m["version"]: m["status"] for m in body["models"]}
+            assert statuses is None or shown == statuses, body
             seen.add(body["control"]["process"])
         if len(seen) >= processes or time.monotonic() > deadline:
             break
@@ -103,10 +110,16 @@ def test_workers_share_a_routing_change_without_redis(
     wait_for_log_events(server, 2, event="control_state_applied", version=1)
     assert len(wait_until_every_process_shows(server, 2, 1, "2")) == 2
 
-
-@pytest.fixture
-def control_redis(redis_url: str) -> str:
-    return redis_url
+    # The Open Inference Protocol's repository calls reach every worker too.
+    unloaded = httpx.post(
+        server.base_url + "/v2/repository/models/iris/unload",
+        json={"parameters": {"version": "1"}},
+        headers=KEY_HEADER,
+        timeout=30,
+    )
+    assert unloaded.status_code == 200, unloaded.text
+    wait_for_log_events(server, 2, event="control_state_applied", version=2)
+    wait_until_every_process_shows(server, 2, 2, "2", {"1": "unloaded", "2": "ready"})
 
 
 def start_replica(
@@ -208,3 +221,51 @@ def test_a_reload_that_fails_on_one_replica_is_reported(
     assert (state["version"], state["in_sync"]) == (control["version"], False)
     differing = [p for p in state["processes"] if p["errors"]]
     assert [p["process"] for p in differing] == [failed["process"]]
+
+
+def wait_for_default(server: RunningServer, default: str) -> None:
+    """Poll /models until the default version is ``default`` (bounded)."""
+    deadline = time.monotonic() + POLL_DEADLINE_S
+    for _ in range(MAX_POLLS):
+        if default_version(models(server)) == default:
+            return
+        assert time.monotonic() < deadline, f"the default never became {default}"
+        time.sleep(0.05)
+    raise AssertionError(f"the default never became {default}")
+
+
+def test_control_changes_flow_again_once_redis_returns(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    """Redis killed: predictions go on and an admin change answers 503 control_unavailable;
+    once Redis is back (empty) that process returns to the shared state and the next change
+    reaches both replicas."""
+    port = free_port()
+    url, redis_proc = start_redis(tmp_path, port=port)
+    try:
+        a = start_replica(serve_modelserve, tmp_path / "a", url)
+        b = start_replica(serve_modelserve, tmp_path / "b", url)
+        wait_for_log_events(a, 1, event="control_state_applied", version=0)
+        redis_proc.kill()
+        redis_proc.wait(timeout=10)
+        refused = httpx.patch(
+            a.base_url + "/admin/models/iris/routing",
+            json={"default": "2"},
+            headers=KEY_HEADER,
+            timeout=30,
+        )
+        assert (refused.status_code, refused.json()["code"]) == (503, "control_unavailable")
+        predicted = httpx.post(
+            b.base_url + "/predict", json={"features": iv.SETOSA_ROW}, headers=KEY_HEADER
+        )
+        assert predicted.json()["prediction"] == "setosa"
+
+        wait_for_log_events(a, 1, event="control_change_not_shared")
+        url, redis_proc = start_redis(tmp_path, port=port)
+        wait_for_default(a, "1")  # the change that was not shared is undone
+        routed = patch_default(b, "2")
+        assert routed["control"]["applied"] == routed["control"]["processes"] == 2, routed
+        wait_for_default(a, "2")
+    finally:
+        redis_proc.kill()
+        redis_proc.wait(timeout=10)
