@@ -306,6 +306,23 @@ def test_mlflow_pyfunc_fallback_serves_the_model_predictions(served: Served) -> 
     assert model_info(served.server, "mlflow-pyfunc")["platform"] == "mlflow_pyfunc"
 
 
+def test_mlflow_pyfunc_is_warmed_up_and_described_over_v2(served: Served) -> None:
+    """The python_function fallback is warmed up before ready like the native runtimes, and
+    V2 metadata describes its [-1, 4] input and its label output (no probabilities)."""
+    labels = {"model": "mlflow-pyfunc", "model_version": "1"}
+    samples = scrape(served.server)
+    assert prometheus.value(samples, "modelserve_model_warmup_seconds", **labels) > 0
+    assert prometheus.value(samples, "modelserve_model_ready", **labels) == 1
+    response = httpx.get(f"{served.server.base_url}/v2/models/mlflow-pyfunc", headers=AUTH)
+    assert response.json() == {
+        "name": "mlflow-pyfunc",
+        "versions": ["1"],
+        "platform": "mlflow_pyfunc",
+        "inputs": [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}],
+        "outputs": [{"name": "label", "datatype": "BYTES", "shape": [-1]}],
+    }
+
+
 def test_mlflow_skops_types_come_from_the_config_not_the_artifact(served: Served) -> None:
     """The trusted types an MLmodel file lists are not trusted: without the config's, no load."""
     info = model_info(served.server, "mlflow-untrusted")
