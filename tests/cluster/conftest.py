@@ -24,15 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import yaml
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tests import iris_versions as iv
 from tests.conftest import REPO_ROOT, free_port, pythonpath_env, start_redis
 from tests.e2e.conftest import MODELSERVE
 
 DEPLOY_NGINX = REPO_ROOT / "deploy" / "nginx"
-SETOSA = [5.1, 3.5, 1.4, 0.2]
+SETOSA = iv.SETOSA_ROW
 LOAD_KEY = "cluster-load-key-3f9a1c7e5b2d4f6a8c0e"
 LIMITED_KEY = "cluster-limited-key-8b6d4f2a0c9e7a5b3d1f"
 OTHER_KEY = "cluster-other-key-1a3c5e7b9d2f4a6c8e0b"
@@ -128,6 +130,30 @@ class Replica:
 
     def tail(self) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
+
+    def events(self, **fields: object) -> list[dict[str, Any]]:
+        """The JSON log lines of the current run whose values match ``fields``."""
+        found = []
+        for line in self.log_path.read_bytes().splitlines():
+            if not line.startswith(b"{"):
+                continue
+            event = orjson.loads(line)
+            if all(event.get(key) == value for key, value in fields.items()):
+                found.append(event)
+        return found
+
+    def wait_for_events(
+        self, count: int, timeout_s: float = 30, **fields: object
+    ) -> list[dict[str, Any]]:
+        """Wait until ``count`` log lines of the current run match ``fields``; return them."""
+        deadline = time.monotonic() + timeout_s
+        while len(found := self.events(**fields)) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.name}: fewer than {count} lines {fields}:\n{self.tail()}"
+                )
+            time.sleep(0.05)
+        return found
 
     def worker_requests(self, route: str, status: str | None = None) -> dict[str, float]:
         """Requests to ``route`` counted by each worker of the current run, by the file name
@@ -330,11 +356,13 @@ class RedisServer:
 
 @dataclass
 class Fleet:
-    """Redis, replicas a and b, and nginx in front of them."""
+    """Redis, replicas a and b (sharing one config file), and nginx in front of them."""
 
     redis: RedisServer
     replicas: list[Replica]
     nginx: Nginx
+    config_path: Path
+    config: dict[str, Any]
 
     def predict(self, url: str, key: str = LOAD_KEY, features: list[float] | None = None) -> Any:
         return httpx.post(
@@ -345,22 +373,23 @@ class Fleet:
         )
 
 
-def replica_config(directory: Path, demo_models_dir: Path, redis_url: str) -> Path:
-    """Both replicas' configuration: the demo iris classifier (pinned), Redis back-ends,
-    API keys, a generous prediction limit and a small per-key batch limit."""
-    demo = yaml.safe_load((demo_models_dir / "modelserve.yaml").read_text())
-    (iris,) = [m for m in demo["models"] if m["name"] == "iris"]
-    iris = {**iris, "path": str(demo_models_dir / iris["path"])}
-    iris.pop("profile", None)
+def replica_config(directory: Path, redis_url: str) -> dict[str, Any]:
+    """Both replicas' configuration: iris 1 (the default) and 2 (answers versicolor for
+    SETOSA), Redis back-ends and control state, API keys, a generous prediction limit, a small
+    per-key batch limit, and the config file watched."""
+    v1 = iv.dump(iv.logistic(), directory / "v1.joblib")
+    v2 = iv.dump(iv.shifted(), directory / "v2.joblib")
     keys = [
         {"name": "load", "key": LOAD_KEY},
         {"name": "limited", "key": LIMITED_KEY},
         {"name": "other", "key": OTHER_KEY},
         {"name": "ops", "key": OPS_KEY, "scopes": ["predict", "admin"]},
     ]
-    config = {
-        "require_sha256": True,
-        "models": [iris],
+    return {
+        "models": [
+            iv.version_entry("iris", "1", v1, default=True),
+            iv.version_entry("iris", "2", v2),
+        ],
         "redis_url": redis_url,
         "cache": {"backend": "redis", "key_secret": "c" * 64, "redis_timeout_ms": 500},
         "rate_limit": {
@@ -368,24 +397,38 @@ def replica_config(directory: Path, demo_models_dir: Path, redis_url: str) -> Pa
             "storage": "redis",
             "predict": "1000000/minute",
             "predict_batch": f"{BATCH_LIMIT}/minute",
+            "admin": "1000/minute",
             "redis_timeout_ms": 500,
         },
         "auth": {"enabled": True, "keys": keys},
-        "server": {"prestop_delay_s": 1.0, "grace_period_s": 10.0, "access_log": False},
+        "server": {
+            "prestop_delay_s": 1.0,
+            "grace_period_s": 10.0,
+            "access_log": False,
+            "watch_config": True,
+        },
     }
-    path = directory / "modelserve.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> Iterator[Fleet]:
-    """Redis, two replicas of two workers each, and nginx; all stopped at the module's end."""
+def write_config(path: Path, config: dict[str, Any] | str) -> None:
+    """Replace the config file in one step (a rename), as an editor or the kubelet does."""
+    text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+    staged = path.with_name(path.name + ".new")
+    staged.write_text(text)
+    staged.replace(path)
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Redis, two replicas of two workers each, and nginx, shared by the cluster tests (each
+    leaves the fleet as it found it); all stopped at the end of the run."""
     root = tmp_path_factory.mktemp("fleet")
     redis = RedisServer(root, password="r" * 32)
     redis.start()
-    config = replica_config(root, demo_models_dir, redis.url)
-    replicas = [Replica(name, config, root) for name in ("a", "b")]
+    config = replica_config(root, redis.url)
+    config_path = root / "modelserve.yaml"
+    write_config(config_path, config)
+    replicas = [Replica(name, config_path, root) for name in ("a", "b")]
     nginx_dir = Path(tempfile.mkdtemp(prefix="modelserve-nginx-"))
     nginx = Nginx(nginx_dir, [r.port for r in replicas])
     try:
@@ -394,7 +437,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, demo_models_dir: Path) -> It
         for replica in replicas:
             replica.wait_ready()
         nginx.start()
-        yield Fleet(redis, replicas, nginx)
+        yield Fleet(redis, replicas, nginx, config_path, config)
     finally:
         nginx.stop()
         for replica in replicas:

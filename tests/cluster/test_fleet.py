@@ -16,6 +16,7 @@ import pytest
 from tests.cluster.conftest import (
     BATCH_LIMIT,
     LIMITED_KEY,
+    OPS_KEY,
     OTHER_KEY,
     SETOSA,
     Fleet,
@@ -166,7 +167,7 @@ def _wait_until_serving(replica: Replica, timeout_s: float = 60) -> None:
 def test_fleet_redis_killed_every_replica_keeps_predicting(fleet: Fleet) -> None:
     """With Redis killed mid-run, traffic through nginx and requests to each replica directly
     are all served (the cache is skipped, rate limits fail open); once Redis is back on its
-    port, the replicas share cache entries again."""
+    port, the replicas share cache entries again and control changes reach every process."""
     port = fleet.redis.port
     try:
         with Load(fleet.nginx.base_url, threads=4, max_requests=5_000, max_s=120) as load:
@@ -194,3 +195,24 @@ def test_fleet_redis_killed_every_replica_keeps_predicting(fleet: Fleet) -> None
             break
         assert time.monotonic() < deadline, "the replicas did not share the cache again"
         time.sleep(0.2)
+    _control_changes_flow(fleet)
+
+
+def _control_changes_flow(fleet: Fleet) -> None:
+    """A routing change through nginx is applied by all four processes again (the Redis that
+    came back is empty: the change rebuilds the shared state), then undone."""
+    ops = {"Authorization": f"Bearer {OPS_KEY}", "Content-Type": "application/json"}
+    deadline = time.monotonic() + 30
+    for default in ("2", "1"):
+        while True:
+            response = httpx.patch(
+                fleet.nginx.base_url + "/admin/models/iris/routing",
+                json={"default": default},
+                headers=ops,
+                timeout=30,
+            )
+            control = response.json().get("control", {})
+            if response.status_code == 200 and control.get("applied") == 4:
+                break
+            assert time.monotonic() < deadline, response.text
+            time.sleep(0.5)

@@ -192,6 +192,7 @@ def test_kustomize_pod_configuration_loads_and_serves_its_models(
     settings: Settings = load_settings(_mounted_config(rendered, tmp_path, demo_models_dir))
     assert settings.server.port in {p["containerPort"] for p in _container(rendered)["ports"]}
     assert settings.auth.enabled
+    assert settings.server.watch_config, "edits of the mounted ConfigMap would be ignored"
     ok, table = check_models(settings)
     assert ok, table
 
