@@ -61,8 +61,17 @@ def test_sklearn_wrapper_classes_come_from_the_model(tmp_path: Path, make: Any) 
 
 
 def save_regressor(kind: str, path: Path) -> tuple[Path, Any]:
-    """A regressor of petal width from the other iris columns, in its native file."""
+    """A regressor of petal width from the other iris columns, in its native file (or, for a
+    `-pickled` kind, the library's scikit-learn wrapper in joblib)."""
     x, y = bm.IRIS_X[:, :3], bm.IRIS_X[:, 3]
+    if kind.endswith("-pickled"):
+        wrapper: Any = (
+            xgboost.XGBRegressor(n_estimators=10, random_state=bm.SEED)
+            if kind.startswith("xgboost")
+            else lightgbm.LGBMRegressor(n_estimators=10, random_state=bm.SEED, verbose=-1)
+        )
+        joblib.dump(wrapper.fit(x, y), path / "m.joblib")
+        return path / "m.joblib", wrapper
     if kind == "xgboost":
         model: Any = xgboost.XGBRegressor(n_estimators=10, random_state=bm.SEED).fit(x, y)
         model.save_model(path / "m.json")
@@ -80,7 +89,10 @@ def save_regressor(kind: str, path: Path) -> tuple[Path, Any]:
     return path / "m.cbm", model
 
 
-@pytest.mark.parametrize("kind", ["xgboost", "lightgbm", "catboost", "catboost-poisson"])
+@pytest.mark.parametrize(
+    "kind",
+    ["xgboost", "lightgbm", "catboost", "catboost-poisson", "xgboost-pickled", "lightgbm-pickled"],
+)
 def test_regressor_values_equal_the_library_predict(tmp_path: Path, kind: str) -> None:
     """A regression objective is served as values, equal to the library's own predict()
     (CatBoost's Poisson loss through its exponent, as CatBoostRegressor.predict does)."""
