@@ -14,6 +14,7 @@ from pydantic import SecretStr, ValidationError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from structlog.testing import capture_logs
 
 from modelserve.api.auth import ApiKeyring, presented_key
 from modelserve.settings import ApiKeyConfig, AuthSettings, Settings, load_settings
@@ -317,3 +318,36 @@ async def test_auth_sets_caller_to_key_name(
     async with wrapper as client:
         response = await client.get("/whoami", headers={"X-API-Key": PREDICT_KEY})
     assert response.text == "predictor"
+
+
+RELOAD = "/admin/models/iris/versions/1/reload"
+
+
+@pytest.mark.parametrize(
+    ("key", "code", "status"),
+    [(None, "unauthorized", 401), (PREDICT_KEY, "forbidden", 403)],
+    ids=["missing-key", "wrong-scope"],
+)
+async def test_auth_refusal_is_logged_and_answered_with_its_request_id(
+    app_client: Callable[..., Any],
+    auth_settings: Callable[..., Settings],
+    key: str | None,
+    code: str,
+    status: int,
+) -> None:
+    """A refused request logs path, code and the scope it lacked; its body names its request
+    id, the one in its X-Request-ID header."""
+    headers = {"X-API-Key": key} if key else {}
+    async with app_client(auth_settings()) as client:
+        with capture_logs() as logs:
+            response = await client.post(RELOAD, headers=headers)
+    (refusal,) = [line for line in logs if line["event"] == "auth_refused"]
+    assert (refusal["path"], refusal["code"], refusal["required_scope"]) == (
+        RELOAD,
+        code,
+        "admin",
+    )
+    assert (response.status_code, response.json()["code"]) == (status, code)
+    assert response.json()["request_id"] == response.headers["x-request-id"]
+    # The Basic challenge (a browser prompt) is the dashboard's alone.
+    assert not response.headers.get("www-authenticate", "").startswith("Basic")

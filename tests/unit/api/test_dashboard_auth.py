@@ -57,3 +57,19 @@ def test_presented_key_reads_basic_password_only_when_well_formed() -> None:
     assert presented_key([(b"authorization", basic(KEY)["Authorization"].encode())]) == KEY
     assert presented_key([(b"authorization", b"Basic not-base64!")]) is None
     assert presented_key([(b"authorization", b"Basic " + base64.b64encode(b"nocolon"))]) is None
+
+
+@pytest.mark.parametrize(
+    "password", [KEY, "a:key:with:colons", "clé-ünïcode"], ids=["key", "colons", "utf-8"]
+)
+def test_presented_key_is_everything_after_the_first_colon(password: str) -> None:
+    """The password is the rest of the credentials after the user name, colons included."""
+    header = basic(password)["Authorization"].encode()
+    assert presented_key([(b"authorization", header)]) == password
+
+
+def test_presented_key_refuses_base64_with_stray_characters() -> None:
+    """Credentials with characters outside base64 are malformed, not silently cleaned up."""
+    token = base64.b64encode(f"anyone:{KEY}".encode())
+    stray = token[:8] + b"*" + token[8:]
+    assert presented_key([(b"authorization", b"Basic " + stray)]) is None
