@@ -56,6 +56,10 @@ bench: $(VENV)/.dev
 overload: $(VENV)/.dev
 	$(PY) -m benchmarks.overload $(OVERLOAD_ARGS)
 
+# 10 minutes of mixed Locust load: RSS growth, failures, descriptors and threads (not in CI).
+soak: $(VENV)/.dev
+	$(PY) -m benchmarks.soak $(SOAK_ARGS)
+
 # Locust alone (the `loadtest` extra), in its own venv: no models, no torch, no dev tools.
 LOADTEST_VENV ?= .venv-loadtest
 LOADTEST_EXTRA := import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["loadtest"], sep="\n")

@@ -4,10 +4,10 @@ The algorithm, in rows (not requests):
 
 * A request's rows join a FIFO queue, or are refused at once (``OverloadedError``) when the
   queued rows would exceed ``max_queue_rows`` (rows already in a model call do not count), or
-  (``QueueTooSlowError``) when computing the rows in calls, those queued and its own, at the
-  rate recent model calls ran, would take more than ``ADMISSION_SHARE`` of ``timeout_ms``:
-  under overload the excess is shed on arrival with ``Retry-After`` instead of waiting to be
-  answered 504. A request that finds the queue empty is always admitted.
+  (``QueueTooSlowError``) when the model calls that compute the rows in calls, those queued
+  and its own would take, at the time recent calls took, more than ``ADMISSION_SHARE`` of
+  ``timeout_ms``: under overload the excess is shed on arrival with ``Retry-After`` instead
+  of waiting to be answered 504. A request that finds the queue empty is always admitted.
 * When model calls slow down after rows were admitted (a busy machine), queued requests that
   the new rate cannot compute before their deadline are answered ``QueueTooSlowError`` at
   once (checked at most every ``SHED_CHECK_INTERVAL_S``), not 504 when the deadline passes.
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -71,7 +72,7 @@ sustained overload a short queue computes as much as a long one: only latency gr
 SHED_CHECK_INTERVAL_S = 0.05
 """How often, at most, a finished model call re-checks the queue against its deadlines."""
 _RATE_SMOOTHING = 0.2
-"""Weight of the latest model call in the moving averages of rows and seconds per call."""
+"""Weight of the latest model call in the moving average of seconds per call."""
 
 
 @dataclass(eq=False, slots=True)
@@ -128,9 +129,8 @@ class DynamicBatcher:
         self._failure_log = LogThrottle(FAILURE_LOG_INTERVAL_S)
         self._log = structlog.get_logger(__name__, model=model, model_version=version)
         self._admission_budget_s = self._timeout_s * ADMISSION_SHARE
-        self._rows_per_call = 0.0  # moving averages over successful model calls
-        self._seconds_per_call = 0.0
-        self._latest_per_row_s = 0.0
+        self._seconds_per_call = 0.0  # moving average over successful model calls
+        self._latest_call_s = 0.0
         self._next_shed_check = 0.0
 
     @property
@@ -156,7 +156,8 @@ class DynamicBatcher:
         if self._queued_rows:
             if self._queued_rows + n > limit:
                 raise OverloadedError(self.model, self._queued_rows, limit)
-            done_in_s = self._predicted_seconds(self._computing_rows + self._queued_rows + n)
+            ahead = self._computing_rows + self._queued_rows + n
+            done_in_s = self._calls_for(ahead, len(self._queue) + 1) * self._seconds_per_call_now()
             if done_in_s > self._admission_budget_s:
                 raise QueueTooSlowError(
                     self.model, self._queued_rows, done_in_s, self._admission_budget_s
@@ -184,26 +185,34 @@ class DynamicBatcher:
             )
         return output
 
-    def _predicted_seconds(self, rows: int) -> float:
-        """Seconds the threads need to compute ``rows`` at the rate of recent calls, the
-        slower of their moving average and the latest (0 before a call has finished)."""
-        return rows * self._seconds_per_row()
+    def _calls_for(self, rows: int, requests: int) -> int:
+        """Model calls until ``rows`` (in calls, then queued) are computed, the last of them
+        in the ``requests``-th queued request: batches of ``max_batch_size``, or one call per
+        request with batching off."""
+        if self._max_batch:
+            return math.ceil(rows / self._max_batch)
+        return self._busy + requests
 
-    def _seconds_per_row(self) -> float:
-        if self._rows_per_call <= 0:
-            return 0.0
-        per_row = max(self._seconds_per_call / self._rows_per_call, self._latest_per_row_s)
-        return per_row / self._threads
+    def _seconds_per_call_now(self) -> float:
+        """Wall seconds per model call per thread, the slower of the moving average and the
+        latest (0 before a call has finished). Calls, not rows: under load they are full
+        batches, and a small model's call costs about the same for 1 row or 64."""
+        return max(self._seconds_per_call, self._latest_call_s) / self._threads
 
     def _shed_the_late(self, now: float) -> None:
         """Answer 503 now to queued requests the current rate cannot compute before their
         deadline (they would get a 504 then); the ones after them move up."""
-        per_row = self._seconds_per_row()
-        done_at = now + self._computing_rows * per_row
+        per_call = self._seconds_per_call_now()
+        rows_ahead, requests = self._computing_rows, 0
         for request in self._queue:
-            finish = done_at + request.remaining * per_row
-            if request.taken or request.future.done() or finish <= request.deadline:
-                done_at = finish
+            if request.taken or request.future.done():
+                rows_ahead += request.remaining
+                requests += 1
+                continue
+            finish = now + self._calls_for(rows_ahead + request.remaining, requests + 1) * per_call
+            if finish <= request.deadline:
+                rows_ahead += request.remaining
+                requests += 1
                 continue
             request.future.set_exception(
                 QueueTooSlowError(
@@ -213,13 +222,12 @@ class DynamicBatcher:
             self._queued_rows -= request.remaining
             request.taken = len(request.rows)  # skipped when the queue reaches it
 
-    def _record_rate(self, rows: int, seconds: float) -> None:
-        self._latest_per_row_s = seconds / rows
-        if self._rows_per_call <= 0:
-            self._rows_per_call, self._seconds_per_call = float(rows), seconds
-            return
-        self._rows_per_call += _RATE_SMOOTHING * (rows - self._rows_per_call)
-        self._seconds_per_call += _RATE_SMOOTHING * (seconds - self._seconds_per_call)
+    def _record_call(self, seconds: float) -> None:
+        self._latest_call_s = seconds
+        if self._seconds_per_call <= 0:
+            self._seconds_per_call = seconds
+        else:
+            self._seconds_per_call += _RATE_SMOOTHING * (seconds - self._seconds_per_call)
 
     async def close(self, timeout_s: float) -> None:
         """Refuse new work, finish what is queued (within ``timeout_s``), stop the threads."""
@@ -372,7 +380,7 @@ class DynamicBatcher:
             self._fail(batch, PredictionFailedError)
         else:
             seconds = time.perf_counter() - started
-            self._record_rate(size, seconds)
+            self._record_call(seconds)
             if self._queue and loop.time() >= self._next_shed_check:
                 self._next_shed_check = loop.time() + SHED_CHECK_INTERVAL_S
                 self._shed_the_late(loop.time())

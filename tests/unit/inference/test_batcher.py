@@ -261,15 +261,15 @@ async def test_batcher_sheds_at_once_what_the_queue_could_not_compute_in_time(
     """A request that, at the rate model calls ran, would be computed later than its share of
     the deadline allows gets 503 overloaded on arrival (not a 504 later), never computed."""
     runtime = EchoRuntime(delay_s=0.1)
-    batcher = make_batcher(runtime, max_batch_size=16, timeout_ms=2000)
-    await batcher.submit(rows_of(0))  # the measured rate: one row per 0.1 s or slower
+    batcher = make_batcher(runtime, max_batch_size=1, timeout_ms=3000)
+    await batcher.submit(rows_of(0))  # the measured rate: one call per 0.1 s or slower
     running = asyncio.create_task(batcher.submit(rows_of(1)))
     await wait_for_calls(runtime, 2)
     queued = asyncio.create_task(batcher.submit(rows_of(*range(10, 25))))  # the queue was empty
     await asyncio.sleep(0)
 
     with pytest.raises(QueueTooSlowError) as caught:
-        await batcher.submit(rows_of(99))  # 1 + 15 + 1 rows: 1.7 s or more, past 0.6 s
+        await batcher.submit(rows_of(99))  # 1 + 15 + 1 calls: 1.7 s or more, past 0.9 s
 
     assert (caught.value.kind, caught.value.code) == (ErrorKind.UNAVAILABLE, "overloaded")
     assert caught.value.retry_after_s is not None
