@@ -202,6 +202,8 @@ class Nginx:
 
     directory: Path
     upstreams: list[int]
+    server_parameters: str | None = None
+    """Each upstream server's parameters; None: those of deploy/nginx/nginx.conf."""
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     down: set[int] = field(default_factory=set)
@@ -215,8 +217,9 @@ class Nginx:
         shipped = (DEPLOY_NGINX / "nginx.conf").read_text()
         match = re.search(r"^\s*server\s+modelserve:\d+\s+([^;]*);", shipped, re.MULTILINE)
         assert match is not None, "deploy/nginx/nginx.conf has no modelserve upstream server"
+        parameters = match[1] if self.server_parameters is None else self.server_parameters
         servers = "\n".join(
-            f"server 127.0.0.1:{port} {match[1]}{' down' if port in self.down else ''};"
+            f"server 127.0.0.1:{port} {parameters}{' down' if port in self.down else ''};"
             for port in self.upstreams
         )
         temp = "\n".join(
