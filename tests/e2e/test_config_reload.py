@@ -141,3 +141,21 @@ def test_sighup_rereads_an_edited_config_in_every_worker(
     wait_for_log_events(server, WORKERS, event="config_reloaded")
     wait_until_every_process_shows(server, WORKERS, 1, "2")
     assert predict_default(server) == "versicolor"
+
+
+def test_sighup_rereads_the_config_of_a_single_process(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path, artifacts: Path
+) -> None:
+    """One uvicorn process: SIGHUP serves the edited file; a second SIGHUP with nothing
+    changed logs config_unchanged and changes nothing."""
+    path = tmp_path / "modelserve.yaml"
+    path.write_text(yaml.safe_dump(config_document(artifacts, ["1", "2"], default="1")))
+    server = serve_modelserve(path)
+    path.write_text(yaml.safe_dump(config_document(artifacts, ["1", "2"], default="2")))
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for_log_events(server, 1, event="config_reloaded")
+    assert default_version(models(server)) == "2"
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for_log_events(server, 1, event="config_unchanged")
+    assert predict_default(server) == "versicolor"
+    assert server.proc.poll() is None

@@ -183,6 +183,8 @@ class ControlPlane:
         await self._store.start(self._wake.set)
         try:
             await self._sync(first=True)
+        except Exception as exc:  # logged; the loop below tries again
+            log.error("control_reconcile_failed", process=self.process, exc_info=exc)
         finally:
             self._health.control_synced = True  # an unreachable store never blocks serving
         loop = asyncio.get_running_loop()
@@ -193,12 +195,15 @@ class ControlPlane:
                 await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval_s)
             self._wake.clear()
             now = loop.time()
-            if self._store.changed() or self._resync or now >= next_sync:
-                await self._sync()
-                next_sync = now + self._settings.reconcile_interval_s
-            if now >= next_report:
-                await self._publish_report()
-                next_report = now + self._settings.heartbeat_s
+            try:
+                if self._store.changed() or self._resync or now >= next_sync:
+                    next_sync = now + self._settings.reconcile_interval_s
+                    await self._sync()
+                if now >= next_report:
+                    next_report = now + self._settings.heartbeat_s
+                    await self._publish_report()
+            except Exception as exc:  # never let one bad round end reconciling for good
+                log.error("control_reconcile_failed", process=self.process, exc_info=exc)
 
     async def _sync(self, first: bool = False) -> None:
         """Read, validate and apply the desired state when it is newer than what was seen."""
@@ -239,7 +244,11 @@ class ControlPlane:
     async def _apply(self, state: DesiredState) -> None:
         """Apply ``state`` (the lock held); remember what was applied and what failed."""
         self._resync = False
-        problems = await apply_state(self._registry, state, self._generations)
+        try:
+            problems = await apply_state(self._registry, state, self._generations)
+        except Exception as exc:  # a bug, not a refusal: reported, not retried every tick
+            log.error("control_reconcile_failed", process=self.process, exc_info=exc)
+            problems = [f"internal error while applying: {type(exc).__name__}"]
         self._seen_version, self._problems = state.version, problems
         if problems:
             log.error(
