@@ -488,8 +488,9 @@ class ChecksumMismatchError(ModelLoadError):
 class PinRequiredError(ModelLoadError):
     code = "sha256_required"
 
-    def __init__(self, filename: str) -> None:
+    def __init__(self, filename: str, field: str = "sha256", how: str | None = None) -> None:
         super().__init__(
             f"{filename} is a format that runs code when loaded and require_sha256 is on: "
-            f"pin its digest in `sha256` (sha256sum {filename}), or turn require_sha256 off"
+            f"pin its digest in `{field}` ({how or f'sha256sum {filename}'}), or turn"
+            " require_sha256 off"
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -29,8 +30,19 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
+"""``package.module:ClassName``, the path of a ``format: python`` model."""
 ModelFormat = Literal[
-    "auto", "sklearn", "skops", "onnx", "torchscript", "xgboost", "lightgbm", "catboost", "mlflow"
+    "auto",
+    "sklearn",
+    "skops",
+    "onnx",
+    "torchscript",
+    "xgboost",
+    "lightgbm",
+    "catboost",
+    "mlflow",
+    "python",
 ]
 TaskKind = Literal["auto", "classifier", "regressor"]
 Scope = Literal["predict", "admin"]
@@ -77,7 +89,8 @@ class ModelConfig(_Section):
     version: str = Field("1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
     """Version label used in the API (`?model_version=`)."""
     path: Path
-    """Model file or MLflow model directory. Only configured paths are loaded; requests cannot."""
+    """Model file or MLflow model directory; `format: python`: `package.module:ClassName`.
+    Only configured paths are loaded; requests cannot."""
     format: ModelFormat = "auto"
     """Runtime; `auto`: a folder with an MLmodel file is mlflow, else by extension (see Formats)."""
     sha256: str | None = None
@@ -116,13 +129,21 @@ class ModelConfig(_Section):
     output_clip: tuple[float, float] | None = None
     """Clip regression outputs to [min, max]."""
     preprocessor: PreprocessorConfig | None = None
-    """Optional server-side feature transformer."""
+    """Optional server-side feature transformer (not with `format: python`: use its hooks)."""
+    artifacts: Path | None = None
+    """`format: python`: folder handed to the class's `load(artifacts_dir)` (else `None`)."""
+    artifacts_sha256: str | None = None
+    """`format: python`: pinned digest of the `artifacts` folder (its manifest, as for an
+    MLflow directory); a mismatch refuses to load."""
+    code_dir: Path | None = None
+    """`format: python`: folder the class's module is imported from when no installed package
+    has it; default: the config file's folder."""
     profile: Path | None = None
     """Reference profile JSON (made by `modelserve profile`) for drift signals."""
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     """Batching and backpressure."""
 
-    @field_validator("sha256")
+    @field_validator("sha256", "artifacts_sha256")
     @classmethod
     def _check_digest(cls, value: str | None) -> str | None:
         if value is not None and (
@@ -130,6 +151,20 @@ class ModelConfig(_Section):
         ):
             raise ValueError("sha256 must be 64 hexadecimal characters")
         return value.lower() if value else value
+
+    @model_validator(mode="after")
+    def _check_python(self) -> ModelConfig:
+        if self.format != "python":
+            if self.artifacts is not None or self.artifacts_sha256 or self.code_dir is not None:
+                raise ValueError("artifacts, artifacts_sha256 and code_dir are for format python")
+            return self
+        if not CLASS_PATH.match(str(self.path)):
+            raise ValueError(f"format python needs path package.module:ClassName, not {self.path}")
+        if self.preprocessor is not None:
+            raise ValueError("format python takes no preprocessor: give the class preprocess()")
+        if self.artifacts_sha256 and self.artifacts is None:
+            raise ValueError("artifacts_sha256 pins the artifacts folder: set artifacts too")
+        return self
 
 
 class RoutingConfig(_Section):
@@ -423,7 +458,9 @@ class Settings(BaseSettings):
     """Per-model version routing (canary weights, stickiness, shadow)."""
     require_sha256: bool = False
     """Refuse to load a pickle/joblib or TorchScript file (formats whose loading runs code from
-    the file) unless its `sha256` is pinned; ONNX and .skops load unpinned."""
+    the file) unless its `sha256` is pinned, and a `format: python` model unless its module's
+    source (`sha256`) and its `artifacts` folder (`artifacts_sha256`) are; ONNX and .skops load
+    unpinned."""
     redis_url: SecretStr | None = None
     """Redis for the shared cache, rate limits and control state, e.g. redis://redis:6379/0."""
     cache: CacheSettings = Field(default_factory=CacheSettings)
@@ -625,7 +662,7 @@ def reread_pins(settings: Settings, config: ModelConfig) -> ModelConfig:
     )
     if found is None:
         raise ValueError(f"the configuration no longer lists {config.name}:{config.version}")
-    update: dict[str, Any] = {"sha256": found.sha256}
+    update: dict[str, Any] = {"sha256": found.sha256, "artifacts_sha256": found.artifacts_sha256}
     if config.preprocessor is not None:
         pin = found.preprocessor.sha256 if found.preprocessor is not None else None
         update["preprocessor"] = config.preprocessor.model_copy(update={"sha256": pin})
@@ -657,7 +694,12 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def _resolve_paths(settings: Settings, root: Path) -> None:
     for model in settings.models:
-        model.path = _under(root, model.path)
+        if model.format == "python":  # a class path; its module is found from code_dir
+            model.code_dir = _under(root, model.code_dir or Path())
+            if model.artifacts is not None:
+                model.artifacts = _under(root, model.artifacts)
+        else:
+            model.path = _under(root, model.path)
         if model.preprocessor is not None:
             model.preprocessor.path = _under(root, model.preprocessor.path)
         if model.profile is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -77,6 +77,22 @@ def _build_mlflow(artifact: Artifact, config: ModelConfig) -> Runtime:
     return load_mlflow(artifact, config)
 
 
+def _build_python(artifact: Artifact, config: ModelConfig) -> Runtime:
+    raise ModelLoadError("format python names a class, not a file: use load_runtime")
+
+
+def _load_python(config: ModelConfig, require_sha256: bool) -> tuple[Runtime, list[str]]:
+    from modelserve.inference.runtimes.python import load_python
+
+    return load_python(config, require_sha256=require_sha256)
+
+
+class SelfReadingLoader(Protocol):
+    """Finds, verifies and loads its own files (user code: a module and an artifacts folder)."""
+
+    def __call__(self, config: ModelConfig, require_sha256: bool) -> tuple[Runtime, list[str]]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class FormatSpec:
     """One loadable format."""
@@ -88,6 +104,9 @@ class FormatSpec:
     build: RuntimeBuilder
     directory: bool = False
     """The artifact is a directory (an MLflow model), read whole as a DirectoryArtifact."""
+    reads_itself: SelfReadingLoader | None = None
+    """For a format whose ``path`` names no file (``python``: a class), used instead of
+    ``build``: finds and verifies what it loads, returns the runtime and those digests."""
 
 
 FORMATS = {
@@ -102,6 +121,8 @@ FORMATS = {
         FormatSpec("catboost", (".cbm",), False, _build_catboost),
         # Its flavours may be pickles (sklearn, the LightGBM wrappers, python_function).
         FormatSpec("mlflow", (), True, _build_mlflow, directory=True),
+        # User code: its module source file (and artifacts folder) are what a pin covers.
+        FormatSpec("python", (), True, _build_python, reads_itself=_load_python),
     )
 }
 MLFLOW_MODEL_FILE = "MLmodel"
@@ -139,6 +160,9 @@ def load_runtime(config: ModelConfig, *, require_sha256: bool) -> LoadedRuntime:
     whose format runs code on load is refused unless pinned.
     """
     fmt = FORMATS[detect_format(config.path, config.format)]
+    if fmt.reads_itself is not None:  # the config refuses a pre-processor for these
+        runtime, digests = fmt.reads_itself(config, require_sha256)
+        return LoadedRuntime(runtime, tuple(digests))
     read = read_directory if fmt.directory else read_artifact
     artifact = read(
         config.path, config.sha256, runs_code=fmt.runs_code, require_sha256=require_sha256
