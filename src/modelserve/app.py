@@ -15,7 +15,13 @@ from fastapi import FastAPI
 
 from modelserve import __version__
 from modelserve.api.admission import InFlightBytesLimit
-from modelserve.api.auth import ApiKeyring, AuthMiddleware, require_scope, withheld_reason
+from modelserve.api.auth import (
+    ApiKeyring,
+    AuthGate,
+    AuthMiddleware,
+    require_scope,
+    withheld_reason,
+)
 from modelserve.api.dispatch import ModelserveApp
 from modelserve.api.errors import install_error_handlers
 from modelserve.api.lockout import FailedAuthLimiter
@@ -133,6 +139,10 @@ def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
     app.state.health = state
     app.state.dataplane = DataPlane(core, settings.server.max_batch_rows)
     app.state.api_keys = ApiKeyring(settings.auth)
+    # One gate (and one failed-authentication count) for HTTP, gRPC and the probe port.
+    app.state.auth_gate = AuthGate(
+        app.state.api_keys, FailedAuthLimiter(settings.auth.failed_auth_limit)
+    )
     app.state.rate_limiter = limiter
     app.state.stats_sampler = StatsSampler()
     app.state.stats_cache = StatsCache()
@@ -158,9 +168,8 @@ def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
     if settings.auth.enabled:
         app.add_middleware(
             AuthMiddleware,
-            keyring=app.state.api_keys,
+            gate=app.state.auth_gate,
             table=table,
-            failures=FailedAuthLimiter(settings.auth.failed_auth_limit),
             client_address=limiter.client_ip if limiter is not None else peer_address,
         )
     app.add_middleware(
@@ -191,7 +200,7 @@ async def _start_grpc(
     from modelserve.rpc.server import GrpcServer  # grpcio loads only when gRPC is on
 
     server = GrpcServer(
-        app.state.dataplane, settings, app.state.api_keys, limiter, app.state.health
+        app.state.dataplane, settings, app.state.auth_gate, limiter, app.state.health
     )
     await server.start()
     app.state.monitoring_routes = app.state.route_table.monitoring_paths | server.monitoring_routes

@@ -245,9 +245,9 @@ class UnsupportedMediaTypeError(ModelserveError):
     code = "unsupported_media_type"
     kind = ErrorKind.UNSUPPORTED_FORMAT
 
-    def __init__(self, got: str | None) -> None:
+    def __init__(self, got: str | None, expected: str = "Content-Type: application/json") -> None:
         shown = repr(got[:64]) if got else "none"
-        super().__init__(f"this route takes Content-Type: application/json, got {shown}")
+        super().__init__(f"this route takes {expected}, got {shown}")
 
 
 class BodyTimeoutError(ModelserveError):

@@ -8,7 +8,8 @@ once ``server.header_timeout_s`` passes between the connection (or a request's f
 a kept-alive connection) and the end of that request's headers.
 
 Once a request's headers are in, it is refused with the documented 503 ``overloaded`` JSON
-body, ``Retry-After`` and ``Connection: close``, before the app runs or its body is parsed:
+body (``{"error"}`` on ``/v2`` paths), ``Retry-After`` and ``Connection: close``, before the
+app runs or its body is parsed:
 
 * past ``server.max_connections`` (uvicorn's rule: open connections or requests in progress
   at the limit), where uvicorn itself would answer a text/plain 503 without ``Retry-After``
@@ -33,6 +34,7 @@ import structlog
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from modelserve.api.v2_errors import V2_PREFIX
 from modelserve.congestion import congestion
 from modelserve.observability.throttle import LogThrottle
 
@@ -43,11 +45,15 @@ _BODY_METHODS = frozenset((b"POST", b"PUT", b"PATCH"))
 
 
 class _Refusal:
-    """One reason to refuse a request before the app runs: its body, log line and throttle."""
+    """One reason to refuse a request before the app runs: its body, log line and throttle.
+
+    The body is the server's error body, or the Open Inference Protocol's ``{"error"}`` on
+    ``/v2`` paths, as every other refusal there."""
 
     def __init__(self, event: str, detail: str) -> None:
         self.event = event
         self.body = orjson.dumps({"detail": detail, "code": "overloaded", "request_id": None})
+        self.v2_body = orjson.dumps({"error": detail})
         self.throttle = LogThrottle(_REFUSAL_LOG_INTERVAL_S)
 
     async def __call__(
@@ -61,19 +67,22 @@ class _Refusal:
         held_back = self.throttle.allow()
         if held_back is not None:
             log.warning(self.event, refused_not_logged=held_back)
+        path = str(scope.get("path", ""))
+        v2 = path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+        body = self.v2_body if v2 else self.body
         await send(
             {
                 "type": "http.response.start",
                 "status": 503,
                 "headers": [
                     (b"content-type", b"application/json"),
-                    (b"content-length", str(len(self.body)).encode()),
+                    (b"content-length", str(len(body)).encode()),
                     (b"retry-after", b"1"),
                     (b"connection", b"close"),
                 ],
             }
         )
-        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 _OVER_CONNECTION_LIMIT = _Refusal(

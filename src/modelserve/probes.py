@@ -38,7 +38,7 @@ from typing import cast
 import orjson
 import structlog
 
-from modelserve.api.auth import ApiKeyring, presented_key
+from modelserve.api.auth import AuthGate
 from modelserve.api.errors import http_headers, http_status
 from modelserve.api.route_table import Access
 from modelserve.errors import ModelserveError
@@ -50,7 +50,8 @@ READ_TIMEOUT_S = 2.0
 MAX_CONNECTIONS = 64
 """Probe connections handled at once; more are closed at once (probes come one at a time)."""
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}
-_REASONS |= {404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS |= {404: "Not Found", 405: "Method Not Allowed", 429: "Too Many Requests"}
+_REASONS |= {503: "Service Unavailable"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +85,9 @@ class ProbeAnswer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Authorize = Callable[[str, list[tuple[bytes, bytes]]], ProbeAnswer | None]
-"""Given path and headers: None to go on, or the refusal to send (401/403)."""
+Authorize = Callable[[str, list[tuple[bytes, bytes]], str], ProbeAnswer | None]
+"""Given path, headers and the client's address: None to go on, or the refusal to send
+(401/403, or 429 for an address over ``auth.failed_auth_limit``)."""
 Render = Callable[[], tuple[bytes, str]]
 """The /metrics exposition text and its content type."""
 
@@ -259,7 +261,7 @@ class ProbeListener:
         self.port: int = self._sock.getsockname()[1]
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._sock, selectors.EVENT_READ)
-        self._pending: dict[socket.socket, tuple[bytearray, float]] = {}
+        self._pending: dict[socket.socket, tuple[bytearray, float, str]] = {}
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -297,18 +299,18 @@ class ProbeListener:
 
     def _accept(self) -> None:
         try:
-            conn, _ = self._sock.accept()
+            conn, peer = self._sock.accept()
         except (BlockingIOError, InterruptedError):
             return
         if len(self._pending) >= MAX_CONNECTIONS:
             conn.close()
             return
         conn.setblocking(False)
-        self._pending[conn] = (bytearray(), time.monotonic() + READ_TIMEOUT_S)
+        self._pending[conn] = (bytearray(), time.monotonic() + READ_TIMEOUT_S, str(peer[0]))
         self._selector.register(conn, selectors.EVENT_READ)
 
     def _read(self, conn: socket.socket) -> None:
-        buffer, _ = self._pending[conn]
+        buffer, _, address = self._pending[conn]
         try:
             chunk = conn.recv(MAX_HEADER_BYTES)
         except (BlockingIOError, InterruptedError):
@@ -317,7 +319,7 @@ class ProbeListener:
             chunk = b""
         buffer += chunk
         if b"\r\n\r\n" in buffer:
-            self._reply(conn, self._answer(bytes(buffer.split(b"\r\n\r\n", 1)[0])))
+            self._reply(conn, self._answer(bytes(buffer.split(b"\r\n\r\n", 1)[0]), address))
         elif not chunk:
             self._close(conn)
         elif len(buffer) > MAX_HEADER_BYTES:
@@ -325,7 +327,7 @@ class ProbeListener:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for conn, (_, deadline) in list(self._pending.items()):
+        for conn, (_, deadline, _) in list(self._pending.items()):
             if now > deadline:
                 self._close(conn)  # a prober that never finished its request head
 
@@ -343,7 +345,7 @@ class ProbeListener:
         del self._pending[conn]
         conn.close()
 
-    def _answer(self, head: bytes) -> ProbeAnswer:
+    def _answer(self, head: bytes, address: str) -> ProbeAnswer:
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ")
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
@@ -352,7 +354,7 @@ class ProbeListener:
         if method != b"GET":
             return _error(405, "method_not_allowed", "probes are GET requests")
         if self._authorize is not None:
-            refusal = self._authorize(target, [_header(line) for line in lines[1:]])
+            refusal = self._authorize(target, [_header(line) for line in lines[1:]], address)
             if refusal is not None:
                 return refusal
         return self._answers.answer(target)
@@ -437,17 +439,17 @@ _ACCESS = {"/health": Access.PROBE, "/ready": Access.PROBE, "/metrics": Access.M
 """Who may call each path of the probe port: the same access as on the main port."""
 
 
-def keyring_authorizer(keyring: ApiKeyring) -> Authorize | None:
-    """The main port's rules on the probe port: a key when probes or metrics are protected."""
-    if not keyring.enabled:
+def gate_authorizer(gate: AuthGate) -> Authorize | None:
+    """The main port's rules on the probe port (:class:`AuthGate`): a key when probes or
+    metrics are protected, and the failed-authentication limit per client address."""
+    if not gate.keyring.enabled:
         return None
 
-    def authorize(path: str, headers: list[tuple[bytes, bytes]]) -> ProbeAnswer | None:
-        needed = keyring.required_scope(_ACCESS.get(path))
-        if needed is None:
-            return None
+    def authorize(
+        path: str, headers: list[tuple[bytes, bytes]], address: str
+    ) -> ProbeAnswer | None:
         try:
-            keyring.check(keyring.identify(presented_key(headers)), needed)
+            gate.admit(_ACCESS.get(path), headers, lambda: address)
         except ModelserveError as exc:
             return _error(http_status(exc), exc.code, str(exc.detail), http_headers(exc))
         return None

@@ -60,7 +60,7 @@ def _run_uvicorn(settings: Settings) -> None:
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from modelserve.app import create_app
     from modelserve.observability.metrics import render_latest
-    from modelserve.probes import ProbeAnswers, ProbeListener, SnapshotHolder, keyring_authorizer
+    from modelserve.probes import ProbeAnswers, ProbeListener, SnapshotHolder, gate_authorizer
 
     app = create_app(settings)
     config = uvicorn.Config(
@@ -79,7 +79,7 @@ def _run_uvicorn(settings: Settings) -> None:
             settings.server.host,
             settings.server.probe_port,
             answers,
-            keyring_authorizer(app.state.api_keys),
+            gate_authorizer(app.state.auth_gate),
         )
         listener.start()
     server = DrainingServer(config, holder.publish if listener is not None else None)

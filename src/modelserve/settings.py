@@ -166,6 +166,21 @@ class ModelConfig(_Section):
             raise ValueError("artifacts_sha256 pins the artifacts folder: set artifacts too")
         return self
 
+    @field_validator("name")
+    @classmethod
+    def _check_name_not_reserved(cls, value: str) -> str:
+        reason = RESERVED_MODEL_NAMES.get(value)
+        if reason is not None:
+            raise ValueError(f"the model name {value!r} is reserved: {reason}; choose another")
+        return value
+
+
+RESERVED_MODEL_NAMES: dict[str, str] = {
+    "stats": "GET /v2/models/stats is the Open Inference Protocol's statistics of every "
+    "model, so that model's metadata could never be reached there",
+}
+"""Names a model cannot take, because a fixed path of the API would shadow its own."""
+
 
 class RoutingConfig(_Section):
     """How requests that name no version are spread over a model's versions."""

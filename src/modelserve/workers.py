@@ -16,14 +16,15 @@ from gunicorn.workers.base import Worker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from uvicorn_worker import UvicornWorker
 
-from modelserve.api.auth import ApiKeyring
+from modelserve.api.auth import ApiKeyring, AuthGate
+from modelserve.api.lockout import FailedAuthLimiter
 from modelserve.draining import DrainingServer, leave_stuck_model_calls_behind
 from modelserve.probes import (
     ProbeAnswers,
     ProbeListener,
     ProcessGroup,
     SnapshotDirectory,
-    keyring_authorizer,
+    gate_authorizer,
 )
 from modelserve.settings import Settings
 
@@ -155,9 +156,10 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
             stall_s=server.liveness_stall_s,
             render_metrics=_render_workers_metrics if server.metrics_enabled else None,
         )
-        keyring = ApiKeyring(self.settings.auth)
+        auth = self.settings.auth
+        gate = AuthGate(ApiKeyring(auth), FailedAuthLimiter(auth.failed_auth_limit))
         self.probe_listener = ProbeListener(
-            server.host, server.probe_port, answers, keyring_authorizer(keyring)
+            server.host, server.probe_port, answers, gate_authorizer(gate)
         )
         self.probe_listener.start()
 

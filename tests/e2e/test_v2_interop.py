@@ -91,14 +91,20 @@ def test_interop_grpc_health_and_metadata(grpc: grpcclient.InferenceServerClient
 def test_interop_http_infer_equals_predict_proba(
     http: httpclient.InferenceServerClient, models_dir: Path, name: str, binary: bool
 ) -> None:
-    """tritonclient.http infer, JSON or binary both ways: labels as BYTES, exact probabilities."""
+    """tritonclient.http infer, JSON or binary both ways: labels as BYTES, exact probabilities.
+
+    tritonclient declares no Content-Type: a JSON-only request says it is JSON with
+    ``headers=`` (a binary one carries Inference-Header-Content-Length, which is enough)."""
     tensor = httpclient.InferInput("input", list(ROWS.shape), "FP64")
     tensor.set_data_from_numpy(ROWS, binary_data=binary)
     outputs = [
         httpclient.InferRequestedOutput("label", binary_data=binary),
         httpclient.InferRequestedOutput("probabilities", binary_data=binary),
     ]
-    result = http.infer(name, [tensor], outputs=outputs, request_id="h-1", model_version="1")
+    headers = None if binary else {"Content-Type": "application/json"}
+    result = http.infer(
+        name, [tensor], outputs=outputs, request_id="h-1", model_version="1", headers=headers
+    )
     assert result.get_response()["id"] == "h-1"
     assert _as_bytes(result.as_numpy("label")) == LABELS[name]
     np.testing.assert_allclose(

@@ -11,7 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from modelserve.api.auth import ApiKeyring
+from modelserve.api.auth import ApiKeyring, AuthGate
+from modelserve.api.lockout import FailedAuthLimiter
 from modelserve.probes import (
     MAX_HEADER_BYTES,
     ProbeAnswers,
@@ -19,7 +20,7 @@ from modelserve.probes import (
     ProbeSnapshot,
     SnapshotDirectory,
     SnapshotHolder,
-    keyring_authorizer,
+    gate_authorizer,
 )
 from modelserve.settings import ApiKeyConfig, AuthSettings
 
@@ -166,7 +167,8 @@ def test_listener_applies_protect_probes(holder: SnapshotHolder) -> None:
     )
     holder.publish(snapshot())
     answers = ProbeAnswers(holder.read, expected=1, stall_s=STALL_S, render_metrics=None)
-    running = ProbeListener("127.0.0.1", 0, answers, keyring_authorizer(ApiKeyring(auth)))
+    gate = AuthGate(ApiKeyring(auth), FailedAuthLimiter(auth.failed_auth_limit))
+    running = ProbeListener("127.0.0.1", 0, answers, gate_authorizer(gate))
     running.start()
     try:
         url = f"http://127.0.0.1:{running.port}/health"

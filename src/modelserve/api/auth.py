@@ -148,6 +148,51 @@ def admin_served(settings: AuthSettings) -> bool:
     return withheld_reason(settings, "admin") is None
 
 
+def served(settings: AuthSettings, access: Access) -> bool:
+    """Whether routes (HTTP) and methods (gRPC) of ``access`` exist at all: the one rule every
+    transport applies, so a privileged operation is absent everywhere or nowhere."""
+    return access is not Access.ADMIN or admin_served(settings)
+
+
+class AuthGate:
+    """The one authentication rule of every listener: the main port, gRPC and the probe port.
+
+    Given what a request needs (its declared :class:`Access`), the client address and the
+    presented credentials: an address over ``auth.failed_auth_limit`` is refused with 429
+    before its key is even looked at, a missing or unknown key is 401 (and counts as a
+    failure of that address), a key without the scope is 403. Sharing one
+    :class:`FailedAuthLimiter` between listeners means guesses spread over ports still count
+    once per address.
+    """
+
+    def __init__(self, keyring: ApiKeyring, failures: FailedAuthLimiter) -> None:
+        self.keyring = keyring
+        self.failures = failures
+
+    def admit(
+        self,
+        access: Access | None,
+        headers: list[tuple[bytes, bytes]],
+        client_address: Callable[[], str],
+    ) -> ApiKey | None:
+        """The caller's key (``None`` when none was presented to an open route), or raise
+        :class:`AuthLockedOutError`, :class:`UnauthorizedError` or :class:`ForbiddenError`."""
+        keyring = self.keyring
+        needed = keyring.required_scope(access)
+        address = ""
+        if needed is not None:
+            address = client_address()
+            retry_after_s = self.failures.retry_after_s(address)
+            if retry_after_s is not None:
+                raise AuthLockedOutError(self.failures.limit, retry_after_s)
+        key = keyring.identify(presented_key(headers))
+        if needed is not None:
+            if key is None:
+                self.failures.failed(address)
+            keyring.check(key, needed)
+        return key
+
+
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The key from ``Authorization: Bearer <key>`` (preferred) or ``X-API-Key``, if any.
 
@@ -186,16 +231,14 @@ class AuthMiddleware:
         self,
         app: ASGIApp,
         *,
-        keyring: ApiKeyring,
+        gate: AuthGate,
         table: RouteTable,
-        failures: FailedAuthLimiter,
         client_address: Callable[[Scope], str],
         refusals: RefusalLog | None = None,
     ) -> None:
         self.app = app
-        self.keyring = keyring
+        self.gate = gate
         self.table = table
-        self.failures = failures
         self.client_address = client_address
         self.refusals = refusals or RefusalLog()
 
@@ -203,36 +246,29 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        keyring = self.keyring
         state = scope.setdefault("state", {})
         matched = self.table.route_for(scope)
-        needed = keyring.required_scope(matched.spec.access if matched is not None else None)
-        address = ""
-        if needed is not None:
-            address = self.client_address(scope)
-            retry_after_s = self.failures.retry_after_s(address)
-            if retry_after_s is not None:
-                locked = AuthLockedOutError(self.failures.limit, retry_after_s)
-                await self._refuse(locked, needed, scope, receive, send)
-                return
-        key = keyring.identify(presented_key(scope["headers"]))
+        access = matched.spec.access if matched is not None else None
+        try:
+            key = self.gate.admit(access, scope["headers"], lambda: self.client_address(scope))
+        except ModelserveError as exc:
+            await self._refuse(exc, access, scope, receive, send)
+            return
         if key is not None:
             state["api_key"] = key
             state["caller"] = key.name
             structlog.contextvars.bind_contextvars(api_key_name=key.name)
-        if needed is not None:
-            try:
-                keyring.check(key, needed)
-            except ModelserveError as exc:
-                if isinstance(exc, UnauthorizedError):
-                    self.failures.failed(address)
-                await self._refuse(exc, needed, scope, receive, send)
-                return
         await self.app(scope, receive, send)
 
     async def _refuse(
-        self, exc: ModelserveError, needed: str, scope: Scope, receive: Receive, send: Send
+        self,
+        exc: ModelserveError,
+        access: Access | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
     ) -> None:
+        needed = self.gate.keyring.required_scope(access)
         self.refusals.refused(path=scope["path"], code=exc.code, required_scope=needed)
         headers = None
         if isinstance(exc, UnauthorizedError) and scope["path"].startswith("/dashboard"):

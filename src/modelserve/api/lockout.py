@@ -4,7 +4,8 @@ A client address that fails authentication ``auth.failed_auth_limit`` times (say
 minute) is refused with 429 on every route that needs a key until its window ends, a valid
 key included: otherwise a 429 would only mean "wrong guess" and guessing would go on at full
 speed. The window starts at the address's first failure. Counts are per process and bounded
-in size, so a flood of addresses cannot grow them without limit.
+in size, so a flood of addresses cannot grow them without limit. One limiter serves every
+listener of a process (the main port, gRPC and the probe port's thread), so it takes a lock.
 
 Each refusal used to write a log line; now the first refusal of an interval is logged and the
 rest are only counted, then reported in the next line (``refused_since_last``).
@@ -12,6 +13,7 @@ rest are only counted, then reported in the next line (``refused_since_last``).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ class FailedAuthLimiter:
         self.window_s = float(item.get_expiry())
         self._clock = clock
         self._windows: dict[str, _Window] = {}
+        self._lock = threading.Lock()
 
     def retry_after_s(self, address: str) -> int | None:
         """Seconds until ``address`` may try again, or ``None`` when it is not locked out."""
@@ -49,20 +52,22 @@ class FailedAuthLimiter:
             return None
         left = window.started_at + self.window_s - self._clock()
         if left <= 0:
-            del self._windows[address]
+            with self._lock:
+                self._windows.pop(address, None)
             return None
         return max(1, int(left + 0.999))
 
     def failed(self, address: str) -> None:
         """Count one failed authentication from ``address``."""
-        now = self._clock()
-        window = self._windows.get(address)
-        if window is None or now - window.started_at >= self.window_s:
-            if window is None and len(self._windows) >= MAX_TRACKED_ADDRESSES:
-                self._evict(now)
-            self._windows[address] = _Window(now, 1)
-        else:
-            window.failures += 1
+        with self._lock:
+            now = self._clock()
+            window = self._windows.get(address)
+            if window is None or now - window.started_at >= self.window_s:
+                if window is None and len(self._windows) >= MAX_TRACKED_ADDRESSES:
+                    self._evict(now)
+                self._windows[address] = _Window(now, 1)
+            else:
+                window.failures += 1
 
     def _evict(self, now: float) -> None:
         """Drop ended windows; if every window is live, drop the oldest half."""

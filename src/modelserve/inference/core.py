@@ -114,8 +114,10 @@ class InferenceCore:
         return Readiness(*self.health.readiness(*self.registry.readiness()))
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
-        """Whether the version (default: the model's default) serves; 404 errors if unknown."""
-        return self.registry.get(name, version).ready
+        """Whether the version (default: the model's default) serves and the process is not
+        draining (as for :meth:`server_ready`); 404 errors if unknown."""
+        ready = self.registry.get(name, version).ready
+        return ready and not self.health.draining
 
     def model_metadata(self, name: str, version: str | None = None) -> VersionMetadata:
         """The version (default: the model's default) as metadata endpoints describe it."""

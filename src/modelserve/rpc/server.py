@@ -28,8 +28,9 @@ from grpc_health.v1 import _async as health_aio  # public as health.aio, set con
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from modelserve.api.auth import ApiKey, ApiKeyring, admin_served, presented_key
+from modelserve.api.auth import ApiKey, AuthGate, served, withheld_reason
 from modelserve.api.ratelimit import RouteLimiter, enforce_predict
+from modelserve.api.route_table import Access
 from modelserve.errors import BodyTooLargeError, InvalidInputError
 from modelserve.observability.health import HealthState
 from modelserve.rpc import inference_pb2
@@ -44,7 +45,7 @@ _TRANSPORT_HEADROOM: Final = 2
 wording); up to that, modelserve refuses them with a message that names the setting."""
 
 
-_MONITORING: Final = frozenset({"probe", "metrics"})
+_MONITORING: Final = frozenset({Access.PROBE, Access.METRICS})
 
 
 class GrpcServer:
@@ -54,13 +55,13 @@ class GrpcServer:
         self,
         plane: DataPlane,
         settings: Settings,
-        keyring: ApiKeyring,
+        gate: AuthGate,
         limiter: RouteLimiter | None,
         health_state: HealthState,
     ) -> None:
         self._plane = plane
         self._settings = settings
-        self._keyring = keyring
+        self._gate = gate
         self._limiter = limiter
         self._health_state = health_state
         self._max_bytes = settings.body_limit_bytes()
@@ -80,7 +81,7 @@ class GrpcServer:
                     SERVICE,
                     access_log=server_settings.access_log,
                     access_log_probes=server_settings.access_log_probes,
-                    probes=frozenset(m.name for m in METHODS if m.scope == "probe"),
+                    probes=frozenset(m.name for m in METHODS if m.access is Access.PROBE),
                 )
             ],
             options=[
@@ -107,7 +108,7 @@ class GrpcServer:
         """The route labels of probe and statistics methods, left out of /stats' traffic
         figures as ``/v2/health/...`` and ``/metrics`` are."""
         return frozenset(
-            f"/{SERVICE}/{method.name}" for method in METHODS if method.scope in _MONITORING
+            f"/{SERVICE}/{method.name}" for method in METHODS if method.access in _MONITORING
         )
 
     async def drain_on_signal(self) -> None:
@@ -143,16 +144,19 @@ class GrpcServer:
             await self._health.set(service, status)
 
     def _inference_handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        # Repository calls exist only where the admin API does (auth on, an admin key):
-        # elsewhere they are UNIMPLEMENTED, as an absent route is 404.
-        served = admin_served(self._settings.auth)
+        # The HTTP route table's rule: repository calls exist only where the admin API does
+        # (auth on, an admin key); elsewhere they are UNIMPLEMENTED, as an absent route is 404.
+        auth = self._settings.auth
         handlers = {
             method.name: grpc.unary_unary_rpc_method_handler(
                 self._bind(method), response_serializer=_serialize
             )
             for method in METHODS
-            if method.scope != "admin" or served
+            if served(auth, method.access)
         }
+        withheld = withheld_reason(auth, "admin")
+        if withheld is not None:
+            log.info("grpc_methods_withheld", scope="admin", reason=withheld)
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
     def _bind(self, method: Method) -> Any:
@@ -168,7 +172,7 @@ class GrpcServer:
         them)."""
         if len(raw) > self._max_bytes:
             raise BodyTooLargeError(self._max_bytes)
-        key = self._authorize(method, metadata_as_headers(context.invocation_metadata()))
+        key = self._authorize(method, metadata_as_headers(context.invocation_metadata()), context)
         try:
             request = method.request.FromString(raw)
         except DecodeError:
@@ -178,16 +182,19 @@ class GrpcServer:
             self._plane, request, Call(caller, self._charger(caller, context))
         )
 
-    def _authorize(self, method: Method, metadata: list[tuple[bytes, bytes]]) -> ApiKey | None:
-        keyring = self._keyring
-        if not keyring.enabled:
+    def _authorize(
+        self,
+        method: Method,
+        metadata: list[tuple[bytes, bytes]],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> ApiKey | None:
+        """The main port's rule (:class:`AuthGate`): scope, and the failed-authentication
+        limit per client address, counted with the other listeners'."""
+        if not self._gate.keyring.enabled:
             return None
-        key = keyring.identify(presented_key(metadata))
+        key = self._gate.admit(method.access, metadata, lambda: _peer_ip(context.peer()))
         if key is not None:
             structlog.contextvars.bind_contextvars(api_key_name=key.name)
-        needed = _needed_scope(method.scope, keyring)
-        if needed is not None:
-            keyring.check(key, needed)
         return key
 
     def _charger(self, caller: str | None, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -210,14 +217,6 @@ def _reflection_pool() -> DescriptorPool:
     except KeyError:
         pool.AddSerializedFile(health_pb2.DESCRIPTOR.serialized_pb)
     return pool
-
-
-def _needed_scope(scope: str, keyring: ApiKeyring) -> str | None:
-    if scope == "probe":
-        return "any" if keyring.protect_probes else None
-    if scope == "metrics":
-        return "any" if keyring.protect_metrics else None
-    return scope
 
 
 def _serialize(message: Message) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from google.protobuf.message import Message
 
+from modelserve.api.route_table import Access
 from modelserve.rpc import convert
 from modelserve.rpc import inference_pb2 as pb
 from modelserve.v2.dataplane import Charge, DataPlane
@@ -36,9 +37,9 @@ class Method:
     request: type[Message]
     response: type[Message]
     handler: Handler
-    scope: str
-    """``predict``, ``admin``, ``probe`` (open unless auth.protect_probes) or ``metrics``
-    (open unless auth.protect_metrics)."""
+    access: Access
+    """Who may call it, as for an HTTP route: ``PREDICT``, ``ADMIN``, ``PROBE`` (open unless
+    auth.protect_probes) or ``METRICS`` (open unless auth.protect_metrics)."""
 
 
 async def _server_live(plane: DataPlane, _: pb.ServerLiveRequest, __: Call) -> Message:
@@ -129,50 +130,52 @@ def _version_parameter(parameters: Any) -> str | None:
 
 
 METHODS: Final = (
-    Method("ServerLive", pb.ServerLiveRequest, pb.ServerLiveResponse, _server_live, "probe"),
-    Method("ServerReady", pb.ServerReadyRequest, pb.ServerReadyResponse, _server_ready, "probe"),
-    Method("ModelReady", pb.ModelReadyRequest, pb.ModelReadyResponse, _model_ready, "probe"),
+    Method("ServerLive", pb.ServerLiveRequest, pb.ServerLiveResponse, _server_live, Access.PROBE),
+    Method(
+        "ServerReady", pb.ServerReadyRequest, pb.ServerReadyResponse, _server_ready, Access.PROBE
+    ),
+    Method("ModelReady", pb.ModelReadyRequest, pb.ModelReadyResponse, _model_ready, Access.PROBE),
     Method(
         "ServerMetadata",
         pb.ServerMetadataRequest,
         pb.ServerMetadataResponse,
         _server_metadata,
-        "predict",
+        Access.PREDICT,
     ),
     Method(
         "ModelMetadata",
         pb.ModelMetadataRequest,
         pb.ModelMetadataResponse,
         _model_metadata,
-        "predict",
+        Access.PREDICT,
     ),
-    Method("ModelInfer", pb.ModelInferRequest, pb.ModelInferResponse, _model_infer, "predict"),
+    Method("ModelInfer", pb.ModelInferRequest, pb.ModelInferResponse, _model_infer, Access.PREDICT),
     Method(
         "ModelStatistics",
         pb.ModelStatisticsRequest,
         pb.ModelStatisticsResponse,
         _model_statistics,
-        "metrics",
+        Access.METRICS,
     ),
     Method(
         "RepositoryIndex",
         pb.RepositoryIndexRequest,
         pb.RepositoryIndexResponse,
         _repository_index,
-        "admin",
+        Access.ADMIN,
     ),
     Method(
         "RepositoryModelLoad",
         pb.RepositoryModelLoadRequest,
         pb.RepositoryModelLoadResponse,
         _repository_load,
-        "admin",
+        Access.ADMIN,
     ),
     Method(
         "RepositoryModelUnload",
         pb.RepositoryModelUnloadRequest,
         pb.RepositoryModelUnloadResponse,
         _repository_unload,
-        "admin",
+        Access.ADMIN,
     ),
 )

@@ -288,7 +288,11 @@ async def test_v2_infer_bad_arguments_are_400_error_body(
 
 async def test_v2_infer_not_json_is_400(client: httpx.AsyncClient) -> None:
     """A body that is not JSON is a 400 in the protocol's error body."""
-    response = await client.post("/v2/models/strings/infer", content=b"{nope")
+    response = await client.post(
+        "/v2/models/strings/infer",
+        content=b"{nope",
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["error"]
 

@@ -16,6 +16,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
+from modelserve.api.content_type import require_json, require_v2_infer_body
 from modelserve.api.disconnect import while_connected
 from modelserve.api.errors import v2_error_response
 from modelserve.api.openapi_v2 import v2_doc
@@ -121,6 +122,7 @@ async def model_ready(request: Request) -> Response:
 
 async def infer(request: Request) -> Response:
     """Inference: JSON, or JSON followed by binary tensors (``Inference-Header-Content-Length``)."""
+    require_v2_infer_body(request.scope)
     name, version = _model(request)
     body = await request.body()
     header = request.headers.get(HEADER_LENGTH)
@@ -186,8 +188,7 @@ def _statistics_json(stats: VersionStatistics) -> dict[str, Any]:
 
 async def repository_index(request: Request) -> Response:
     """Every configured version and its state (``ready: true`` in the body: only ready ones)."""
-    body = await request.body()
-    options = orjson.loads(body) if body.strip() else {}
+    options = await _json_options(request)
     ready_only = isinstance(options, dict) and options.get("ready") is True
     entries = _plane(request).repository_index(ready_only=ready_only)
     return _json(
@@ -216,18 +217,25 @@ async def repository_unload(request: Request) -> Response:
 
 async def _version(request: Request) -> str | None:
     """The optional ``{"parameters": {"version": "..."}}`` of a load or unload body."""
-    body = await request.body()
-    if not body.strip():
-        return None
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise InvalidInputError("the request body is not valid JSON") from None
+    document = await _json_options(request)
     parameters = document.get("parameters") if isinstance(document, dict) else None
     version = parameters.get("version") if isinstance(parameters, dict) else None
     if version is not None and not isinstance(version, str):
         raise InvalidInputError("parameters.version must be a string")
     return version
+
+
+async def _json_options(request: Request) -> object:
+    """A repository call's optional JSON body (``None`` when empty); JSON declared only, like
+    every state-changing route."""
+    require_json(request.scope)
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidInputError("the request body is not valid JSON") from None
 
 
 _MODEL: Final = "/v2/models/{name}"
