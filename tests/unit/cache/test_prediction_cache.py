@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from modelserve.cache.memory import MemoryCache
 from modelserve.inference.artifact import file_sha256
@@ -140,6 +141,7 @@ async def test_prediction_cache_merge_keeps_request_order() -> None:
         (b"[null, null, 1e999]", REGRESSOR),
         (b"[null, null, 1]", REGRESSOR),
         (b"[null, null, [1.0, 2.0]]", MULTI_OUTPUT),
+        (b'["setosa", [0.5, 0.5]]', CLASSIFIER),
     ],
     ids=[
         "not-json",
@@ -155,6 +157,7 @@ async def test_prediction_cache_merge_keeps_request_order() -> None:
         "infinite-value",
         "integer-value",
         "wrong-width",
+        "short-row",
     ],
 )
 async def test_prediction_cache_treats_misfit_value_as_a_counted_miss(
@@ -168,6 +171,28 @@ async def test_prediction_cache_treats_misfit_value_as_a_counted_miss(
     await backend.set_many([(_keys(ROWS[:1])[0], stored)])
     assert (await cache.lookup("iris", "1", "f", spec, ROWS[:1])).missing == [0]
     assert REGISTRY.get_sample_value(REJECTED, labels) == before + 1
+
+
+async def test_prediction_cache_logs_rejected_values_at_most_once_per_interval() -> None:
+    """Three misfit values in a row: one warning naming the back-end and the version; the
+    next two are held back (counted by the next warning after the interval)."""
+    backend = MemoryCache(maxsize=10, ttl_s=60)
+    cache = PredictionCache(backend, SECRET)
+    await backend.set_many([(key, b"not json") for key in _keys(ROWS)])
+    with capture_logs() as logs:
+        for row in range(3):
+            await cache.lookup("iris", "1", "f", CLASSIFIER, ROWS[row : row + 1])
+    warnings = [line for line in logs if line["event"] == "cache_value_rejected"]
+    assert warnings == [
+        {
+            "event": "cache_value_rejected",
+            "log_level": "warning",
+            "backend": backend.name,
+            "model": "iris",
+            "model_version": "1",
+            "rejected_not_logged": 0,
+        }
+    ]
 
 
 def test_artifact_fingerprint_changes_with_file_bytes(
