@@ -379,3 +379,71 @@ async def test_batcher_close_past_its_timeout_fails_what_is_still_queued(
     with pytest.raises(ShuttingDownError):
         await queued
     assert echoed(await running) == [1]
+
+
+class _ProbabilityRuntime(EchoRuntime):
+    """A classifier double: each row's probabilities are [f, 1 - f] for its first feature f."""
+
+    def predict(self, batch: FloatArray) -> RawOutput:
+        super().predict(batch)
+        first = batch[:, 0] / 100
+        return RawOutput(probabilities=np.column_stack([first, 1 - first]))
+
+
+async def test_batcher_split_request_keeps_every_rows_probabilities(
+    make_batcher: BatcherFactory,
+) -> None:
+    """A request split over several model calls gets every row's probabilities, in order."""
+    runtime = _ProbabilityRuntime()
+    batcher = make_batcher(runtime, max_batch_size=4)
+
+    result = await batcher.submit(rows_of(*range(10)))
+
+    assert runtime.batch_sizes == [4, 4, 2]
+    assert result.probabilities is not None
+    assert result.probabilities[:, 0].tolist() == [i / 100 for i in range(10)]
+
+
+async def test_batcher_cancelled_queued_request_gives_its_rows_back(
+    make_batcher: BatcherFactory,
+) -> None:
+    """Once a queued caller is gone its rows no longer count against max_queue_rows."""
+    runtime = EchoRuntime(delay_s=0.2)
+    batcher = make_batcher(runtime, max_queue_rows=3)
+    running = asyncio.create_task(batcher.submit(rows_of(1)))
+    await wait_for_calls(runtime, 1)
+    abandoned = asyncio.create_task(batcher.submit(rows_of(2, 3)))
+    await asyncio.sleep(0)
+    queued_before = batcher.queued_rows
+
+    abandoned.cancel()
+    await asyncio.sleep(0)
+    queued_after = batcher.queued_rows
+    fits = asyncio.create_task(batcher.submit(rows_of(4, 5, 6)))
+    await running
+
+    assert (queued_before, queued_after) == (2, 0)
+    assert echoed(await fits) == [4, 5, 6]
+
+
+async def test_batcher_each_queued_request_expires_at_its_own_deadline(
+    make_batcher: BatcherFactory,
+) -> None:
+    """Two requests queued one after the other behind a slow call both get queue_timeout,
+    each naming the deadline, and neither is computed."""
+    runtime = EchoRuntime(delay_s=0.5)
+    batcher = make_batcher(runtime, timeout_ms=100)
+    running = asyncio.create_task(batcher.submit(rows_of(1)))
+    await wait_for_calls(runtime, 1)
+    first = asyncio.create_task(batcher.submit(rows_of(2)))
+    await asyncio.sleep(0.02)  # a later arrival, so a later deadline: not a wait on a race
+    second = asyncio.create_task(batcher.submit(rows_of(3)))
+
+    outcomes = await asyncio.gather(first, second, return_exceptions=True)
+
+    assert [type(outcome) for outcome in outcomes] == [QueueTimeoutError] * 2
+    assert all("100 ms deadline" in str(outcome) for outcome in outcomes)
+    with pytest.raises(InferenceTimeoutError):
+        await running
+    await batcher.close(timeout_s=5)
+    assert runtime.batch_sizes == [1]
