@@ -14,7 +14,7 @@ import pytest
 
 from tests.e2e.conftest import RunningServer, write_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 POLL_S = 0.05
 STALL_S = 1.0
