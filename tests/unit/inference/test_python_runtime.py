@@ -152,7 +152,7 @@ def test_python_runtime_config_folder_never_shadows_the_standard_library(tmp_pat
             "    def predict(self, b):\n        return b",
             "failed to load: ValueError: no weights",
         ),
-        ("class Threshold:\n    pass", "has no predict"),
+        ("class Threshold:\n    pass", "has no predict\\(self, batch\\) or predict_proba"),
         ("Threshold = 3", "defines no class Threshold"),
     ],
     ids=["syntax-error", "import-raises", "load-raises", "no-predict", "not-a-class"],

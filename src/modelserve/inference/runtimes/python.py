@@ -48,17 +48,19 @@ class PythonRuntime:
         label_from: str = "argmax",
         artifacts_copy: tempfile.TemporaryDirectory[str] | None = None,
     ) -> None:
-        if not callable(getattr(model, "predict", None)):
-            raise ModelLoadError(f"{type(model).__name__} has no predict(self, batch)")
         self._model = model
         if artifacts_copy is not None:  # removed with the runtime (a reload retires it)
             weakref.finalize(self, artifacts_copy.cleanup)
         self._preprocess = _hook(model, "preprocess")
         self._postprocess = _hook(model, "postprocess")
         self._predict_proba = _hook(model, "predict_proba")
+        self._predict = _hook(model, "predict")
         self._metadata = _read_metadata(model, has_proba=self._predict_proba is not None)
         self._use_proba = self._predict_proba is not None and self._metadata.is_classifier
         self._also_predict = self._use_proba and label_from == "predict"
+        if self._predict is None and (self._also_predict or not self._use_proba):
+            needs = "predict(self, batch)" + ("" if self._also_predict else " or predict_proba")
+            raise ModelLoadError(f"{type(model).__name__} has no {needs}")
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -68,17 +70,22 @@ class PythonRuntime:
         inputs = self._preprocess(batch) if self._preprocess is not None else batch
         if self._use_proba and self._predict_proba is not None:
             probabilities = np.asarray(self._finish(self._predict_proba(inputs)), np.float64)
-            values = self._finish(self._model.predict(inputs)) if self._also_predict else None
+            values = self._finish(self._call_predict(inputs)) if self._also_predict else None
             return RawOutput(
                 probabilities=probabilities, values=None if values is None else np.asarray(values)
             )
-        out = np.asarray(self._finish(self._model.predict(inputs)))
+        out = np.asarray(self._finish(self._call_predict(inputs)))
         if self._metadata.is_classifier:
             return RawOutput(values=out.reshape(-1))
         values = out.astype(np.float64)
         return RawOutput(
             values=values[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
         )
+
+    def _call_predict(self, inputs: Any) -> Any:
+        if self._predict is None:  # refused at load unless predict_proba answers instead
+            raise ModelLoadError("the class has no predict()")
+        return self._predict(inputs)
 
     def _finish(self, output: Any) -> Any:
         return self._postprocess(output) if self._postprocess is not None else output

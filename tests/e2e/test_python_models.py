@@ -1,0 +1,264 @@
+"""A ``format: python`` model class in a real server: its preprocessing, answers on every
+transport, warm-up, metrics, drift, a failing class, and a hot reload after its source is
+edited."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from modelserve.observability.profile import build_profile
+from tests import prometheus
+from tests.e2e.conftest import RunningServer, write_config
+
+pytestmark = pytest.mark.e2e
+
+OPS_KEY = "e2e-python-models-ops-5c1e9a7b3d"
+AUTH = {"Authorization": f"Bearer {OPS_KEY}"}
+WEIGHTS = [0.8, -0.5]
+ROWS = [[1.0, 2.0], [3.0, 0.5], [-1.0, 4.0], [2.5, 2.5], [0.0, -3.0], [4.0, 1.0]]
+SCORER = '''
+import json
+from pathlib import Path
+
+import numpy as np
+
+OFFSET = 0.0
+
+
+class Scorer:
+    """Logistic score of the shifted row against weights read from the artifacts."""
+
+    classes = ["stays", "churns"]
+    feature_names = ["tenure", "calls"]
+
+    def load(self, artifacts_dir):
+        self.weights = np.array(json.loads((Path(artifacts_dir) / "weights.json").read_text()))
+
+    def preprocess(self, batch):
+        return batch - OFFSET
+
+    def predict_proba(self, batch):
+        p = 1 / (1 + np.exp(-(batch @ self.weights)))
+        return np.column_stack([1 - p, p])
+'''
+EXPLODING = """
+class Exploding:
+    def predict(self, batch):
+        if (batch[:, 0] > 100).any():
+            raise ValueError("secret detail from /srv/private/features.db")
+        return batch[:, 0] * 2
+"""
+
+
+def expected(rows: list[list[float]], offset: float) -> np.ndarray:
+    """What Scorer answers: the churn probability of each row."""
+    p = 1 / (1 + np.exp(-((np.array(rows) - offset) @ np.array(WEIGHTS))))
+    return np.column_stack([1 - p, p])
+
+
+@dataclass
+class Project:
+    folder: Path
+    server: RunningServer
+
+    def predict(self, row: list[float]) -> dict[str, Any]:
+        response = httpx.post(
+            f"{self.server.base_url}/predict?model=scorer",
+            json={"features": dict(zip(["tenure", "calls"], row, strict=True))},
+            headers=AUTH,
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def predict_batch(self, rows: list[list[float]]) -> dict[str, Any]:
+        response = httpx.post(
+            f"{self.server.base_url}/predict-batch?model=scorer&probabilities=true",
+            json={"batch": rows},
+            headers=AUTH,
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def reload(self) -> httpx.Response:
+        return httpx.post(
+            f"{self.server.base_url}/admin/models/scorer/versions/1/reload",
+            headers=AUTH,
+            json={},
+            timeout=60,
+        )
+
+    def v2_infer(self, rows: list[list[float]]) -> dict[str, list[Any]]:
+        tensor = {
+            "name": "input",
+            "shape": [len(rows), 2],
+            "datatype": "FP64",
+            "data": [v for row in rows for v in row],
+        }
+        response = httpx.post(
+            f"{self.server.base_url}/v2/models/scorer/infer",
+            json={"inputs": [tensor]},
+            headers=AUTH,
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return {o["name"]: o["data"] for o in response.json()["outputs"]}
+
+
+def write_project(folder: Path) -> Path:
+    """The scorer and the exploding class beside their config, with a drift profile."""
+    folder.mkdir()
+    (folder / "scoring.py").write_text(textwrap.dedent(SCORER))
+    (folder / "exploding.py").write_text(textwrap.dedent(EXPLODING))
+    (folder / "artifacts").mkdir()
+    (folder / "artifacts" / "weights.json").write_text(json.dumps(WEIGHTS))
+    probabilities = expected(ROWS, 0.0)
+    profile = build_profile(
+        np.array(ROWS),
+        ["tenure", "calls"],
+        [["stays", "churns"][i] for i in probabilities.argmax(axis=1)],
+        probabilities.max(axis=1).tolist(),
+    )
+    (folder / "scorer.profile.json").write_bytes(profile.to_json())
+    return write_config(
+        folder,
+        {
+            "server": {"access_log": False},
+            "cache": {"backend": "none"},
+            "drift": {"min_rows": 3, "interval_s": 1},
+            "auth": {
+                "enabled": True,
+                "keys": [{"name": "ops", "key": OPS_KEY, "scopes": ["predict", "admin"]}],
+            },
+            "models": [
+                {
+                    "name": "scorer",
+                    "format": "python",
+                    "path": "scoring:Scorer",
+                    "artifacts": "artifacts",
+                    "profile": "scorer.profile.json",
+                    "batching": {"max_batch_size": 4},
+                },
+                {"name": "exploding", "format": "python", "path": "exploding:Exploding",
+                 "n_features": 2},
+            ],
+        },
+    )  # fmt: skip
+
+
+@pytest.fixture
+def project(tmp_path: Path, serve_modelserve: Callable[..., RunningServer]) -> Project:
+    config = write_project(tmp_path / "project")
+    return Project(tmp_path / "project", serve_modelserve(config))
+
+
+def test_python_model_answers_through_every_transport(project: Project) -> None:
+    """/predict, /predict-batch and V2 infer answer what the class computes after its
+    preprocessing, with its own class names."""
+    want = expected(ROWS, 0.0)
+    labels = [["stays", "churns"][i] for i in want.argmax(axis=1)]
+    single = project.predict(ROWS[0])
+    assert single["prediction"] == labels[0]
+    assert single["probabilities"] == pytest.approx({"stays": want[0, 0], "churns": want[0, 1]})
+    batch = project.predict_batch(ROWS)
+    assert batch["predictions"] == labels
+    churns = [p["churns"] for p in batch["probabilities"]]
+    assert churns == pytest.approx(want[:, 1].tolist())
+    v2 = project.v2_infer(ROWS)
+    assert v2["label"] == labels
+    assert v2["probabilities"] == pytest.approx(want.ravel().tolist())
+
+
+def test_python_model_hot_reload_serves_the_edited_source(project: Project) -> None:
+    """Editing the module and reloading the version serves the new code on every transport."""
+    assert project.predict(ROWS[0])["probabilities"]["churns"] == pytest.approx(
+        expected(ROWS[:1], 0.0)[0, 1]
+    )
+    module = project.folder / "scoring.py"
+    module.write_text(module.read_text().replace("OFFSET = 0.0", "OFFSET = 2.0"))
+    response = project.reload()
+    assert response.status_code == 200, response.text
+    assert response.json()["changed"] is True
+    want = expected(ROWS, 2.0)
+    assert project.predict(ROWS[0])["probabilities"]["churns"] == pytest.approx(want[0, 1])
+    churns = [p["churns"] for p in project.predict_batch(ROWS)["probabilities"]]
+    assert churns == pytest.approx(want[:, 1].tolist())
+    assert project.v2_infer(ROWS)["probabilities"] == pytest.approx(want.ravel().tolist())
+
+
+def test_python_model_broken_reload_keeps_the_old_code_serving(project: Project) -> None:
+    """A syntax error written into the module fails the reload (409 with the reason) and the
+    version keeps answering with the code it had."""
+    module = project.folder / "scoring.py"
+    module.write_text(module.read_text() + "\ndef broken(:\n")
+    response = project.reload()
+    assert response.status_code == 409, response.text
+    assert "SyntaxError" in response.json()["detail"]
+    assert project.predict(ROWS[1])["probabilities"]["churns"] == pytest.approx(
+        expected(ROWS[1:2], 0.0)[0, 1]
+    )
+
+
+def test_python_model_that_raises_answers_prediction_failed(project: Project) -> None:
+    """A class raising in predict gets the documented 500 with no detail; others still serve."""
+    response = httpx.post(
+        f"{project.server.base_url}/predict?model=exploding",
+        json={"features": [500.0, 1.0]},
+        headers=AUTH,
+        timeout=30,
+    )
+    assert response.status_code == 500
+    body = response.json()
+    assert body["code"] == "prediction_failed"
+    assert "secret" not in response.text
+    assert "Traceback" not in response.text
+    fine = httpx.post(
+        f"{project.server.base_url}/predict?model=exploding",
+        json={"features": [5.0, 1.0]},
+        headers=AUTH,
+        timeout=30,
+    )
+    assert fine.json()["prediction"] == 10.0
+
+
+def scrape(server: RunningServer) -> prometheus.Samples:
+    response = httpx.get(server.base_url + "/metrics", headers=AUTH, timeout=10)
+    assert response.status_code == 200
+    return prometheus.parse(response.text)
+
+
+def test_python_model_is_warmed_up_metered_and_drift_monitored(project: Project) -> None:
+    """Warm-up before ready, batch metrics split at max_batch_size, and drift gauges against
+    its profile: the same as for every format."""
+    labels = {"model": "scorer", "model_version": "1"}
+    before = scrape(project.server)
+    assert prometheus.value(before, "modelserve_model_warmup_seconds", **labels) > 0
+    assert prometheus.value(before, "modelserve_model_info", **labels, format="python",
+                            status="ready") == 1.0  # fmt: skip
+    project.predict_batch(ROWS)
+    after = scrape(project.server)
+    assert prometheus.moved(before, after, "modelserve_rows_predicted_total", **labels) == len(ROWS)
+    assert prometheus.moved(before, after, "modelserve_batch_rows_count", **labels) == 2
+    deadline = time.monotonic() + 30
+    while True:  # the drift gauges are refreshed on the monitor's tick
+        samples = scrape(project.server)
+        window = samples.get(("modelserve_drift_window_rows", frozenset(labels.items())), 0)
+        if window >= len(ROWS) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert window >= len(ROWS)
+    psi = prometheus.value(samples, "modelserve_drift_feature_psi", **labels, feature="tenure")
+    assert math.isfinite(psi)
+    assert psi >= 0
