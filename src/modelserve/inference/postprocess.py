@@ -16,7 +16,10 @@ from modelserve.errors import NonFiniteOutputError
 from modelserve.inference.types import Outputs, RawOutput
 
 _NUMPY_CHECK_FROM_ROWS = 16
-"""From this many rows the finiteness check is one numpy call rather than a Python loop."""
+"""From this many rows the checks and the label lookup are numpy calls, not a loop per row."""
+_DISTINCT_BY_EQUALITY = "iubUS"
+"""Array kinds whose equal elements print the same: ints, bools, strings (not floats, where
+0.0 == -0.0, nor objects, where 1 == True), so each distinct value is labelled once."""
 
 
 class Postprocessor:
@@ -60,7 +63,7 @@ class Postprocessor:
         if raw.values is None:
             raise ValueError("runtime returned neither probabilities nor values")
         if self.is_classifier:
-            return Outputs(labels=[self._label_of_value(v) for v in raw.values.tolist()])
+            return Outputs(labels=self._labels_of_values(raw.values))
         values = np.asarray(raw.values, dtype=np.float64)
         _require_finite(values)
         if self.clip is not None:
@@ -72,22 +75,33 @@ class Postprocessor:
     def _classify(
         self, probabilities: npt.NDArray[np.float64], values: npt.NDArray[np.generic] | None
     ) -> Outputs:
-        # One conversion to Python floats, then plain Python: most calls hold a single row,
-        # where each numpy call (argmax, fancy indexing, isfinite) costs more than the row.
-        rows = probabilities.tolist()
-        small = len(rows) < _NUMPY_CHECK_FROM_ROWS
-        if small:
+        # Single rows stay in plain Python, where each numpy call (argmax, fancy indexing,
+        # isfinite) costs more than the row; larger batches go through numpy once, not per row.
+        if len(probabilities) < _NUMPY_CHECK_FROM_ROWS:
+            rows = probabilities.tolist()
             for i, row in enumerate(rows):
                 if not all(map(math.isfinite, row)):
                     raise NonFiniteOutputError(i)
-        else:
-            _require_finite(probabilities)
-        if values is not None:
-            labels = [self._label_of_value(v) for v in values.tolist()]
-        else:
+            if values is not None:
+                return Outputs(labels=self._labels_of_values(values), probabilities=probabilities)
             names = self.column_labels(probabilities.shape[1])
             labels = [names[row.index(max(row))] for row in rows]
-        return Outputs(labels=labels, probabilities=probabilities)
+            return Outputs(labels=labels, probabilities=probabilities)
+        _require_finite(probabilities)
+        if values is not None:
+            return Outputs(labels=self._labels_of_values(values), probabilities=probabilities)
+        columns = np.array(self.column_labels(probabilities.shape[1]), dtype=object)
+        # argmax picks the first of equal maxima, as row.index(max(row)) does.
+        best: list[str] = columns[np.argmax(probabilities, axis=1)].tolist()
+        return Outputs(labels=best, probabilities=probabilities)
+
+    def _labels_of_values(self, values: npt.NDArray[np.generic]) -> list[str]:
+        """The label of each predicted class value, computed once per distinct value."""
+        items = values.tolist()
+        if values.dtype.kind not in _DISTINCT_BY_EQUALITY or len(items) < _NUMPY_CHECK_FROM_ROWS:
+            return [self._label_of_value(item) for item in items]
+        named = {item: self._label_of_value(item) for item in dict.fromkeys(items)}
+        return list(map(named.__getitem__, items))
 
     def _label_of_value(self, value: object) -> str:
         text = str(value)

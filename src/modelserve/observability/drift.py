@@ -94,12 +94,11 @@ class DriftWindow:
         skip = max(0, n - self.capacity)  # only the newest rows can stay
         rows = matrix[skip:]
         label_ids = (
-            np.array([self._id(label) for label in labels[skip:]], dtype=np.int16)
-            if labels is not None
-            else np.full(len(rows), -1, dtype=np.int16)
+            self._ids(labels[skip:]) if labels is not None else np.full(len(rows), -1, np.int16)
         )
         confidence_values = (
-            np.array([np.nan if c is None else c for c in confidences[skip:]], dtype=np.float64)
+            # float64 conversion turns None into NaN
+            np.array(confidences[skip:], dtype=np.float64)
             if confidences is not None
             else np.full(len(rows), np.nan)
         )
@@ -144,6 +143,12 @@ class DriftWindow:
             for i, name in enumerate(self._label_names)
             if counts[i]
         }
+
+    def _ids(self, labels: Sequence[str]) -> npt.NDArray[np.int16]:
+        """The id of each label; each distinct label is looked up once, in order of appearance
+        (the order in which new labels get their ids)."""
+        ids = {label: self._id(label) for label in dict.fromkeys(labels)}
+        return np.fromiter(map(ids.__getitem__, labels), dtype=np.int16, count=len(labels))
 
     def _id(self, label: str) -> int:
         found = self._label_index.get(label)

@@ -73,8 +73,10 @@ def output_tensors(
 def _tensor(answer: ModelAnswer, name: str) -> Tensor:
     if name == LABEL:
         assert answer.labels is not None  # noqa: S101 - listed only when present
+        # A batch holds few distinct labels: each is encoded once.
+        encoded = {label: label.encode() for label in dict.fromkeys(answer.labels)}
         labels = np.empty(len(answer.labels), dtype=object)
-        labels[:] = [label.encode() for label in answer.labels]
+        labels[:] = list(map(encoded.__getitem__, answer.labels))
         return Tensor(LABEL, BYTES, labels.shape, labels)
     array = answer.probabilities if name == PROBABILITIES else answer.values
     assert array is not None  # noqa: S101 - listed only when present

@@ -212,19 +212,26 @@ def _bytes_from_raw(name: str, raw: memoryview | bytes, count: int) -> np.ndarra
 def to_raw(tensor: Tensor) -> bytes:
     """The raw form: row-major little-endian elements, BYTES with 4-byte length prefixes."""
     if tensor.datatype == BYTES:
-        return b"".join(
-            _LENGTH_PREFIX.pack(len(item)) + item for item in _as_bytes(tensor.data.ravel())
-        )
+        items = _as_bytes(tensor.data)
+        framed = {item: _LENGTH_PREFIX.pack(len(item)) + item for item in dict.fromkeys(items)}
+        return b"".join(map(framed.__getitem__, items))
     return np.ascontiguousarray(tensor.data, dtype=numpy_dtype(tensor.datatype)).tobytes()
 
 
 def to_json_data(tensor: Tensor) -> list[Any]:
     """The flat row-major ``data`` list (BYTES as UTF-8 strings)."""
-    flat = tensor.data.ravel()
     if tensor.datatype == BYTES:
-        return [item.decode() for item in _as_bytes(flat)]
-    return flat.tolist()
+        items = _as_bytes(tensor.data)
+        text = {item: item.decode() for item in dict.fromkeys(items)}
+        return list(map(text.__getitem__, items))
+    flat: list[Any] = tensor.data.ravel().tolist()
+    return flat
 
 
-def _as_bytes(items: np.ndarray) -> Sequence[bytes]:
-    return [item if isinstance(item, bytes) else str(item).encode() for item in items.tolist()]
+def _as_bytes(data: np.ndarray) -> Sequence[bytes]:
+    """The elements of a BYTES tensor as bytes, row-major. Outputs hold bytes already, and
+    few distinct ones (labels repeat), so the callers frame or decode each distinct one once."""
+    items = data.ravel().tolist()
+    if all(type(item) is bytes for item in dict.fromkeys(items)):
+        return items
+    return [item if isinstance(item, bytes) else str(item).encode() for item in items]

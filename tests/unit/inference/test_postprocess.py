@@ -187,3 +187,32 @@ def test_answer_labels_are_every_label_the_version_can_give(
 ) -> None:
     """The labels an answer can carry: column names, renamed classes, or unknown."""
     assert post.answer_labels(n_classes) == expected
+
+
+@pytest.mark.parametrize("rows", [2, 15, 16, 1000], ids=["tiny", "below-numpy", "numpy", "big"])
+def test_postprocess_batch_labels_equal_the_per_row_rule(rows: int) -> None:
+    """Every batch size labels each row with its first most probable class, ties included."""
+    rng = np.random.default_rng(7)
+    probabilities = rng.dirichlet(np.ones(3), size=rows)
+    probabilities[0] = [0.4, 0.4, 0.2]  # a tie goes to the first column
+    outputs = classifier().apply(RawOutput(probabilities=probabilities))
+    expected = [LABELS[row.index(max(row))] for row in probabilities.tolist()]
+    assert outputs.labels == expected
+    assert outputs.confidences() == [max(row) for row in probabilities.tolist()]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (np.array([0, 1, 2, 1] * 10), ["setosa", "versicolor", "virginica", "versicolor"] * 10),
+        (np.array([1, True, 0] * 10, dtype=object), ["versicolor", "True", "setosa"] * 10),
+        (np.array([0.0, -0.0] * 10), ["0.0", "-0.0"] * 10),
+    ],
+    ids=["ints", "objects-equal-but-printed-apart", "signed-zeros"],
+)
+def test_postprocess_batch_of_class_values_labels_each_value_by_its_text(
+    values: np.ndarray, expected: list[str]
+) -> None:
+    """Large batches of predict() values map each value to its label as single rows do."""
+    post = Postprocessor(is_classifier=True, labels=LABELS, classes=["0", "1", "2"])
+    assert post.apply(RawOutput(values=values)).labels == expected

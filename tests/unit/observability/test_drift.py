@@ -139,3 +139,15 @@ def test_window_of_a_narrower_profile_reads_the_first_columns() -> None:
     report = window.report(build_profile(np.arange(10.0).reshape(-1, 1)), min_rows=10)
 
     assert report.psi == {"0": 0.0}
+
+
+def test_window_batch_labels_and_missing_confidences_are_kept_row_by_row() -> None:
+    """A many-row batch keeps each row's label and confidence (None counts as unknown)."""
+    window = DriftWindow(n_features=2, capacity=100)
+    labels = ["b", "a", "b", "c"] * 10
+    confidences: list[float | None] = [0.5, None, 1.0, 0.25] * 10
+    window.add(np.zeros((40, 2)), labels, confidences)
+    report = window.report(None, 1)
+    assert report.class_mix == {"b": 0.5, "a": 0.25, "c": 0.25}
+    assert list(report.class_mix) == ["b", "a", "c"]
+    assert report.mean_confidence == round((0.5 + 1.0 + 0.25) / 3, 6)

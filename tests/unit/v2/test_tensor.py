@@ -177,3 +177,17 @@ def test_tensor_shape_must_be_non_negative_ints(shape: object) -> None:
     """A request shape is a list of non-negative integers (-1 appears only in metadata)."""
     with pytest.raises(InvalidTensorError, match="shape must be a list of non-negative integers"):
         tensor.check_shape("x", shape)
+
+
+def test_tensor_bytes_output_with_repeated_and_non_bytes_elements_encodes_each() -> None:
+    """Repeated labels and non-bytes elements (1 and True are equal in Python) keep their text."""
+    labels = np.array([b"setosa", b"virginica", b"setosa"] * 400, dtype=object)
+    mixed = np.array([1, True, "x"] * 20, dtype=object)
+    for data, texts in (
+        (labels, ["setosa", "virginica", "setosa"] * 400),
+        (mixed, ["1", "True", "x"] * 20),
+    ):
+        bytes_tensor = tensor.Tensor("label", "BYTES", data.shape, data)
+        assert tensor.to_json_data(bytes_tensor) == texts
+        decoded = tensor.from_raw("label", "BYTES", data.shape, tensor.to_raw(bytes_tensor))
+        assert decoded.data.tolist() == [text.encode() for text in texts]
