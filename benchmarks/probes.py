@@ -30,6 +30,7 @@ from benchmarks.loadgen import ensure_wrk, start_wrk
 from benchmarks.models import SleepingClassifier, build_models, request_rows, write_rows_csv
 from benchmarks.processes import free_ports, start_server
 from benchmarks.servers import VENV_BIN
+from modelserve.settings import load_settings
 
 WORK = Path(__file__).resolve().parent / ".work"
 REPO = Path(__file__).resolve().parent.parent
@@ -153,7 +154,12 @@ def keep_slow_calls_in_flight(port: int) -> SlowCalls:
 
 
 def write_config(
-    path: Path, model: Path, slow_model: Path, probe_port: int, max_body_bytes: int
+    path: Path,
+    model: Path,
+    slow_model: Path,
+    probe_port: int,
+    max_body_bytes: int | None,
+    max_batch_rows: int,
 ) -> Path:
     slow = {
         "name": "slow",
@@ -167,7 +173,8 @@ def write_config(
             slow,
         ],
         "default_model": "logreg",
-        "server": {"probe_port": probe_port, "max_body_bytes": max_body_bytes},
+        "server": {"probe_port": probe_port, "max_batch_rows": max_batch_rows}
+        | ({"max_body_bytes": max_body_bytes} if max_body_bytes is not None else {}),
         "cache": {"backend": "none"},
     }
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -180,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval-ms", type=float, default=50.0, help="per endpoint")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--big-connections", type=int, default=4)
-    parser.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=None, help="default: derived from the rows"
+    )
+    parser.add_argument("--max-batch-rows", type=int, default=1000)
     parser.add_argument("--only", default="", help="comma-separated load names")
     args = parser.parse_args(argv)
 
@@ -191,8 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     joblib.dump(SleepingClassifier(SLOW_CALL_S).fit(None, None), slow_model)
     port, probe_port = free_ports(2)
     config = write_config(
-        WORK / "probes.yaml", files["logreg"].path, slow_model, probe_port, args.max_body_bytes
+        WORK / "probes.yaml",
+        files["logreg"].path,
+        slow_model,
+        probe_port,
+        args.max_body_bytes,
+        args.max_batch_rows,
     )
+    # The largest body accepted: as many rows as allowed, padded to the body limit.
+    largest_body = load_settings(config).body_limit_bytes() - 64
     command = [str(VENV_BIN / "modelserve"), "serve", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)]
     # The server unpickles benchmarks.models.SleepingClassifier, so it imports this package.
@@ -203,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "single-row-x256": ("predict.lua", [str(rows_csv), "/predict"], 256),
         "largest-body": (
             "big.lua",
-            [str(args.max_body_bytes - 64), "/predict-batch"],
+            [str(largest_body), "/predict-batch", str(args.max_batch_rows)],
             args.big_connections,
         ),
         "slow-model-x8": None,  # not wrk: see keep_slow_calls_in_flight
@@ -211,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     wanted = set(args.only.split(",")) if args.only else set(loads)
     try:
         server.wait_ready("/ready", 120)
-        print(f"modelserve on {port}, probe port {probe_port}, workers {args.workers}")
+        print(
+            f"modelserve on {port}, probe port {probe_port}, workers {args.workers}; largest "
+            f"accepted body {largest_body} bytes ({args.max_batch_rows} rows)"
+        )
         for name, load in loads.items():
             if name not in wanted:
                 continue
