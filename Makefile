@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS_DIR ?= models
 
-.PHONY: serve test lint fmt bench overload soak loadtest mutate demo services clean proto
+.PHONY: serve test lint fmt bench overload soak loadtest mutate fuzz demo services clean proto
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,11 @@ mutate: $(VENV)/.dev
 	MODELSERVE_TEST_DEMO_DIR=$(CURDIR)/.mutmut-demo \
 		$(VENV)/bin/mutmut run --max-children $${JOBS:-2} $(MUTANTS)
 	$(VENV)/bin/mutmut results
+
+# schemathesis against a live server's /openapi.json, longer than the run in `make test` (8
+# examples per operation and mode); not in CI. FUZZ_EXAMPLES sets the count.
+fuzz: $(VENV)/.dev
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(PY) -m pytest tests/e2e/test_fuzz.py -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LOADTEST_VENV) build dist src/*.egg-info

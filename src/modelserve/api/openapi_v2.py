@@ -111,7 +111,8 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 
 def _errors(*codes: str) -> dict[str, Any]:
     texts = {
-        "400": "Bad arguments: shape or data-length mismatch, unknown datatype, input or output.",
+        "400": "Bad arguments: a body that is not JSON; for infer also a shape or data-length "
+        "mismatch, an unknown datatype, input or output.",
         "401": "Missing or invalid API key (when auth is enabled).",
         "403": "The API key lacks the scope.",
         "404": "Unknown model or version.",
@@ -239,7 +240,10 @@ def v2_operations() -> dict[str, tuple[str, dict[str, Any]]]:
                 "V2 repository index",
                 'Every configured version and its state; `{"ready": true}`: ready ones only. '
                 "Admin scope; served only with auth on and an admin key.",
-                {"200": {"description": "name, version, state, reason"}, **_errors("401", "403")},
+                {
+                    "200": {"description": "name, version, state, reason"},
+                    **_errors("400", "401", "403"),
+                },
                 "object",
             ),
         ),
@@ -249,7 +253,7 @@ def v2_operations() -> dict[str, tuple[str, dict[str, Any]]]:
                 "V2 repository load",
                 "(Re)load the model's configured artifact; nothing else can be named. "
                 'Optional `{"parameters": {"version": "..."}}`. Admin scope.',
-                {"200": {"description": "Loaded"}, **_errors("401", "403", "404", "409")},
+                {"200": {"description": "Loaded"}, **_errors("400", "401", "403", "404", "409")},
                 "object",
             ),
         ),
@@ -258,7 +262,7 @@ def v2_operations() -> dict[str, tuple[str, dict[str, Any]]]:
             _operation(
                 "V2 repository unload",
                 "Stop serving a version (503 until loaded again). Admin scope.",
-                {"200": {"description": "Unloaded"}, **_errors("401", "403", "404", "409")},
+                {"200": {"description": "Unloaded"}, **_errors("400", "401", "403", "404", "409")},
                 "object",
             ),
         ),

@@ -40,6 +40,7 @@ Action = Literal["load", "reload", "unload"]
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI error responses of admin routes (declared in the route table)."""
     texts = {
+        400: "The body is not valid JSON.",
         401: "Missing or invalid API key (when auth is enabled).",
         403: "The API key lacks the admin scope.",
         404: "Unknown model or version (`model_not_found`, `version_not_found`).",

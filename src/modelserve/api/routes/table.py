@@ -139,6 +139,10 @@ def _observability(
     )
 
 
+_BODY_ERRORS = {"PUT": (400,), "PATCH": (400,)}
+"""Admin methods whose endpoints read a JSON body: FastAPI answers 400 when it does not parse."""
+
+
 def _admin(
     path: str, method: str, endpoint: Any, summary: str, response: Any, *codes: int
 ) -> RouteSpec:
@@ -156,7 +160,7 @@ def _admin(
             response_model=response,
             summary=summary,
             tags=["admin"],
-            responses=admin.error_responses(401, 403, 404, *codes),
+            responses=admin.error_responses(*_BODY_ERRORS.get(method, ()), 401, 403, 404, *codes),
         ),
     )
 
