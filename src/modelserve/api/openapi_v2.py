@@ -118,6 +118,7 @@ def _errors(*codes: str) -> dict[str, Any]:
         "404": "Unknown model or version.",
         "409": "Refused (a failed load; unloading the version the routing names).",
         "413": "Body over server.max_body_bytes or rows over server.max_batch_rows.",
+        "415": "The body is declared neither JSON nor (infer) the binary tensor extension.",
         "429": "Rate limited.",
         "500": "The model failed; no internals in the message.",
         "503": "Not ready, overloaded or shutting down (Retry-After).",
@@ -186,7 +187,7 @@ def _model_operations() -> dict[str, tuple[str, dict[str, Any]]]:
                 "`probabilities` (FP64) for classifiers, `value` for regressors.",
                 {
                     "200": _json("V2InferenceResponse", "Outputs (binary ones after the JSON)"),
-                    **_errors("400", "401", "403", "404", "413", "429", "500", "503", "504"),
+                    **_errors("400", "401", "403", "404", "413", "415", "429", "500", "503", "504"),
                 },
                 "V2InferenceRequest",
             ),
@@ -242,7 +243,7 @@ def v2_operations() -> dict[str, tuple[str, dict[str, Any]]]:
                 "Admin scope; served only with auth on and an admin key.",
                 {
                     "200": {"description": "name, version, state, reason"},
-                    **_errors("400", "401", "403"),
+                    **_errors("400", "401", "403", "415"),
                 },
                 "object",
             ),
@@ -253,7 +254,10 @@ def v2_operations() -> dict[str, tuple[str, dict[str, Any]]]:
                 "V2 repository load",
                 "(Re)load the model's configured artifact; nothing else can be named. "
                 'Optional `{"parameters": {"version": "..."}}`. Admin scope.',
-                {"200": {"description": "Loaded"}, **_errors("400", "401", "403", "404", "409")},
+                {
+                    "200": {"description": "Loaded"},
+                    **_errors("400", "401", "403", "404", "409", "415"),
+                },
                 "object",
             ),
         ),
@@ -262,7 +266,10 @@ def v2_operations() -> dict[str, tuple[str, dict[str, Any]]]:
             _operation(
                 "V2 repository unload",
                 "Stop serving a version (503 until loaded again). Admin scope.",
-                {"200": {"description": "Unloaded"}, **_errors("400", "401", "403", "404", "409")},
+                {
+                    "200": {"description": "Unloaded"},
+                    **_errors("400", "401", "403", "404", "409", "415"),
+                },
                 "object",
             ),
         ),

@@ -126,9 +126,14 @@ async def test_predict_top_k_limits_probabilities(client: httpx.AsyncClient) -> 
     assert list(response.json()["probabilities"]) == ["setosa"]
 
 
-@pytest.mark.parametrize("top_k", ["0", "-1", "two", "1.5"], ids=str)
+@pytest.mark.parametrize(
+    "top_k",
+    ["0", "-1", "two", "1.5", "\u00b2"],
+    ids=["zero", "negative", "word", "fraction", "superscript-two"],
+)
 async def test_predict_invalid_top_k_is_400(client: httpx.AsyncClient, top_k: str) -> None:
-    """A top_k that is not a positive integer is refused with 400 naming it."""
+    """A top_k that is not a positive integer is refused with 400 naming it ("²" passed
+    str.isdigit() and failed int(): a 500)."""
     response = await client.post("/predict", json={"features": SETOSA}, params={"top_k": top_k})
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_input"

@@ -387,3 +387,19 @@ async def test_v2_repository_body_not_json_is_a_400(
         {"error": "the request body is not valid JSON"},
     )
     assert "400" in doc["paths"][path.replace("ints", "{name}")]["post"]["responses"]
+
+
+@pytest.mark.parametrize(
+    "value", [b"abc", b"-1", b"\xb2"], ids=["word", "negative", "superscript-two"]
+)
+async def test_v2_infer_header_length_not_a_number_is_a_400(
+    client: httpx.AsyncClient, value: bytes
+) -> None:
+    """An Inference-Header-Content-Length that is not a decimal number is 400 {"error"} ("²"
+    passed str.isdigit() and failed int(): a 500, found by the property tests)."""
+    headers = {b"content-type": b"application/json", b"inference-header-content-length": value}
+    response = await client.post(
+        "/v2/models/ints/infer", content=orjson.dumps(_infer_body()), headers=headers
+    )
+    assert response.status_code == 400
+    assert "Inference-Header-Content-Length" in response.json()["error"]

@@ -64,7 +64,8 @@ def _selection(request: Request) -> tuple[str | None, str | None, int | None]:
     top_k_text = params.get("top_k")
     top_k = None
     if top_k_text is not None:
-        if not top_k_text.isdigit() or int(top_k_text) < 1:
+        # Only ASCII: '²' is a digit to str.isdigit() that int() refuses.
+        if not (top_k_text.isascii() and top_k_text.isdigit()) or int(top_k_text) < 1:
             raise InvalidInputError(f"top_k must be a positive integer, got {top_k_text!r}")
         top_k = int(top_k_text)
     return params.get("model"), version, top_k

@@ -128,7 +128,7 @@ async def infer(request: Request) -> Response:
     header = request.headers.get(HEADER_LENGTH)
     header_length = None
     if header is not None:
-        if not header.isdigit():
+        if not (header.isascii() and header.isdigit()):  # '²' is a digit int() refuses
             raise InvalidInputError(f"Inference-Header-Content-Length must be a number: {header!r}")
         header_length = int(header)
     infer_request = decode_infer_request(body, header_length)
