@@ -24,9 +24,10 @@ adapters map them to their protocol (:mod:`modelserve.api.errors` for HTTP).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import numpy as np
 import structlog
 
 from modelserve.errors import ModelserveError, ShuttingDownError
@@ -48,8 +49,9 @@ from modelserve.inference.version import LoadedVersion
 from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
 
-Decode = Callable[[FeatureSchema], FloatArray]
-"""Builds a request's batch for the resolved version's schema (raise InvalidInputError)."""
+Decode = Callable[[FeatureSchema], FloatArray | Awaitable[FloatArray]]
+"""Builds a request's batch for the resolved version's schema (raise InvalidInputError);
+a transport may build a large one off the event loop and return an awaitable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +172,10 @@ class InferenceCore:
         with self.registry.route(model, version, caller) as entry:
             try:
                 check_top_k(entry.spec, top_k)
-                batch = entry.schema.check(decode(entry.schema))
+                decoded = decode(entry.schema)
+                if not isinstance(decoded, np.ndarray):
+                    decoded = await decoded
+                batch = entry.schema.check(decoded)
                 if (report := entry.schema.out_of_range(batch)) is not None:
                     entry.monitor.observe_out_of_range(report)
                 if self.cache is None:

@@ -7,7 +7,7 @@ route. The same Pydantic models validate the bodies and document them in /docs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import orjson
 import structlog
@@ -18,13 +18,14 @@ from starlette.responses import Response
 from modelserve.api.content_type import require_json
 from modelserve.api.disconnect import while_connected
 from modelserve.api.errors import from_validation_error
+from modelserve.api.offload import now_or_in_thread, run_for_size
 from modelserve.api.ratelimit import charge_rows
 from modelserve.api.schemas import BatchPredictRequest, PredictRequest
 from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
 from modelserve.inference.core import InferenceCore, InferenceResult
 from modelserve.inference.formatting import format_predictions
-from modelserve.inference.preprocess import Row
-from modelserve.inference.types import Prediction
+from modelserve.inference.preprocess import FeatureSchema, Row
+from modelserve.inference.types import FloatArray, Prediction
 from modelserve.observability.logging import utc_timestamp
 
 _ENVELOPE_BRACKETS = 2
@@ -105,23 +106,24 @@ def _json(content: dict[str, object], result: InferenceResult) -> Response:
 
 
 async def _infer_rows(
-    request: Request, rows: Sequence[Row]
+    request: Request, rows: Sequence[Row], size: int
 ) -> tuple[InferenceResult, list[Prediction]]:
     """Infer ``rows`` with the model, version and ``top_k`` the request names, while the
-    client stays connected: the result and each row's answer formatted with that ``top_k``."""
+    client stays connected: the result and each row's answer formatted with that ``top_k``.
+
+    A body of ``size`` bytes above the offload threshold has its rows converted and its
+    answers formatted in a thread (:mod:`modelserve.api.offload`)."""
     core: InferenceCore = request.app.state.core
     model, version, top_k = _selection(request)
+
+    def decode(schema: FeatureSchema) -> FloatArray | Awaitable[FloatArray]:
+        return now_or_in_thread(size, schema.rows_to_array, rows)
+
     result = await while_connected(
         request.receive,
-        core.infer(
-            lambda schema: schema.rows_to_array(rows),
-            model=model,
-            version=version,
-            caller=_caller(request),
-            top_k=top_k,
-        ),
+        core.infer(decode, model=model, version=version, caller=_caller(request), top_k=top_k),
     )
-    return result, format_predictions(result.outputs, result.spec, top_k)
+    return result, await run_for_size(size, format_predictions, result.outputs, result.spec, top_k)
 
 
 async def predict(request: Request) -> Response:
@@ -132,7 +134,7 @@ async def predict(request: Request) -> Response:
         payload = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
         return from_validation_error(exc, _request_id(request))
-    result, (answer,) = await _infer_rows(request, [payload.features])
+    result, (answer,) = await _infer_rows(request, [payload.features], len(body))
     structlog.contextvars.bind_contextvars(
         prediction=answer.prediction, confidence=answer.confidence
     )
@@ -171,9 +173,10 @@ async def predict_batch(request: Request) -> Response:
     settings = request.app.state.settings
     limit: int = settings.server.max_batch_rows
     body = await _body(request)
+    size = len(body)
     _bound_batch(body, limit, settings.widest_model())
     try:
-        payload = BatchPredictRequest.model_validate_json(body)
+        payload = await run_for_size(size, BatchPredictRequest.model_validate_json, body)
     except ValidationError as exc:
         return from_validation_error(exc, _request_id(request))
     rows = payload.batch
@@ -182,7 +185,7 @@ async def predict_batch(request: Request) -> Response:
     if len(rows) > limit:
         raise BatchTooLargeError(limit, len(rows))
     await charge_rows(request, len(rows))
-    result, answers = await _infer_rows(request, rows)
+    result, answers = await _infer_rows(request, rows, size)
     confidences = [a.confidence for a in answers if a.confidence is not None]
     structlog.contextvars.bind_contextvars(
         avg_latency_per_sample_ms=round(result.latency_ms / len(rows), 4)

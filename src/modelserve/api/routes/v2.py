@@ -19,6 +19,7 @@ from starlette.responses import Response
 from modelserve.api.content_type import require_json, require_v2_infer_body
 from modelserve.api.disconnect import while_connected
 from modelserve.api.errors import v2_error_response
+from modelserve.api.offload import run_for_size
 from modelserve.api.openapi_v2 import v2_doc
 from modelserve.api.ratelimit import charge_infer
 from modelserve.api.route_table import Access, Operation, RouteSpec
@@ -131,12 +132,13 @@ async def infer(request: Request) -> Response:
         if not (header.isascii() and header.isdigit()):  # '²' is a digit int() refuses
             raise InvalidInputError(f"Inference-Header-Content-Length must be a number: {header!r}")
         header_length = int(header)
-    infer_request = decode_infer_request(body, header_length)
+    size = len(body)
+    infer_request = await run_for_size(size, decode_infer_request, body, header_length)
     answer = await while_connected(
         request.receive,
         _plane(request).infer(name, version, infer_request, _caller(request), _charger(request)),
     )
-    content, json_length = encode_infer_response(answer, infer_request)
+    content, json_length = await run_for_size(size, encode_infer_response, answer, infer_request)
     structlog.contextvars.bind_contextvars(
         model=answer.model_name, model_version=answer.model_version
     )
