@@ -10,6 +10,9 @@ Each block is announced by an HTML comment on the line before it (invisible when
 - ``<!-- example: run against SERVER -->`` a console block of ``$ curl`` commands, each run
   against a real server of ``SERVER`` (see ``tests/e2e/test_readme_examples.py``); output shown
   under a command is compared with the answer;
+- ``<!-- example: run in a new folder -->`` a console block of shell commands run one after
+  the other in an empty temporary folder (``cd`` carries over); each shown output line must
+  appear in the command's output, any number standing for any number;
 - ``<!-- example: not run (REASON) -->`` shown only, for the reason given (it installs
   software, needs your own files, a cluster...).
 
@@ -28,6 +31,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 FENCED_LANGUAGES = ("yaml", "console")
 MARKER = re.compile(
     r"<!-- example: (?:(?P<config>config)|fragment of (?P<base>\S+)|run against (?P<server>.+?)"
+    r"|(?P<folder>run in a new folder)"
     r"|not run \((?P<reason>.+)\)) -->"
 )
 _SKIPPED_KEYS = {"timestamp", "request_id", "latency_ms", "load_ms", "warmup_ms"}
@@ -96,6 +100,19 @@ def console_commands(text: str) -> list[Command]:
     if current:
         commands.append(Command("\n".join(current), "\n".join(output)))
     return commands
+
+
+def missing_lines(shown: str, actual: str) -> list[str]:
+    """The shown lines of a console output that the actual output lacks (numbers may differ,
+    runs of spaces stand for any whitespace)."""
+    missing = []
+    for line in filter(None, (raw.strip() for raw in shown.splitlines())):
+        pattern = r"\s+".join(
+            re.sub(r"\\?\d+(?:\\\.\d+)?", r"[0-9.]+", re.escape(token)) for token in line.split()
+        )
+        if re.search(pattern, actual) is None:
+            missing.append(line)
+    return missing
 
 
 def check_output(shown: str, actual: str) -> list[str]:

@@ -164,6 +164,32 @@ def check(config: Path) -> None:
 
 
 @main.command()
+@click.argument("name")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to write (must be new or empty) [./NAME].",
+)
+def init(name: str, folder: Path | None) -> None:
+    """Scaffold a model class, a config that serves it and a pytest test for it."""
+    from modelserve.scaffold import scaffold
+
+    target = folder if folder is not None else Path(name)
+    try:
+        written = scaffold(name, target)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(
+        f"next: cd {target} && pytest && modelserve check --config modelserve.yaml"
+        " && modelserve serve --config modelserve.yaml"
+    )
+
+
+@main.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
 def demo(out: Path) -> None:
     """Build the iris demo models and a config that serves them."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +23,15 @@ import yaml
 
 from modelserve.inference.artifact import file_sha256
 from tests import prometheus
+from tests.conftest import pythonpath_env
 from tests.e2e.conftest import RunningServer, write_config
-from tests.readme_examples import Example, check_output, console_commands, readme_examples
+from tests.readme_examples import (
+    Example,
+    check_output,
+    console_commands,
+    missing_lines,
+    readme_examples,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -97,6 +105,35 @@ def test_readme_console_example_runs(
         assert done.returncode == 0, f"{command.command}\n{done.stdout}\n{done.stderr}"
         if command.output.strip():
             assert check_output(command.output, done.stdout) == [], done.stdout
+
+
+FOLDER_EXAMPLES = [
+    e for e in readme_examples() if (m := e.parsed_marker()) is not None and m["folder"]
+]
+
+
+@pytest.mark.parametrize("example", FOLDER_EXAMPLES, ids=lambda e: e.id)
+def test_readme_walkthrough_runs_in_a_new_folder(example: Example, tmp_path: Path) -> None:
+    """Each command of the walkthrough succeeds in turn and prints what the README shows."""
+    env = pythonpath_env()
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    cwd = tmp_path
+    for command in console_commands(example.text):
+        if command.command.startswith("cd "):
+            cwd = cwd / command.command.removeprefix("cd ").strip()
+            continue
+        done = subprocess.run(
+            ["bash", "-c", command.command],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+            check=False,
+        )
+        printed = done.stdout + done.stderr
+        assert done.returncode == 0, f"{command.command}\n{printed}"
+        assert missing_lines(command.output, printed) == [], printed
 
 
 def test_readme_rollout_recipe_mirrors_every_row_to_the_optimized_forest(
