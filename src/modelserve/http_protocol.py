@@ -13,7 +13,7 @@ app runs or its body is parsed:
 
 * past ``server.max_connections`` (uvicorn's rule: open connections or requests in progress
   at the limit), where uvicorn itself would answer a text/plain 503 without ``Retry-After``
-  and log a warning per request;
+  and log a warning per request; this one closes the connection;
 * for a request with a body while the process does not keep up with what arrives
   (:mod:`modelserve.congestion`: the event loop more than ``server.max_loop_lag_ms`` behind,
   or more than ``server.max_accept_queue`` connections waiting to be accepted): they are
@@ -50,8 +50,9 @@ class _Refusal:
     The body is the server's error body, or the Open Inference Protocol's ``{"error"}`` on
     ``/v2`` paths, as every other refusal there."""
 
-    def __init__(self, event: str, detail: str) -> None:
+    def __init__(self, event: str, detail: str, *, close: bool) -> None:
         self.event = event
+        self.close = close
         self.body = orjson.dumps({"detail": detail, "code": "overloaded", "request_id": None})
         self.v2_body = orjson.dumps({"error": detail})
         self.throttle = LogThrottle(_REFUSAL_LOG_INTERVAL_S)
@@ -78,7 +79,7 @@ class _Refusal:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"retry-after", b"1"),
-                    (b"connection", b"close"),
+                    *([(b"connection", b"close")] if self.close else []),
                 ],
             }
         )
@@ -88,11 +89,15 @@ class _Refusal:
 _OVER_CONNECTION_LIMIT = _Refusal(
     "connection_limit_reached",
     "the server is at its connection limit (server.max_connections); retry later",
+    close=True,
 )
 _NOT_KEEPING_UP = _Refusal(
     "arrivals_outpace_the_server",
     "the server is overloaded: requests arrive faster than it can read them "
     "(server.max_loop_lag_ms, server.max_accept_queue); retry later",
+    # Kept open: a client that reconnects at once after a close would feed the accept queue
+    # this refusal is meant to drain (wrk with 256 connections did, and never stopped).
+    close=False,
 )
 
 
