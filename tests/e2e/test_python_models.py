@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
+from modelserve.inference.artifact import directory_sha256, file_sha256
 from modelserve.observability.profile import build_profile
 from tests import prometheus
 from tests.e2e.conftest import RunningServer, write_config
@@ -262,3 +263,40 @@ def test_python_model_is_warmed_up_metered_and_drift_monitored(project: Project)
     psi = prometheus.value(samples, "modelserve_drift_feature_psi", **labels, feature="tenure")
     assert math.isfinite(psi)
     assert psi >= 0
+
+
+def test_python_model_pins_are_enforced_by_a_real_server(
+    tmp_path: Path, serve_modelserve: Callable[..., RunningServer]
+) -> None:
+    """With require_sha256, a class whose source and artifacts are pinned serves; one with a
+    wrong source pin, or no artifacts pin, does not load and /models says why."""
+    folder = tmp_path / "project"
+    write_project(folder)
+    source = file_sha256(folder / "scoring.py")
+    artifacts = directory_sha256(folder / "artifacts")
+    base = {"format": "python", "path": "scoring:Scorer", "artifacts": "artifacts"}
+    config = write_config(
+        folder,
+        {
+            "require_sha256": True,
+            "models": [
+                {"name": "pinned", **base, "sha256": source, "artifacts_sha256": artifacts},
+                {"name": "wrong-pin", **base, "required": False, "sha256": "0" * 64,
+                 "artifacts_sha256": artifacts},
+                {"name": "artifacts-unpinned", **base, "required": False, "sha256": source},
+            ],
+        },
+        name="pinned.yaml",
+    )  # fmt: skip
+    server = serve_modelserve(config)
+    models = httpx.get(f"{server.base_url}/models", timeout=10).json()["models"]
+    by_name = {m["name"]: m for m in models}
+    assert by_name["pinned"]["status"] == "ready"
+    assert by_name["wrong-pin"]["status"] == "failed"
+    assert "configuration pins" in by_name["wrong-pin"]["reason"]
+    assert by_name["artifacts-unpinned"]["status"] == "failed"
+    assert "artifacts_sha256" in by_name["artifacts-unpinned"]["reason"]
+    answer = httpx.post(
+        f"{server.base_url}/predict?model=pinned", json={"features": ROWS[0]}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text

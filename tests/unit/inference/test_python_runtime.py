@@ -236,3 +236,10 @@ def test_python_model_config_refuses_impossible_fields(
     """Mistakes in a python model's config are caught when the config is read."""
     with pytest.raises(ValueError, match=message):
         ModelConfig(name="m", **fields)
+
+
+def test_python_runtime_config_labels_rename_the_class_classes(tmp_path: Path) -> None:
+    """Configured labels name the probability columns instead of the class's ``classes``."""
+    model, require = configured(write_project(tmp_path / "project", labels=["below", "above"]))
+    prepared = build_version(model, require_sha256=require)
+    assert prepared.spec.class_labels == ["below", "above"]
