@@ -150,3 +150,27 @@ def test_hung_up_computing_request_is_discarded_quietly(
     assert [line for line in lines if line.get("level") == "error"] == []
     samples = scrape(server.base_url)
     assert ("modelserve_cancelled_rows_total", frozenset(SLOW.items())) not in samples
+
+
+def test_hung_up_v2_infer_is_discarded_quietly(server: RunningServer) -> None:
+    """A V2 infer whose client hangs up while its row is in the model: the access line says
+    499 and no error is logged (it used to log v2_request_failed and answer 500)."""
+    calls_before = model_calls(server)
+    body = orjson.dumps(
+        {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}]}
+    )
+    head = (
+        f"POST /v2/models/slow/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head + body)
+        wait_until_computing(server)
+    wait_for_access_lines(server, 499, 1)
+    wait_for_metric(server, "modelserve_batch_rows_count", calls_before + 1)
+    lines = server.log_lines()
+    closed = [line for line in lines if line.get("event") == "request_completed"]
+    assert [line["status"] for line in closed if line.get("path") == "/v2/models/slow/infer"] == [
+        499
+    ]
+    assert [line for line in lines if line.get("level") == "error"] == []

@@ -13,11 +13,11 @@ from typing import Any, Final
 
 import orjson
 import structlog
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modelserve.api.content_type import require_json, require_v2_infer_body
-from modelserve.api.disconnect import while_connected
+from modelserve.api.disconnect import client_closed_request, while_connected
 from modelserve.api.errors import v2_error_response
 from modelserve.api.offload import run_for_size
 from modelserve.api.openapi_v2 import v2_doc
@@ -52,6 +52,8 @@ def _v2_errors(endpoint: Endpoint) -> Endpoint:
             return await endpoint(request)
         except ModelserveError as exc:
             return v2_error_response(exc)
+        except ClientDisconnect:
+            return client_closed_request()  # the client is gone: not a server failure
         except Exception:
             log.exception("v2_request_failed", path=request.url.path)
             return _json({"error": "internal error; the server log has the details"}, 500)
