@@ -15,6 +15,9 @@ The tree, with each error's kind (and the HTTP status that kind answers)::
     │   ├── NonFiniteFeatureError (400 non_finite_feature)
     │   ├── UnknownFeatureError (400 unknown_feature)
     │   ├── MissingFeatureError (400 missing_feature)
+    │   ├── InvalidFeatureValueError (400 invalid_feature_value; row, feature, expected, got)
+    │   │   ├── UnknownCategoryError (400 unknown_category)
+    │   │   └── NullFeatureError (400 missing_feature; null or absent, not nullable)
     │   ├── UnknownDatatypeError (400 unknown_datatype; Open Inference Protocol tensors)
     │   ├── InvalidTensorError (400 invalid_tensor; shape, data length or values)
     │   └── UnknownTensorError (400 unknown_tensor; an input or output the model lacks)
@@ -176,6 +179,24 @@ class MissingFeatureError(InvalidInputError):
 
     def __init__(self, names: list[str]) -> None:
         super().__init__(f"missing feature(s) {', '.join(names)}")
+
+
+class InvalidFeatureValueError(InvalidInputError):
+    """A typed feature's value does not fit its schema: names row, feature, expected and got."""
+
+    code = "invalid_feature_value"
+
+    def __init__(self, row: int, feature: str, expected: str, got: str) -> None:
+        super().__init__(f"row {row}, feature {feature!r}: expected {expected}, got {got}")
+        self.row, self.feature, self.expected, self.got = row, feature, expected, got
+
+
+class UnknownCategoryError(InvalidFeatureValueError):
+    code = "unknown_category"
+
+
+class NullFeatureError(InvalidFeatureValueError):
+    code = "missing_feature"
 
 
 class UnknownDatatypeError(InvalidInputError):

@@ -81,6 +81,36 @@ class PreprocessorConfig(_Section):
     """Types a .skops pre-processor may instantiate beyond skops' safe defaults."""
 
 
+FeatureType = Literal["float", "int", "bool", "string", "category"]
+
+
+class FeatureConfig(_Section):
+    """One named input of a model with typed features (see Typed features)."""
+
+    name: str = Field(min_length=1, max_length=256)
+    """Column name, as the model was trained on it."""
+    type: FeatureType = "float"
+    """`float`, `int` (whole numbers), `bool`, `string` or `category` (one of `categories`)."""
+    categories: list[str | int] | None = None
+    """Allowed values of a `category` feature, in the training order."""
+    unknown: Literal["error", "ignore"] = "error"
+    """A `category` value outside `categories`: refused (400), or passed on as missing."""
+    nullable: bool = False
+    """`null` (or leaving the feature out) is accepted and passed as NaN/None."""
+    range: tuple[float, float] | None = None
+    """Expected [min, max] of a number; values outside are served but logged."""
+
+    @model_validator(mode="after")
+    def _check_categories(self) -> FeatureConfig:
+        if (self.type == "category") != (self.categories is not None):
+            raise ValueError("categories go with type: category, and it needs them")
+        if self.categories is not None and not self.categories:
+            raise ValueError(f"feature {self.name}: categories must not be empty")
+        if self.range is not None and self.type not in ("float", "int"):
+            raise ValueError(f"feature {self.name}: only float and int features take a range")
+        return self
+
+
 class ModelConfig(_Section):
     """One served model version."""
 
@@ -109,6 +139,10 @@ class ModelConfig(_Section):
     """Expected [min, max] per feature name; values outside are served but logged."""
     n_features: int | None = Field(None, ge=1)
     """Input width when the artifact does not declare it (TorchScript)."""
+    features: list[FeatureConfig] | None = None
+    """Typed features in the model's column order: requests send named values of these types
+    and the model gets a pandas DataFrame. Default: read from a fitted scikit-learn Pipeline
+    or ColumnTransformer when it has string, categorical or imputed columns."""
     load_timeout_s: float = Field(300.0, gt=0)
     """Longest a load plus warm-up may take; past it the version fails to load (503 with the
     reason) while the others serve. Separate from the request deadline `batching.timeout_ms`."""

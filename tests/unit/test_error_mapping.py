@@ -30,6 +30,13 @@ ERROR_TABLE: list[tuple[Callable[[], ModelserveError], int, grpc.StatusCode]] = 
     (lambda: errors.NonFiniteFeatureError(0, 1, "x", float("nan")), 400, Code.INVALID_ARGUMENT),
     (lambda: errors.UnknownFeatureError(["z"], ["x"]), 400, Code.INVALID_ARGUMENT),
     (lambda: errors.MissingFeatureError(["x"]), 400, Code.INVALID_ARGUMENT),
+    (lambda: errors.InvalidFeatureValueError(0, "x", "int", "2.5"), 400, Code.INVALID_ARGUMENT),
+    (lambda: errors.UnknownCategoryError(0, "x", "one of 'a'", "'b'"), 400, Code.INVALID_ARGUMENT),
+    (
+        lambda: errors.NullFeatureError(0, "x", "int (not nullable)", "null"),
+        400,
+        Code.INVALID_ARGUMENT,
+    ),
     (lambda: errors.UnknownDatatypeError("F7", ("FP32",)), 400, Code.INVALID_ARGUMENT),
     (lambda: errors.InvalidTensorError("input", "bad shape"), 400, Code.INVALID_ARGUMENT),
     (lambda: errors.UnknownTensorError("input", "z", ["x"]), 400, Code.INVALID_ARGUMENT),

@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from modelserve.api.disconnect import client_closed_request
+from modelserve.api.schemas import TYPED_VALUE_EXPECTED
 from modelserve.errors import (
     BodyTimeoutError,
     BodyTooLargeError,
@@ -147,9 +148,17 @@ def from_validation_error(exc: ValidationError, request_id: str | None) -> Respo
     return error_response(422, "validation_error", _problems(exc), request_id)
 
 
-# The two shapes of a feature row (``list[Number] | dict[str, Number]``), as Pydantic names
-# them in an error's location, and the error that means "the row is not of this shape".
-_ROW_SHAPES = {"list[float]": "list_type", "dict[str,float]": "dict_type"}
+# The shapes of a feature row (``list[Number] | dict[str, Number] | dict[str, TypedValue]``),
+# as Pydantic names them in an error's location, and the error that means "the row is not of
+# this shape". A named row that fails as numbers is read as typed values: only that branch's
+# problems are reported for it.
+_NUMBERS_BY_NAME = "dict[str,float]"
+_TYPED_BY_NAME = "dict[str,function-plain[_typed_value()]]"
+_ROW_SHAPES = {
+    "list[float]": "list_type",
+    _NUMBERS_BY_NAME: "dict_type",
+    _TYPED_BY_NAME: "dict_type",
+}
 
 
 def _problems(exc: ValidationError) -> list[dict[str, Any]]:
@@ -171,8 +180,10 @@ def _problems(exc: ValidationError) -> list[dict[str, Any]]:
         if not feature and error["type"] == _ROW_SHAPES[str(loc[at])]:
             unshaped.setdefault(row_loc, []).append(error["input"])
             continue
+        if str(loc[at]) == _NUMBERS_BY_NAME:
+            continue  # the row is an object: its typed branch says what is wrong
         where = f"row {_row_number(row_loc)}, feature " + ", ".join(map(repr, feature))
-        expected = "a number" if error["type"] == "float_type" else error["msg"].lower()
+        expected = _expected(error)
         problems.append(
             {
                 "loc": [*row_loc, *feature],
@@ -191,6 +202,14 @@ def _problems(exc: ValidationError) -> list[dict[str, Any]]:
                 }
             )
     return problems
+
+
+def _expected(error: Any) -> str:
+    if error["type"] == "float_type":
+        return "a number"
+    if error["type"] == "value_error":
+        return TYPED_VALUE_EXPECTED
+    return str(error["msg"]).lower()
 
 
 def _row_number(row_loc: tuple[Any, ...]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, Strict
 from pydantic.config import JsonDict
 
 from modelserve.settings import RoutingConfig
@@ -12,7 +12,24 @@ from modelserve.settings import RoutingConfig
 # Strict: "5.1" or true are type errors (422), not silently coerced numbers. JSON NaN,
 # Infinity and 1e999 parse here and are refused by the inference layer with their position.
 Number = Annotated[float, Strict()]
-FeatureRow = list[Number] | dict[str, Number]
+TYPED_VALUE_EXPECTED = "a number, a string, a boolean or null"
+
+
+def _typed_value(value: object) -> object:
+    if value is None or isinstance(value, str | int | float):  # bool is an int
+        return value
+    raise ValueError(TYPED_VALUE_EXPECTED)
+
+
+TypedValue = Annotated[
+    object, PlainValidator(_typed_value, json_schema_input_type=str | float | bool | None)
+]
+"""A typed feature's JSON value (a scalar); the model's schema checks it (see Typed features)."""
+# Left to right: a row of numbers takes the float path as before (floats, validated natively);
+# only a row with a string, boolean or null is read as typed values.
+FeatureRow = Annotated[
+    list[Number] | dict[str, Number] | dict[str, TypedValue], Field(union_mode="left_to_right")
+]
 
 
 class PredictRequest(BaseModel):

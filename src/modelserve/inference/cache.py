@@ -2,10 +2,11 @@
 
 A row's key is a keyed BLAKE2b of the row's canonical float64 bytes (after validation, so
 ``[1, 2]`` and ``[1.0, 2.0]`` and the same named features share a key; ``-0.0`` counts as
-``0.0``). The hash key is derived from a secret (``cache.key_secret``, or random per process)
-and binds the model name, version and artifact fingerprint: nobody without the secret can
-compute which key holds which row, and a different version or a reloaded artifact can never
-return an old answer.
+``0.0``); a row of typed features is keyed by the JSON of its checked, canonical values
+(``41`` and ``41.0`` of a float feature are one value). The hash key is derived from a secret
+(``cache.key_secret``, or random per process) and binds the model name, version and artifact
+fingerprint: nobody without the secret can compute which key holds which row, and a different
+version or a reloaded artifact can never return an old answer.
 
 Values are one row of the post-processed :class:`Outputs` (label, full probability row, value),
 serialized with orjson (floats round-trip exactly). They are the same whatever the transport
@@ -122,11 +123,16 @@ class PredictionCache:
             secret = self._secrets[scope] = hashlib.blake2b(
                 text, key=self._secret, digest_size=32
             ).digest()
+        blake2b = hashlib.blake2b
+        if matrix.dtype == object:  # typed features: canonical values (see inference.typed)
+            return [
+                blake2b(orjson.dumps(row), key=secret, digest_size=_DIGEST_BYTES).digest()
+                for row in matrix.tolist()
+            ]
         # Adding 0.0 turns -0.0 into 0.0, so equal numbers have equal bytes. Slicing one
         # bytes object is cheaper than a numpy view per row.
         data = np.add(matrix, 0.0, dtype=np.float64).tobytes()
         width = 8 * matrix.shape[1]
-        blake2b = hashlib.blake2b
         return [
             blake2b(data[start : start + width], key=secret, digest_size=_DIGEST_BYTES).digest()
             for start in range(0, len(data), width)

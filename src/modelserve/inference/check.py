@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from modelserve.errors import ModelLoadError
+from modelserve.inference.types import FeatureSpec
 from modelserve.inference.version import build_version
 from modelserve.settings import Settings
 
@@ -12,6 +15,7 @@ _COLUMNS = ("name", "version", "format", "features", "load ms", "warm-up ms", "s
 def check_models(settings: Settings) -> tuple[bool, str]:
     """(all loaded, a plain-text table with one line per version and the failure reasons)."""
     rows: list[tuple[str, ...]] = []
+    schemas: list[str] = []
     ok = bool(settings.models)
     for config in settings.models:
         try:
@@ -33,6 +37,8 @@ def check_models(settings: Settings) -> tuple[bool, str]:
                 "ok",
             )
         )
+        if info.features is not None:
+            schemas.append(describe_features(f"{info.name}:{info.version}", info.features))
     if not settings.models:
         rows.append(("-", "-", "-", "-", "-", "-", "FAILED: no models configured"))
     widths = [max(len(r[i]) for r in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]
@@ -40,4 +46,9 @@ def check_models(settings: Settings) -> tuple[bool, str]:
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
         for row in [_COLUMNS, *rows]
     ]
-    return ok, "\n".join(lines)
+    return ok, "\n\n".join(["\n".join(lines), *schemas])
+
+
+def describe_features(version: str, features: Sequence[FeatureSpec]) -> str:
+    """The typed feature schema of a version, one feature a line."""
+    return "\n".join([f"typed features of {version}:", *(f"  {f.describe()}" for f in features)])

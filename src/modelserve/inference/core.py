@@ -201,7 +201,7 @@ class InferenceCore:
             metrics.record_regression(
                 entry.name, entry.version, values.tolist() if values.ndim == 1 else []
             )
-        entry.monitor.observe(batch, elapsed, labels, confidences)
+        entry.monitor.observe(entry.schema.numeric(batch), elapsed, labels, confidences)
         self.shadow.mirror(entry, batch, outputs)
         structlog.contextvars.bind_contextvars(
             model=entry.name, model_version=entry.version, batch_size=len(batch)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
 from modelserve.errors import (
     FeatureCountError,
+    InvalidFeatureValueError,
     InvalidInputError,
     MissingFeatureError,
     NonFiniteFeatureError,
@@ -17,8 +19,11 @@ from modelserve.errors import (
 )
 from modelserve.inference.types import FloatArray
 
-Row = Sequence[float] | Mapping[str, float]
+Row = Sequence[object] | Mapping[str, object]
+"""A JSON row: numbers for float models, typed values (see :mod:`.typed`) for the others."""
 _PYTHON_CHECK_MAX_VALUES = 64
+_NUMBER_TYPES = (float, int)
+_SHOWN_CHARS = 64
 INTEGER_TYPES = frozenset({"long", "integer", "int64", "int32", "int16", "int8"})
 """Declared input types (MLflow column types and tensor dtypes) that take whole numbers only."""
 
@@ -26,6 +31,12 @@ INTEGER_TYPES = frozenset({"long", "integer", "int64", "int32", "int16", "int8"}
 def integer_columns(feature_types: Sequence[str] | None) -> list[int]:
     """Indexes of the columns whose declared type is an integer type."""
     return [i for i, kind in enumerate(feature_types or ()) if kind in INTEGER_TYPES]
+
+
+def shown_value(value: object) -> str:
+    """A value as an error message shows it: JSON spelling, bounded length."""
+    text = "null" if value is None else str(value).lower() if type(value) is bool else repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
 
 
 def _is_named(row: Row) -> bool:
@@ -90,14 +101,17 @@ class FeatureSchema:
 
         Raises an InvalidInputError naming the problem; finiteness is :meth:`check`'s job.
         """
-        if rows and _is_named(rows[0]):
-            return np.array([self._ordered(row, i) for i, row in enumerate(rows)], np.float64)
-        for i, row in enumerate(rows):
-            if _is_named(row):
-                raise InvalidInputError(f"row {i} mixes named and positional features")
-            if len(row) != self.n_features:
-                raise FeatureCountError(self.n_features, len(row), i if len(rows) > 1 else None)
-        return np.array(rows, dtype=np.float64)
+        try:
+            if rows and _is_named(rows[0]):
+                return np.array([self._ordered(row, i) for i, row in enumerate(rows)], np.float64)
+            for i, row in enumerate(rows):
+                if _is_named(row):
+                    raise InvalidInputError(f"row {i} mixes named and positional features")
+                if len(row) != self.n_features:
+                    raise FeatureCountError(self.n_features, len(row), i if len(rows) > 1 else None)
+            return np.array(rows, dtype=np.float64)
+        except OverflowError:  # a JSON integer beyond float64 (typed values keep integers)
+            raise InvalidInputError("feature values must be finite numbers") from None
 
     def to_array(self, rows: Sequence[Row]) -> FloatArray:
         """:meth:`rows_to_array`, then :meth:`check`."""
@@ -117,6 +131,10 @@ class FeatureSchema:
         self._check_finite(batch)
         if self._integers:
             self._check_integers(batch)
+        return batch
+
+    def numeric(self, batch: FloatArray) -> FloatArray:
+        """The batch as numbers for drift statistics: a float batch is that already."""
         return batch
 
     def out_of_range(self, matrix: FloatArray) -> RangeReport | None:
@@ -146,7 +164,14 @@ class FeatureSchema:
             raise UnknownFeatureError(unknown, self.feature_names)
         if missing := [name for name in self.feature_names if name not in row]:
             raise MissingFeatureError(missing)
-        return [row[name] for name in self.feature_names]
+        values = [row[name] for name in self.feature_names]
+        if not all(type(value) in _NUMBER_TYPES for value in values):
+            names = self.feature_names
+            name, value = next(
+                (n, v) for n, v in zip(names, values, strict=True) if type(v) not in _NUMBER_TYPES
+            )
+            raise InvalidFeatureValueError(index, name, "a number", shown_value(value))
+        return cast(list[float], values)
 
     def _check_finite(self, matrix: FloatArray) -> None:
         # A numpy check costs a few microseconds whatever the size; a single row is cheaper to

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+FeatureType = Literal["float", "int", "bool", "string", "category"]
+Category = str | int | float | bool
 
 _NUMPY_FROM_ROWS = 16
 """From this many rows one numpy call beats a Python loop over the rows."""
@@ -41,6 +44,35 @@ class RawOutput:
 
 
 @dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """One typed input column: its name, type, allowed categories, nullability and range."""
+
+    name: str
+    type: FeatureType = "float"
+    categories: tuple[Category, ...] | None = None
+    """The allowed values of a ``category`` feature, in training order."""
+    unknown: Literal["error", "ignore"] = "error"
+    """What a category outside ``categories`` gets: a 400, or passed on as missing."""
+    nullable: bool = False
+    range: tuple[float, float] | None = None
+
+    def describe(self) -> str:
+        """``city: category (Bergen, Oslo; unknown ignored), nullable`` and the like."""
+        text = f"{self.name}: {self.type}"
+        if self.categories is not None:
+            shown = ", ".join(str(c) for c in self.categories[:_SHOWN_CATEGORIES])
+            more = len(self.categories) - _SHOWN_CATEGORIES
+            shown += f", ... {more} more" if more > 0 else ""
+            text += f" ({shown}; unknown {'refused' if self.unknown == 'error' else 'ignored'})"
+        if self.range is not None:
+            text += f" in [{self.range[0]:g}, {self.range[1]:g}]"
+        return text + (", nullable" if self.nullable else "")
+
+
+_SHOWN_CATEGORIES = 10
+
+
+@dataclass(frozen=True, slots=True)
 class ModelMetadata:
     """What a runtime knows about its model after loading."""
 
@@ -52,6 +84,8 @@ class ModelMetadata:
     """Artifact kind in ``<library>_<format>`` form (``xgboost_json``, ``mlflow_sklearn``)."""
     feature_types: list[str] | None = None
     """Declared type of each input column (an MLflow signature's ``double``, ``long``, ...)."""
+    features: tuple[FeatureSpec, ...] | None = None
+    """Typed input columns, when the model takes a DataFrame with non-float or nullable ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,5 +162,7 @@ class ModelInfo:
     labels: list[str] | None = None
     platform: str | None = None
     feature_types: list[str] | None = None
+    features: tuple[FeatureSpec, ...] | None = None
+    """Typed features, when the version takes them (else floats in ``feature_names`` order)."""
     load_ms: float | None = None
     warmup_ms: float | None = None

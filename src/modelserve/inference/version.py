@@ -24,6 +24,7 @@ from modelserve.inference.loader import declared_width, detect_format, load_runt
 from modelserve.inference.postprocess import Postprocessor
 from modelserve.inference.preprocess import FeatureSchema, integer_columns
 from modelserve.inference.runtimes.base import Runtime
+from modelserve.inference.typed import FrameRuntime, TypedFeatureSchema, typed_features
 from modelserve.inference.types import FloatArray, ModelInfo, ModelStatus, Outputs, OutputSpec
 from modelserve.observability.monitor import VersionMonitor
 from modelserve.observability.profile import ReferenceProfile, load_profile
@@ -183,13 +184,21 @@ def build_version(config: ModelConfig, *, require_sha256: bool) -> PreparedVersi
             f"n_features is {config.n_features} but the model expects {meta.n_features}"
         )
     names = config.feature_names or meta.feature_names
+    features = typed_features(config, meta)
+    schema: FeatureSchema
     try:
-        schema = FeatureSchema(
-            n_features,
-            names,
-            config.feature_ranges,
-            integer_columns=integer_columns(meta.feature_types),
-        )
+        if features is not None:
+            # Chosen once here: versions without typed features keep the float path as is.
+            schema = TypedFeatureSchema(features)
+            runtime = FrameRuntime(runtime, schema)
+            n_features, names = schema.n_features, schema.feature_names
+        else:
+            schema = FeatureSchema(
+                n_features,
+                names,
+                config.feature_ranges,
+                integer_columns=integer_columns(meta.feature_types),
+            )
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
     profile = None
@@ -226,6 +235,7 @@ def build_version(config: ModelConfig, *, require_sha256: bool) -> PreparedVersi
     info.task = "classifier" if spec.is_classifier else "regressor"
     info.n_features, info.feature_names, info.labels = n_features, names, labels
     info.platform, info.feature_types = meta.platform, meta.feature_types
+    info.features = features
     info.load_ms, info.warmup_ms = round(load_s * 1000, 3), round(warmup_s * 1000, 3)
     return PreparedVersion(
         config,
@@ -264,6 +274,8 @@ def _warmup_rows(config: ModelConfig, schema: FeatureSchema) -> FloatArray:
             return schema.to_array(config.warmup_input)
         except Exception as exc:
             raise ModelLoadError(f"warmup_input does not fit the model: {exc}") from exc
+    if isinstance(schema, TypedFeatureSchema):
+        return schema.to_array(schema.example_rows())
     row = np.zeros(schema.n_features)
     if config.feature_ranges and schema.feature_names:
         for name, (low, high) in config.feature_ranges.items():

@@ -88,9 +88,10 @@ async def test_predict_wrong_json_shape_is_422(client: httpx.AsyncClient, payloa
         ),
         (
             "/predict",
-            {"features": {**dict(zip(FEATURES, SETOSA, strict=True)), "petal_width": None}},
+            {"features": {**dict(zip(FEATURES, SETOSA, strict=True)), "petal_width": [0.2]}},
             ["features", "petal_width"],
-            "row 0, feature 'petal_width': expected a number, got null",
+            "row 0, feature 'petal_width': expected a number, a string, a boolean or null,"
+            " got a list",
         ),
         (
             "/predict-batch",
@@ -114,6 +115,22 @@ async def test_predict_non_numeric_feature_is_one_clear_problem(
     """A bad value is one 422 problem naming row, feature and expected type (not one per shape)."""
     body = assert_error(await client.post(path, json=payload), 422, "validation_error")
     assert body["detail"] == [{"loc": loc, "msg": message, "type": body["detail"][0]["type"]}]
+
+
+@pytest.mark.parametrize(
+    ("value", "got"),
+    [(None, "null"), ("5.1", "'5.1'"), (True, "true")],
+    ids=["null", "str", "bool"],
+)
+async def test_predict_named_non_number_for_a_float_model_is_400(
+    client: httpx.AsyncClient, value: object, got: str
+) -> None:
+    """A scalar that is not a number, sent by name to a float model, is its schema's 400."""
+    features = {**dict(zip(FEATURES, SETOSA, strict=True)), "petal_width": value}
+    body = assert_error(
+        await client.post("/predict", json={"features": features}), 400, "invalid_feature_value"
+    )
+    assert body["detail"] == f"row 0, feature 'petal_width': expected a number, got {got}"
 
 
 @pytest.mark.parametrize(

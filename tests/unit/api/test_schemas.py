@@ -52,13 +52,25 @@ def test_predict_request_accepts_numbers_in_a_list_or_by_name(features: Any) -> 
 
 @pytest.mark.parametrize(
     "features",
-    [["5.1", 3.5, 1.4, 0.2], [True, 3.5, 1.4, 0.2], {"sepal_length": "5.1"}, [[5.1]]],
-    ids=["numeric-string", "bool", "string-by-name", "nested"],
+    [["5.1", 3.5, 1.4, 0.2], [True, 3.5, 1.4, 0.2], [[5.1]], {"sepal_length": [5.1]}],
+    ids=["numeric-string", "bool", "nested", "nested-by-name"],
 )
 def test_predict_request_never_coerces_non_numbers(features: Any) -> None:
-    """Strings and booleans are type errors, not silently coerced numbers."""
+    """Strings and booleans in a list, and nested values, are type errors, never coerced."""
     with pytest.raises(ValidationError):
         PredictRequest.model_validate_json(orjson.dumps({"features": features}))
+
+
+@pytest.mark.parametrize(
+    "features",
+    [{"city": "5.1", "age": 41}, {"member": True, "visits": 3}, {"age": None}],
+    ids=["string", "bool", "null"],
+)
+def test_predict_request_keeps_typed_values_by_name_as_sent(features: Any) -> None:
+    """Named strings, booleans, integers and nulls reach the model's schema uncoerced."""
+    parsed = PredictRequest.model_validate_json(orjson.dumps({"features": features})).features
+    assert parsed == features
+    assert [type(v) for v in parsed.values()] == [type(v) for v in features.values()]  # type: ignore[union-attr]  # a dict here
 
 
 def test_predict_request_forbids_unknown_fields() -> None:

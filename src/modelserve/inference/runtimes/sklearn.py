@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import sklearn
@@ -11,8 +11,12 @@ from sklearn.base import is_classifier, is_regressor
 
 from modelserve.errors import ModelLoadError
 from modelserve.inference.artifact import Artifact
+from modelserve.inference.runtimes.sklearn_features import sklearn_features
 from modelserve.inference.types import FloatArray, ModelMetadata, RawOutput
 from modelserve.settings import ModelConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class SklearnRuntime:
@@ -46,10 +50,21 @@ class SklearnRuntime:
                 self.estimator.predict_proba(batch, **params) if self._has_proba else None
             )
             values = self.estimator.predict(batch, **params) if self._use_predict else None
-        return RawOutput(
-            probabilities=None if probabilities is None else np.asarray(probabilities, np.float64),
-            values=None if values is None else np.asarray(values),
-        )
+        return _raw(probabilities, values)
+
+    def predict_frame(self, frame: pd.DataFrame) -> RawOutput:
+        """Predict a DataFrame of typed columns (NaN where null: no finiteness shortcut)."""
+        params = self._call_params
+        probabilities = self.estimator.predict_proba(frame, **params) if self._has_proba else None
+        values = self.estimator.predict(frame, **params) if self._use_predict else None
+        return _raw(probabilities, values)
+
+
+def _raw(probabilities: Any, values: Any) -> RawOutput:
+    return RawOutput(
+        probabilities=None if probabilities is None else np.asarray(probabilities, np.float64),
+        values=None if values is None else np.asarray(values),
+    )
 
 
 def load_pickle(artifact: Artifact, config: ModelConfig) -> SklearnRuntime:
@@ -122,4 +137,5 @@ def _read_metadata(estimator: Any) -> ModelMetadata:
         is_classifier=bool(is_classifier(estimator)) and not is_regressor(estimator),
         classes=[str(c) for c in classes] if classes is not None else None,
         feature_names=[str(n) for n in names] if names is not None else None,
+        features=sklearn_features(estimator),
     )
