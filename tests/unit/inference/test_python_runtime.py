@@ -243,3 +243,15 @@ def test_python_runtime_config_labels_rename_the_class_classes(tmp_path: Path) -
     model, require = configured(write_project(tmp_path / "project", labels=["below", "above"]))
     prepared = build_version(model, require_sha256=require)
     assert prepared.spec.class_labels == ["below", "above"]
+
+
+def test_python_runtime_imports_a_package_module_beside_the_config(tmp_path: Path) -> None:
+    """``package.module:ClassName`` finds a package in the config's folder."""
+    project = tmp_path / "project"
+    config = write_project(project, path="scoringpkg_e1.models:Threshold")
+    (project / "scoringpkg_e1").mkdir()
+    (project / "scoringpkg_e1" / "__init__.py").write_text("")
+    (project / "scoringpkg_e1" / "models.py").write_text(textwrap.dedent(THRESHOLD_MODEL))
+    out = runtime_of(config).predict(np.array([[0.6, 0.0]]))
+    assert out.probabilities is not None
+    assert out.probabilities.tolist() == [[0.0, 1.0]]
