@@ -36,6 +36,7 @@ from modelserve.inference.coordination import Coordinator
 from modelserve.inference.formatting import check_top_k
 from modelserve.inference.metadata import (
     VersionMetadata,
+    feature_input_specs,
     input_specs,
     output_specs,
     platform_of,
@@ -144,7 +145,9 @@ class InferenceCore:
             metadata.platform,
             metadata.status,
             metadata.task,
-            input_specs(entry.schema.n_features),
+            input_specs(entry.schema.n_features)
+            if info.features is None
+            else feature_input_specs(info.features),
             output_specs(entry.spec),
             metadata.feature_names,
             entry.spec.class_labels,

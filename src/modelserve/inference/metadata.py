@@ -2,7 +2,8 @@
 
 Inputs and outputs are tensors with a name, a datatype (the Open Inference Protocol names:
 ``FP64``, ``BYTES``) and a shape whose first dimension is the batch (``-1``). A served version
-takes one ``input`` tensor of shape ``[-1, n_features]``; it answers ``label`` (BYTES, one
+takes one ``input`` tensor of shape ``[-1, n_features]`` (a version with typed features: one
+``[-1]`` tensor per feature, of its type's datatype); it answers ``label`` (BYTES, one
 per row) and ``probabilities`` (``[-1, n_classes]``) when it classifies with probabilities,
 ``label`` alone when it classifies without them, or ``value`` (``[-1]``, or ``[-1, k]`` for
 k outputs) when it regresses.
@@ -10,9 +11,10 @@ k outputs) when it regresses.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from modelserve.inference.types import ModelStatus, OutputSpec
+from modelserve.inference.types import FeatureSpec, ModelStatus, OutputSpec
 
 PLATFORM_BY_FORMAT = {
     "sklearn": "sklearn_joblib",
@@ -65,6 +67,26 @@ def platform_of(fmt: str) -> str:
 
 def input_specs(n_features: int) -> list[TensorSpec]:
     return [TensorSpec(INPUT, "FP64", (BATCH, n_features))]
+
+
+_DATATYPE_OF_TYPE = {"float": "FP64", "int": "INT64", "bool": "BOOL", "string": "BYTES"}
+
+
+def feature_input_specs(features: Sequence[FeatureSpec]) -> list[TensorSpec]:
+    """One ``[-1]`` tensor per typed feature: FP64, INT64, BOOL or BYTES (strings, categories
+    of strings; categories of numbers take the numbers' datatype)."""
+    return [TensorSpec(f.name, _datatype(f), (BATCH,)) for f in features]
+
+
+def _datatype(feature: FeatureSpec) -> str:
+    if feature.type != "category":
+        return _DATATYPE_OF_TYPE[feature.type]
+    kinds = {type(c) for c in feature.categories or ()}
+    if kinds == {bool}:
+        return "BOOL"
+    if kinds == {int}:
+        return "INT64"
+    return "FP64" if kinds <= {int, float} else "BYTES"
 
 
 def output_specs(spec: OutputSpec) -> list[TensorSpec]:

@@ -17,9 +17,10 @@ from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputE
 from modelserve.inference.core import InferenceCore, Readiness
 from modelserve.inference.metadata import VersionMetadata
 from modelserve.inference.preprocess import FeatureSchema
+from modelserve.inference.typed import TypedFeatureSchema
 from modelserve.inference.types import FloatArray, ModelStatus
 from modelserve.observability import metrics
-from modelserve.v2.features import feature_matrix
+from modelserve.v2.features import feature_matrix, is_matrix, typed_rows
 from modelserve.v2.messages import InferRequest, InferResponse
 from modelserve.v2.outputs import ModelAnswer, output_tensors
 from modelserve.v2.statistics import VersionStatistics, version_statistics
@@ -91,6 +92,9 @@ class DataPlane:
             await charge(rows)
 
         def decode(schema: FeatureSchema) -> FloatArray:
+            if isinstance(schema, TypedFeatureSchema) and not is_matrix(request.inputs):
+                names = schema.feature_names or []
+                return schema.rows_to_array(typed_rows(request.inputs, names))
             return feature_matrix(request.inputs, schema.n_features, schema.feature_names)
 
         result = await self.core.infer(decode, model=name, version=version or None, caller=caller)

@@ -4,10 +4,15 @@ Two layouts are accepted: one tensor named ``input`` of shape [rows, n_features]
 model with feature names, one tensor per feature of shape [rows] or [rows, 1] (the "columnar"
 style MLServer clients send). Any numeric datatype is accepted when every value converts to
 float64 exactly; BYTES is refused.
+
+A version with typed features takes the columnar layout with each tensor's own datatype
+(:func:`typed_rows`): BYTES as UTF-8 strings, BOOL, integers and floats as sent (NaN counts as
+null); the version's schema then checks every value as it checks JSON rows.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -41,16 +46,40 @@ def feature_matrix(
     return _columns(inputs, feature_names, known)
 
 
-def _matrix(tensor: Tensor, n_features: int) -> FloatArray:
-    if len(tensor.shape) != 2 or tensor.shape[1] != n_features:
+def is_matrix(inputs: Sequence[Tensor]) -> bool:
+    """Whether the request sends the single ``[rows, n_features]`` tensor."""
+    return len(inputs) == 1 and inputs[0].name == MATRIX_INPUT
+
+
+def typed_rows(inputs: Sequence[Tensor], names: Sequence[str]) -> list[list[object]]:
+    """The rows of one tensor per feature, as plain Python values, for a typed schema."""
+    known = [MATRIX_INPUT, *names]
+    by_name = _by_name(inputs, names, known)
+    rows = by_name[names[0]].shape[0] if by_name[names[0]].shape else 0
+    columns = [_values(by_name[name], rows) for name in names]
+    return [list(row) for row in zip(*columns, strict=True)]
+
+
+def _values(tensor: Tensor, rows: int) -> list[object]:
+    if tensor.shape not in ((rows,), (rows, 1)):
         raise InvalidTensorError(
             tensor.name,
-            f"expected shape [-1, {n_features}] (rows, features), got {list(tensor.shape)}",
+            f"expected shape [{rows}] or [{rows}, 1] like the other features, "
+            f"got {list(tensor.shape)}",
         )
-    return _as_float64(tensor)
+    flat = tensor.data.reshape(rows)
+    if tensor.datatype == BYTES:
+        try:
+            return [item.decode() for item in flat]
+        except UnicodeDecodeError:
+            raise InvalidTensorError(tensor.name, "BYTES values must be UTF-8 text") from None
+    values: list[object] = flat.tolist()
+    if flat.dtype.kind == "f":
+        return [None if math.isnan(v) else v for v in values]  # type: ignore[arg-type]  # floats
+    return values
 
 
-def _columns(inputs: Sequence[Tensor], names: Sequence[str], known: list[str]) -> FloatArray:
+def _by_name(inputs: Sequence[Tensor], names: Sequence[str], known: list[str]) -> dict[str, Tensor]:
     by_name: dict[str, Tensor] = {}
     for tensor in inputs:
         if tensor.name not in names:
@@ -62,6 +91,20 @@ def _columns(inputs: Sequence[Tensor], names: Sequence[str], known: list[str]) -
             f"missing: one input per feature is expected ({', '.join(names)}), "
             f"or a single {MATRIX_INPUT!r} tensor",
         )
+    return by_name
+
+
+def _matrix(tensor: Tensor, n_features: int) -> FloatArray:
+    if len(tensor.shape) != 2 or tensor.shape[1] != n_features:
+        raise InvalidTensorError(
+            tensor.name,
+            f"expected shape [-1, {n_features}] (rows, features), got {list(tensor.shape)}",
+        )
+    return _as_float64(tensor)
+
+
+def _columns(inputs: Sequence[Tensor], names: Sequence[str], known: list[str]) -> FloatArray:
+    by_name = _by_name(inputs, names, known)
     rows = by_name[names[0]].shape[0] if by_name[names[0]].shape else 0
     matrix = np.empty((rows, len(names)), dtype=np.float64)
     for column, name in enumerate(names):

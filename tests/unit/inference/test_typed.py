@@ -29,6 +29,8 @@ from modelserve.inference.typed import TypedFeatureSchema
 from modelserve.inference.types import FeatureSpec
 from modelserve.inference.version import build_version
 from modelserve.settings import FeatureConfig, ModelConfig, Settings
+from modelserve.v2.features import typed_rows
+from modelserve.v2.tensor import Tensor
 from tests import iris_versions as iv
 from tests import tabular
 
@@ -248,3 +250,17 @@ def test_check_prints_the_typed_features(tmp_path: Path) -> None:
         "  age: float, nullable\n"
         "  income: float, nullable"
     )
+
+
+def test_v2_feature_tensors_give_typed_rows_with_nan_as_null() -> None:
+    """One tensor per feature: BYTES as text, NaN of a float tensor as null, in feature order."""
+    inputs = [
+        Tensor("age", "FP64", (2,), np.array([30.0, math.nan])),
+        Tensor("city", "BYTES", (2, 1), np.array([[b"Oslo"], [b"Bergen"]], dtype=object)),
+        Tensor("member", "BOOL", (2,), np.array([True, False])),
+    ]
+    rows = typed_rows(inputs, ["city", "age", "member"])
+    assert rows == [["Oslo", 30.0, True], ["Bergen", None, False]]
+    assert SCHEMA.to_array(
+        [dict(zip(["city", "age", "member"], rows[1], strict=True))]
+    ).tolist() == [["Bergen", None, False, None, None]]
