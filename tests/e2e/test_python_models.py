@@ -300,3 +300,33 @@ def test_python_model_pins_are_enforced_by_a_real_server(
         f"{server.base_url}/predict?model=pinned", json={"features": ROWS[0]}, timeout=30
     )
     assert answer.status_code == 200, answer.text
+
+
+CITY_MODEL = """
+class CityModel:
+    def predict(self, frame):
+        return [len(city) + age for city, age in zip(frame["city"], frame["age"], strict=True)]
+"""
+
+
+def test_python_model_with_typed_features_gets_a_dataframe(
+    tmp_path: Path, serve_modelserve: Callable[..., RunningServer]
+) -> None:
+    """With `features:` configured, the class receives one DataFrame of the typed columns."""
+    folder = tmp_path / "typed"
+    folder.mkdir()
+    (folder / "city_model.py").write_text(textwrap.dedent(CITY_MODEL))
+    features = [{"name": "city", "type": "string"}, {"name": "age", "type": "int"}]
+    config = write_config(
+        folder,
+        {"models": [{"name": "city", "format": "python", "path": "city_model:CityModel",
+                     "features": features}]},
+    )  # fmt: skip
+    server = serve_modelserve(config)
+    response = httpx.post(
+        f"{server.base_url}/predict",
+        json={"features": {"city": "Oslo", "age": 41}},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["prediction"] == 45.0

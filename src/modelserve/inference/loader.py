@@ -201,7 +201,9 @@ def _missing_module(name: str, exc: ModuleNotFoundError) -> ModelLoadError:
 
 
 def declared_width(config: ModelConfig) -> int | None:
-    """The input width the config implies (warm-up rows or feature names), if any."""
+    """The input width the config implies (typed features, warm-up rows or feature names)."""
+    if config.features:
+        return len(config.features)
     if config.warmup_input:
         return len(config.warmup_input[0])
     if config.feature_names:

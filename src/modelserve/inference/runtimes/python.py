@@ -67,6 +67,13 @@ class PythonRuntime:
         return self._metadata
 
     def predict(self, batch: FloatArray) -> RawOutput:
+        return self._run(batch)
+
+    def predict_frame(self, frame: Any) -> RawOutput:
+        """A model with typed ``features``: the hooks get one pandas DataFrame per call."""
+        return self._run(frame)
+
+    def _run(self, batch: Any) -> RawOutput:
         inputs = self._preprocess(batch) if self._preprocess is not None else batch
         if self._use_proba and self._predict_proba is not None:
             probabilities = np.asarray(self._finish(self._predict_proba(inputs)), np.float64)
