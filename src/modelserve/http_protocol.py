@@ -8,17 +8,17 @@ once ``server.header_timeout_s`` passes between the connection (or a request's f
 a kept-alive connection) and the end of that request's headers.
 
 Once a request's headers are in, it is refused with the documented 503 ``overloaded`` JSON
-body (``{"error"}`` on ``/v2`` paths), ``Retry-After`` and ``Connection: close``, before the
-app runs or its body is parsed:
+body (``{"error"}`` on ``/v2`` paths) and ``Retry-After``, before the app runs or its body is
+parsed:
 
 * past ``server.max_connections`` (uvicorn's rule: open connections or requests in progress
   at the limit), where uvicorn itself would answer a text/plain 503 without ``Retry-After``
-  and log a warning per request; this one closes the connection;
+  and log a warning per request; this one answers with ``Connection: close``;
 * for a request with a body while the process does not keep up with what arrives
   (:mod:`modelserve.congestion`: the event loop more than ``server.max_loop_lag_ms`` behind,
   or more than ``server.max_accept_queue`` connections waiting to be accepted): they are
-  shed at the cheapest point, so the refusals stay fast and the loop catches up. Bodiless
-  requests (probes, scrapes, reads) are still served.
+  shed at the cheapest point, so the refusals stay fast and the loop catches up, and the
+  connection stays open. Bodiless requests (probes, scrapes, reads) are still served.
 
 Each refusal is counted in ``modelserve_requests_busy_total``; one log line per interval says
 why, with how many it stands for.
