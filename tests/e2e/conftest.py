@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,30 @@ def wait_for_log_events(
     raise TimeoutError(f"fewer than {count} log lines with {fields}:\n{_tail(server)}")
 
 
+def poll_status(
+    url: str,
+    status: int,
+    timeout_s: float = 60,
+    interval_s: float = 0.05,
+    request_timeout_s: float = 5,
+) -> httpx.Response:
+    """GET ``url`` until it answers ``status`` (connection errors included, as a stopped or
+    killed worker gives); fail naming the last answer after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=request_timeout_s)
+        except httpx.HTTPError as exc:
+            last = exc
+        else:
+            if response.status_code == status:
+                return response
+            last = (response.status_code, response.text)
+        time.sleep(interval_s)
+    raise AssertionError(f"{url} never answered {status}; last: {last!r}")
+
+
 def _tail(server: RunningServer) -> str:
     return "\n".join(server.log_path.read_text(errors="replace").splitlines()[-20:])
 
@@ -105,6 +130,42 @@ def serve_modelserve_module(
     """The same factory for servers shared by a whole test module (killed at its end)."""
     with _server_factory(tmp_path_factory.mktemp("servers")) as start:
         yield start
+
+
+@dataclass
+class ModuleServers:
+    """Servers shared by one test module, the model files they are made of, and a directory
+    of the module's own for the configs and models it writes."""
+
+    demo_models: Path
+    fake_models: Path
+    directory: Path
+    start: Callable[..., RunningServer]
+    _configs: Iterator[int] = field(default_factory=itertools.count)
+
+    def iris(self, **fields: object) -> dict[str, object]:
+        """The demo's iris model as a config entry, with ``fields`` added."""
+        return {"name": "iris", "path": str(self.demo_models / "iris.joblib"), **fields}
+
+    def serve(
+        self, config: dict[str, Any], *extra: str, wait: str | None = "/ready"
+    ) -> RunningServer:
+        """Write ``config`` to a file of its own in the module's directory and serve it."""
+        name = f"modelserve-{next(self._configs)}.yaml"
+        return self.start(write_config(self.directory, config, name), *extra, wait=wait)
+
+
+@pytest.fixture(scope="module")
+def module_servers(
+    serve_modelserve_module: Callable[..., RunningServer],
+    demo_models_dir: Path,
+    fake_models_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ModuleServers:
+    """Start servers shared by the whole module: ``module_servers.serve(config)``."""
+    return ModuleServers(
+        demo_models_dir, fake_models_dir, tmp_path_factory.mktemp("module"), serve_modelserve_module
+    )
 
 
 @pytest.fixture(scope="session")

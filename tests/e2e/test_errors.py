@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +11,7 @@ import orjson
 import pytest
 
 from modelserve.demo import FEATURES
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import ModuleServers, RunningServer
 
 pytestmark = pytest.mark.e2e
 
@@ -24,29 +22,20 @@ POISON = [666.0, 0.0, 0.0, 0.0]
 
 
 @pytest.fixture(scope="module")
-def server(
-    serve_modelserve_module: Callable[..., RunningServer],
-    demo_models_dir: Path,
-    fake_models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> RunningServer:
+def server(module_servers: ModuleServers) -> RunningServer:
     """iris, a model that raises on a poisoned row, an optional unloadable model, small limits."""
-    directory = tmp_path_factory.mktemp("errors")
+    absent = module_servers.directory / "absent.joblib"
     config = {
         "server": {"max_body_bytes": BODY_LIMIT, "max_batch_rows": MAX_ROWS},
         "cache": {"backend": "none"},
         "default_model": "iris",
         "models": [
-            {
-                "name": "iris",
-                "path": str(demo_models_dir / "iris.joblib"),
-                "feature_names": FEATURES,
-            },
-            {"name": "failing", "path": str(fake_models_dir / "failing.joblib")},
-            {"name": "ghost", "path": str(directory / "absent.joblib"), "required": False},
+            module_servers.iris(feature_names=FEATURES),
+            {"name": "failing", "path": str(module_servers.fake_models / "failing.joblib")},
+            {"name": "ghost", "path": str(absent), "required": False},
         ],
     }
-    return serve_modelserve_module(write_config(directory, config))
+    return module_servers.serve(config)
 
 
 def post(server: RunningServer, path: str, **kwargs: Any) -> httpx.Response:

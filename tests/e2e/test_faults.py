@@ -3,15 +3,12 @@ everything else keeps serving, and the log says what happened once, not once per
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import httpx
 import joblib
 import pytest
 
 from tests import fakes
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import ModuleServers, RunningServer
 
 pytestmark = pytest.mark.e2e
 
@@ -20,21 +17,16 @@ REPEATS = 6
 
 
 @pytest.fixture(scope="module")
-def server(
-    serve_modelserve_module: Callable[..., RunningServer],
-    demo_models_dir: Path,
-    fake_models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> RunningServer:
+def server(module_servers: ModuleServers) -> RunningServer:
     """iris beside a model that raises on some rows, one that hangs past its deadline, one that
     returns the wrong shape, and one whose load outlasts its load timeout (listed last)."""
-    directory = tmp_path_factory.mktemp("faults")
+    directory = module_servers.directory
     joblib.dump(fakes.StallingClassifier(delay_s=30).fit(None, None), directory / "stall.joblib")
     joblib.dump(fakes.WrongShapeClassifier().fit(None, None), directory / "shape.joblib")
     joblib.dump(fakes.SlowLoadingClassifier(30).fit(None, None), directory / "heavy.joblib")
     models = [
-        {"name": "iris", "path": str(demo_models_dir / "iris.joblib")},
-        {"name": "failing", "path": str(fake_models_dir / "failing.joblib")},
+        module_servers.iris(),
+        {"name": "failing", "path": str(module_servers.fake_models / "failing.joblib")},
         {
             "name": "stalling",
             "path": str(directory / "stall.joblib"),
@@ -49,7 +41,7 @@ def server(
         },
     ]
     config = {"models": models, "default_model": "iris", "cache": {"backend": "none"}}
-    return serve_modelserve_module(write_config(directory, config))
+    return module_servers.serve(config)
 
 
 def predict(server: RunningServer, model: str, first: float) -> httpx.Response:

@@ -5,36 +5,23 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import RunningServer, poll_status, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-POLL_S = 0.05
 STALL_S = 1.0
 
 
-def poll_ready(server: RunningServer, status: int, timeout_s: float = 30) -> httpx.Response:
-    """GET /ready on the main port until it answers ``status``; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(server.base_url + "/ready", timeout=2)
-        except httpx.HTTPError as exc:  # a connection the stopped worker had taken
-            last = exc
-        else:
-            if response.status_code == status:
-                return response
-            last = (response.status_code, response.text)
-        time.sleep(POLL_S)
-    raise AssertionError(f"/ready never answered {status}; last: {last!r}")
+def poll_ready(server: RunningServer, status: int) -> httpx.Response:
+    """GET /ready on the main port until it answers ``status`` (a connection the stopped
+    worker had taken fails and is polled again)."""
+    return poll_status(server.base_url + "/ready", status, timeout_s=30, request_timeout_s=2)
 
 
 @contextlib.contextmanager

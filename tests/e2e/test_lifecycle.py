@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import ModuleServers, RunningServer, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -50,22 +50,12 @@ def ready_detail(server: RunningServer) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(
-    serve_modelserve_module: Callable[..., RunningServer],
-    demo_models_dir: Path,
-    fake_models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> RunningServer:
+def server(module_servers: ModuleServers) -> RunningServer:
     """A good model beside a missing, a corrupt and a mis-pinned one, all required."""
-    models = [
-        {"name": "iris", "path": str(demo_models_dir / "iris.joblib")},
-        *broken_models(demo_models_dir, fake_models_dir).values(),
-    ]
-    config = write_config(
-        tmp_path_factory.mktemp("lifecycle"),
-        {"models": models, "default_model": "iris", "cache": {"backend": "none"}},
-    )
-    running = serve_modelserve_module(config, wait="/health")
+    broken = broken_models(module_servers.demo_models, module_servers.fake_models)
+    models = [module_servers.iris(), *broken.values()]
+    config = {"models": models, "default_model": "iris", "cache": {"backend": "none"}}
+    running = module_servers.serve(config, wait="/health")
     wait_until(lambda: "loading" not in ready_detail(running))
     return running
 

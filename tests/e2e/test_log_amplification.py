@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 
 from modelserve.demo import FEATURES, LABELS
 from modelserve.observability.monitor import RANGE_LOG_INTERVAL_S
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import ModuleServers, RunningServer
 
 pytestmark = pytest.mark.e2e
 
@@ -20,20 +18,14 @@ OUTSIDE = [100.0, 100.0, 100.0, 100.0]  # every feature above its declared range
 
 
 @pytest.fixture(scope="module")
-def server(
-    serve_modelserve_module: Callable[..., RunningServer],
-    demo_models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> RunningServer:
-    model = {
-        "name": "iris",
-        "path": str(demo_models_dir / "iris.joblib"),
-        "labels": LABELS,
-        "feature_names": FEATURES,
-        "feature_ranges": {name: [0.0, 10.0] for name in FEATURES},
-    }
+def server(module_servers: ModuleServers) -> RunningServer:
+    model = module_servers.iris(
+        labels=LABELS,
+        feature_names=FEATURES,
+        feature_ranges={name: [0.0, 10.0] for name in FEATURES},
+    )
     config = {"models": [model], "cache": {"backend": "none"}}
-    return serve_modelserve_module(write_config(tmp_path_factory.mktemp("amplify"), config))
+    return module_servers.serve(config)
 
 
 def _lines(server: RunningServer, request_id: str) -> list[dict[str, object]]:

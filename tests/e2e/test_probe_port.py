@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import RunningServer, poll_status, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -22,19 +21,7 @@ POLL_S = 0.02
 
 def poll(url: str, status: int, timeout_s: float = 60) -> httpx.Response:
     """GET ``url`` until it answers ``status``; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(url, timeout=5)
-        except httpx.HTTPError as exc:
-            last = exc
-        else:
-            if response.status_code == status:
-                return response
-            last = (response.status_code, response.text)
-        time.sleep(POLL_S)
-    raise AssertionError(f"{url} never answered {status}; last: {last!r}")
+    return poll_status(url, status, timeout_s, interval_s=POLL_S)
 
 
 def start(

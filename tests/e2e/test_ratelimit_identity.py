@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import ModuleServers, RunningServer
 
 pytestmark = pytest.mark.e2e
 
@@ -17,14 +14,10 @@ MAX_ROWS = 5
 
 
 @pytest.fixture(scope="module")
-def server(
-    serve_modelserve_module: Callable[..., RunningServer],
-    demo_models_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> RunningServer:
+def server(module_servers: ModuleServers) -> RunningServer:
     """Loopback is the trusted proxy, so each test picks its client with X-Forwarded-For."""
     config = {
-        "models": [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}],
+        "models": [module_servers.iris()],
         "cache": {"backend": "none"},
         "server": {"max_batch_rows": MAX_ROWS},
         "rate_limit": {
@@ -35,7 +28,7 @@ def server(
             "trusted_proxies": ["127.0.0.1/32"],
         },
     }
-    return serve_modelserve_module(write_config(tmp_path_factory.mktemp("limits"), config))
+    return module_servers.serve(config)
 
 
 @pytest.mark.parametrize(
