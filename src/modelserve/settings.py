@@ -58,7 +58,11 @@ class BatchingConfig(_Section):
     enabled: bool = True
     """Coalesce concurrent requests into one model call. Off: each request is its own call."""
     max_batch_size: int = Field(64, ge=1, le=100_000)
-    """Most rows in one model call; larger /predict-batch requests are split and reassembled."""
+    """Most rows in one model call coalesced from several requests."""
+    max_request_rows_per_call: int = Field(1024, ge=1, le=100_000)
+    """A request of more than `max_batch_size` rows is computed alone, in model calls of up to
+    this many rows (at least `max_batch_size`) rather than split into batches. Set it to
+    `max_batch_size` for a model that cannot take larger calls."""
     max_delay_ms: float = Field(2.0, ge=0, le=10_000)
     """Longest a queued row waits for companions once the model is free (never when idle)."""
     max_queue_rows: int = Field(2048, ge=1)

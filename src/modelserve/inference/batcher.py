@@ -12,7 +12,9 @@ The algorithm, in rows (not requests):
   the new rate cannot compute before their deadline are answered ``QueueTooSlowError`` at
   once (checked at most every ``SHED_CHECK_INTERVAL_S``), not 504 when the deadline passes.
 * Whenever a model thread is free, a batch of up to ``max_batch_size`` rows is formed from
-  the head of the queue, splitting a large request across batches when needed.
+  the head of the queue. A request of more rows than that is never coalesced: it goes alone,
+  in calls of up to ``max_request_rows_per_call`` rows (one call for a typical large request:
+  splitting it into small calls would only multiply the per-call overhead it waits for).
 * A request that finds a thread free and the queue empty goes at once, alone: an idle model
   adds no latency, and the next batch forms while this one runs. When a thread frees up, the
   queued rows go at once if they fill a batch or the head has waited ``max_delay_ms``;
@@ -107,6 +109,7 @@ class DynamicBatcher:
         self._predict = predict
         self._config = config
         self._max_batch = config.max_batch_size if config.enabled else 0
+        self._max_call = max(config.max_batch_size, config.max_request_rows_per_call)
         self._max_delay_s = config.max_delay_ms / 1000 if config.enabled else 0.0
         self._timeout_s = config.timeout_ms / 1000
         self._threads = config.inference_threads
@@ -228,7 +231,11 @@ class DynamicBatcher:
         requests that are then refused would otherwise inflate it and refuse everything)."""
         started = time.perf_counter()
         output = self._predict(rows)
-        self._record_call(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        if self._max_batch and len(rows) > self._max_batch:
+            # A large request's call counts as the max_batch_size-row calls _calls_for expects.
+            seconds *= self._max_batch / len(rows)
+        self._record_call(seconds)
         return output
 
     def _record_call(self, seconds: float) -> None:
@@ -334,14 +341,16 @@ class DynamicBatcher:
                     request.future.set_exception(QueueTimeoutError(self._config.timeout_ms))
                 request.taken = len(request.rows)
                 continue
-            if capacity is None:
-                if batch:
-                    break
-                take = request.remaining
+            if capacity is None:  # batching off: the whole request, alone
+                alone, take = True, request.remaining
+            elif len(request.rows) > capacity:  # a large request: alone, in calls of its own
+                alone, take = True, min(request.remaining, self._max_call)
             else:
-                take = min(request.remaining, capacity - rows)
+                alone, take = False, min(request.remaining, capacity - rows)
                 if take <= 0:
                     break
+            if alone and batch:
+                break
             if not request.taken:
                 request.started_at = now
                 self._metrics.queue_wait_seconds(now - request.enqueued_at)
@@ -351,12 +360,14 @@ class DynamicBatcher:
             rows += take
             if request.remaining == 0:
                 self._queue.popleft()
+            if alone:
+                break
         return batch
 
     def _start(self, loop: asyncio.AbstractEventLoop, batch: list[_Slice]) -> None:
         first = batch[0]
-        if len(batch) == 1 and first.start == 0 and first.stop == len(first.request.rows):
-            rows = first.request.rows  # the common single-request case: no copy
+        if len(batch) == 1:
+            rows = first.request.rows[first.start : first.stop]  # one request's rows: a view
         else:
             rows = np.concatenate([s.request.rows[s.start : s.stop] for s in batch])
         self._busy += 1

@@ -94,12 +94,12 @@ async def test_batcher_coalesces_requests_that_queue_while_the_model_is_busy(
     assert runtime.batch_sizes == [1, 10]
 
 
-async def test_batcher_splits_a_request_larger_than_max_batch_size(
+async def test_batcher_splits_a_request_larger_than_max_request_rows_per_call(
     make_batcher: BatcherFactory,
 ) -> None:
-    """A 10-row request with max_batch_size 4 runs as 4 + 4 + 2 rows and comes back whole."""
+    """A 10-row request with max_request_rows_per_call 4 runs as 4 + 4 + 2 rows, whole back."""
     runtime = EchoRuntime()
-    batcher = make_batcher(runtime, max_batch_size=4)
+    batcher = make_batcher(runtime, max_batch_size=2, max_request_rows_per_call=4)
 
     result = await batcher.submit(rows_of(*range(10)))
 
@@ -107,14 +107,48 @@ async def test_batcher_splits_a_request_larger_than_max_batch_size(
     assert echoed(result) == list(range(10))
 
 
-async def test_batcher_never_exceeds_max_batch_size(make_batcher: BatcherFactory) -> None:
-    """Under concurrent load of mixed sizes, no model call gets more than max_batch_size rows."""
+async def test_batcher_computes_a_request_larger_than_max_batch_size_in_one_call(
+    make_batcher: BatcherFactory,
+) -> None:
+    """A 10-row request with max_batch_size 4 is one model call, not 4 + 4 + 2."""
+    runtime = EchoRuntime()
+    batcher = make_batcher(runtime, max_batch_size=4)
+
+    result = await batcher.submit(rows_of(*range(10)))
+
+    assert runtime.batch_sizes == [10]
+    assert echoed(result) == list(range(10))
+
+
+async def test_batcher_never_coalesces_a_large_request_with_others(
+    make_batcher: BatcherFactory,
+) -> None:
+    """Queued small, large, small requests become three calls: the large one goes alone."""
+    runtime = EchoRuntime(delay_s=0.05)
+    batcher = make_batcher(runtime, max_batch_size=4, max_delay_ms=0)
+    first = asyncio.create_task(batcher.submit(rows_of(0)))
+    await wait_for_calls(runtime, 1)
+
+    results = await asyncio.gather(
+        first,
+        batcher.submit(rows_of(1)),
+        batcher.submit(rows_of(*range(10, 20))),
+        batcher.submit(rows_of(2)),
+    )
+
+    assert runtime.batch_sizes == [1, 1, 10, 1]
+    assert [echoed(r) for r in results] == [[0], [1], list(range(10, 20)), [2]]
+
+
+async def test_batcher_never_exceeds_its_call_sizes(make_batcher: BatcherFactory) -> None:
+    """Under concurrent load of mixed sizes, calls that coalesce requests hold at most
+    max_batch_size rows, and no call more than max_request_rows_per_call."""
     runtime = EchoRuntime(delay_s=0.003)
-    batcher = make_batcher(runtime, max_batch_size=5, max_delay_ms=5)
+    batcher = make_batcher(runtime, max_batch_size=5, max_delay_ms=5, max_request_rows_per_call=6)
 
     await asyncio.gather(*(batcher.submit(rows_of(*range(i % 7 + 1))) for i in range(50)))
 
-    assert max(runtime.batch_sizes) <= 5
+    assert max(runtime.batch_sizes) <= 6
     assert sum(runtime.batch_sizes) == sum(i % 7 + 1 for i in range(50))
 
 
@@ -395,7 +429,7 @@ async def test_batcher_split_request_keeps_every_rows_probabilities(
 ) -> None:
     """A request split over several model calls gets every row's probabilities, in order."""
     runtime = _ProbabilityRuntime()
-    batcher = make_batcher(runtime, max_batch_size=4)
+    batcher = make_batcher(runtime, max_batch_size=4, max_request_rows_per_call=4)
 
     result = await batcher.submit(rows_of(*range(10)))
 
