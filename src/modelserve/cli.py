@@ -217,7 +217,8 @@ def demo(out: Path) -> None:
 @click.option("--bins", type=click.IntRange(2, 100), default=10, show_default=True)
 def profile(data: Path, model_spec: str, config: Path | None, out: Path, bins: int) -> None:
     """Write the reference profile used for drift signals (set it as the model's `profile:`)."""
-    from modelserve.inference.profiler import profile_model, select_model
+    from modelserve.inference.check import describe_features
+    from modelserve.inference.profiler import profile_version, select_model
     from modelserve.settings import ModelConfig
 
     try:
@@ -231,10 +232,13 @@ def profile(data: Path, model_spec: str, config: Path | None, out: Path, bins: i
             model = ModelConfig(name=_model_name(path), path=path)
         else:
             raise click.UsageError(f"{model_spec} is not a file; give --config to name a model")
-        reference = profile_model(model, data, bins, require_sha256=require_sha256)
+        reference, info = profile_version(model, data, bins, require_sha256=require_sha256)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
     out.write_bytes(reference.to_json())
+    if info.features is not None:
+        click.echo(describe_features(f"{info.name}:{info.version}", info.features))
+    click.echo("\n".join(reference.describe()))
     click.echo(f"wrote {out}: {reference.rows} rows, {len(reference.features)} features")
 
 

@@ -31,6 +31,7 @@ from modelserve.errors import (
 from modelserve.inference.preprocess import FeatureSchema, RangeReport, Row, shown_value
 from modelserve.inference.runtimes.base import Runtime
 from modelserve.inference.types import FeatureSpec, FloatArray, ModelMetadata, RawOutput
+from modelserve.observability.profile import FeatureKind, FeatureProfile, ReferenceProfile
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,6 +43,13 @@ _SHOWN_CATEGORIES = 5
 _NUMBER_TYPES = (int, float)
 _ABSENT = object()
 """A named row without the feature (not the same as ``null`` in an error message)."""
+CATEGORICAL_TYPES = frozenset({"category", "string", "bool"})
+"""Feature types whose drift is a shift of value frequencies, not of a distribution."""
+
+
+def profile_kind(spec: FeatureSpec) -> FeatureKind:
+    """How a reference profile describes the feature: by category shares or numeric bins."""
+    return "categorical" if spec.type in CATEGORICAL_TYPES else "numeric"
 
 
 class FramePredictor(Protocol):
@@ -53,7 +61,7 @@ class FramePredictor(Protocol):
 class _Column:
     """Checks and canonicalises one feature's values."""
 
-    def __init__(self, spec: FeatureSpec) -> None:
+    def __init__(self, spec: FeatureSpec, profiled: FeatureProfile | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.convert: Callable[[object], TypedValue] = getattr(self, f"_to_{spec.type}")
@@ -63,6 +71,11 @@ class _Column:
         self._codes: dict[tuple[type, object], float] = {
             (type(c), c): float(i) for i, c in enumerate(categories)
         }
+        self._vocabulary: dict[tuple[type, object], float] | None = None
+        self._other = math.nan
+        if profiled is not None and profiled.kind == "categorical":
+            self._vocabulary = {(type(c), c): float(i) for i, c in enumerate(profiled.categories)}
+            self._other = float(len(profiled.categories))
         self.expected: str = spec.type
         if spec.categories is not None:
             shown = ", ".join(repr(c) for c in categories[:_SHOWN_CATEGORIES])
@@ -120,8 +133,16 @@ class _Column:
         raise ValueError
 
     def code(self, value: object) -> float:
-        """A number for drift statistics: the value, 0/1, the category's index, or NaN."""
-        if value is None or self.spec.type == "string":
+        """A number for drift statistics: the value, 0/1, the category's index, or NaN.
+
+        With a profile, a categorical value's code is its bin in the profile (the index of
+        its category, or the "other" bin); NaN is a null.
+        """
+        if value is None:
+            return math.nan
+        if self._vocabulary is not None:
+            return self._vocabulary.get((type(value), value), self._other)
+        if self.spec.type == "string":
             return math.nan
         if self.spec.type == "category":
             return self._codes.get((type(value), value), math.nan)
@@ -131,14 +152,27 @@ class _Column:
 class TypedFeatureSchema(FeatureSchema):
     """A :class:`FeatureSchema` whose columns have types: rows of JSON values, not floats."""
 
-    def __init__(self, features: Sequence[FeatureSpec]) -> None:
+    def __init__(
+        self, features: Sequence[FeatureSpec], profile: ReferenceProfile | None = None
+    ) -> None:
+        """``profile``: the version's reference profile, whose bins drift codes follow."""
         names = [spec.name for spec in features]
         if len(set(names)) != len(names):
             raise ValueError("feature names must be unique")
         ranges = {spec.name: spec.range for spec in features if spec.range is not None}
         super().__init__(len(names), names, ranges or None)
         self.features = tuple(features)
-        self._columns = [_Column(spec) for spec in features]
+        profiled: list[FeatureProfile | None] = list(profile.features) if profile else []
+        profiled += [None] * (len(features) - len(profiled))
+        for spec, feature in zip(features, profiled, strict=True):
+            if feature is not None and feature.kind != profile_kind(spec):
+                raise ValueError(
+                    f"the profile describes {spec.name} as {feature.kind} but it is a"
+                    f" {spec.type} feature: rebuild it with `modelserve profile`"
+                )
+        self._columns = [
+            _Column(spec, feature) for spec, feature in zip(features, profiled, strict=True)
+        ]
 
     def rows_to_array(self, rows: Sequence[Row]) -> FloatArray:
         """Check every value of ``rows`` (name → value, or values in column order).

@@ -185,13 +185,21 @@ def build_version(config: ModelConfig, *, require_sha256: bool) -> PreparedVersi
         )
     names = config.feature_names or meta.feature_names
     features = typed_features(config, meta)
+    if features is not None:
+        n_features, names = len(features), [f.name for f in features]
+    profile = None
+    if config.profile is not None:
+        try:
+            profile = load_profile(config.profile)
+            profile.check_fits(n_features, names)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from exc
     schema: FeatureSchema
     try:
         if features is not None:
             # Chosen once here: versions without typed features keep the float path as is.
-            schema = TypedFeatureSchema(features)
+            schema = TypedFeatureSchema(features, profile)
             runtime = FrameRuntime(runtime, schema)
-            n_features, names = schema.n_features, schema.feature_names
         else:
             schema = FeatureSchema(
                 n_features,
@@ -201,13 +209,6 @@ def build_version(config: ModelConfig, *, require_sha256: bool) -> PreparedVersi
             )
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from exc
-    profile = None
-    if config.profile is not None:
-        try:
-            profile = load_profile(config.profile)
-            profile.check_fits(n_features, names)
-        except ValueError as exc:
-            raise ModelLoadError(str(exc)) from exc
     is_classifier = meta.is_classifier if config.task == "auto" else config.task == "classifier"
     labels = config.labels or meta.classes
     if config.labels and meta.classes and len(config.labels) != len(meta.classes):

@@ -8,6 +8,12 @@ PSI (population stability index) of a feature is ``sum((a - e) * ln(a / e))`` ov
 ``e`` the reference share and ``a`` the recent share of rows in each bin (both floored at
 ``PSI_FLOOR`` so an empty bin does not make it infinite). Rules of thumb: below 0.1 stable,
 0.1 to 0.2 moderate shift, above 0.2 a real shift.
+
+A categorical feature's bins are its reference categories, one "other" bin for every value
+the reference did not list (an unknown category the model ignores, a rare one) and one
+"missing" bin for nulls; a numeric feature of a typed model has the "missing" bin too. So the
+same PSI, with the same rules of thumb, covers category-frequency shift (a city that doubles
+its share, a new city, more nulls) beside numeric shift.
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ class DriftReport:
     window_rows: int
     psi: dict[str, float]
     """PSI per feature; empty without a profile or with fewer than ``min_rows`` rows."""
+    category_shares: dict[str, dict[str, float]]
+    """Categorical features: the window's share of each reference category, "other" and
+    "missing" (measured when PSI is)."""
     class_mix: dict[str, float]
     """Share of each predicted label in the window (classifiers)."""
     class_mix_shift: float | None
@@ -119,10 +128,16 @@ class DriftWindow:
         n = self._filled
         rows = self._rows[:n]
         psi_by_feature: dict[str, float] = {}
+        shares: dict[str, dict[str, float]] = {}
         if profile is not None and n >= min(min_rows, self.capacity):
             for column, feature in enumerate(profile.features):
                 actual = feature.bin_counts(rows[:, column]) / n
                 psi_by_feature[feature.name] = round(psi(feature.proportions, actual), 6)
+                if feature.kind == "categorical":
+                    names = feature.bin_names()
+                    shares[feature.name] = {
+                        name: round(float(a), 6) for name, a in zip(names, actual, strict=True)
+                    }
         class_mix = self._class_mix()
         shift = None
         if profile is not None and profile.class_mix and class_mix:
@@ -130,7 +145,7 @@ class DriftWindow:
         confidences = self._confidences[:n]
         known = confidences[~np.isnan(confidences)]
         mean_confidence = round(float(known.mean()), 6) if len(known) else None
-        return DriftReport(n, psi_by_feature, class_mix, shift, mean_confidence)
+        return DriftReport(n, psi_by_feature, shares, class_mix, shift, mean_confidence)
 
     def _class_mix(self) -> dict[str, float]:
         labels = self._labels[: self._filled]

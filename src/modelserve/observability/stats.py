@@ -187,6 +187,10 @@ class VersionFacts:
     status: str
     task: str | None
     profile: ReferenceProfile | None
+    feature_types: dict[str, str] | None = None
+    """Typed features: name → type (``category``, ``int``...); ``None`` for float features."""
+    category_shares: dict[str, dict[str, float]] | None = None
+    """This worker's live share of each category bin, per categorical feature."""
 
 
 def summarize(
@@ -246,6 +250,11 @@ def _version(window: Window, facts: VersionFacts, psi_threshold: float) -> dict[
     confidences = window.buckets("modelserve_prediction_confidence", mine)
     confidence_count = window.delta("modelserve_prediction_confidence_count", mine)
     profile = facts.profile
+    psi = {
+        labels["feature"]: _round(value, 4)
+        for labels, value in window.current.samples.get("modelserve_drift_feature_psi", ())
+        if mine(labels)
+    }
     return {
         "model": facts.model,
         "model_version": facts.version,
@@ -282,11 +291,8 @@ def _version(window: Window, facts: VersionFacts, psi_threshold: float) -> dict[
         },
         "drift": {
             "has_profile": profile is not None,
-            "psi": {
-                labels["feature"]: _round(value, 4)
-                for labels, value in window.current.samples.get("modelserve_drift_feature_psi", ())
-                if mine(labels)
-            },
+            "psi": psi,
+            "features": _features(facts, psi),
             "psi_threshold": psi_threshold,
             "class_mix_shift": _gauge(window, "modelserve_drift_class_mix_shift", mine),
             "mean_confidence": _gauge(window, "modelserve_drift_mean_confidence", mine),
@@ -295,6 +301,31 @@ def _version(window: Window, facts: VersionFacts, psi_threshold: float) -> dict[
             "reference_mean_confidence": profile.mean_confidence if profile else None,
         },
     }
+
+
+def _features(facts: VersionFacts, psi: dict[str, float | None]) -> list[dict[str, Any]]:
+    """Per feature: its type, kind, PSI and, for a categorical one, reference and live shares.
+
+    Listed for typed versions and for versions with a profile (their profiled features).
+    """
+    profiled = {f.name: f for f in facts.profile.features} if facts.profile else {}
+    types = facts.feature_types or dict.fromkeys(profiled, "float")
+    live = facts.category_shares or {}
+    out: list[dict[str, Any]] = []
+    for name, kind in types.items():
+        feature = profiled.get(name)
+        entry: dict[str, Any] = {
+            "name": name,
+            "type": kind,
+            "kind": feature.kind if feature else None,
+            "psi": psi.get(name),
+            "reference_missing_share": feature.missing if feature else None,
+        }
+        if feature is not None and feature.kind == "categorical":
+            entry["reference_shares"] = feature.shares()
+            entry["live_shares"] = live.get(name)
+        out.append(entry)
+    return out
 
 
 def _client_error_codes() -> frozenset[str]:

@@ -224,6 +224,49 @@
     return box;
   }
 
+  // Typed versions: each feature's type and PSI; for a categorical one the window's share of
+  // each reference category, "other" and "missing" (bar) against the reference share (tick).
+  function featuresPanel(m) {
+    var features = m.drift.features || [];
+    var box = panel("Typed features");
+    var threshold = m.drift.psi_threshold;
+    features.forEach(function (f) {
+      var item = el("div", "feature");
+      item.setAttribute("data-feature", f.name);
+      var psi = isNum(f.psi) ? " · PSI " + fmtNum(f.psi, 3) : "";
+      var head = el("div", "feature-head" + (isNum(f.psi) && f.psi > threshold ? " bad" : ""),
+        f.name + " · " + f.type + psi);
+      item.appendChild(head);
+      if (f.reference_shares) {
+        var live = f.live_shares;
+        if (!live) {
+          item.appendChild(el("div", "empty", "collecting rows"));
+        } else {
+          var bars = el("div", "bars");
+          Object.keys(f.reference_shares).forEach(function (name) {
+            var share = live[name] || 0;
+            bars.appendChild(bar(name, share, f.reference_shares[name], undefined, fmtPct(share)));
+          });
+          item.appendChild(bars);
+        }
+      }
+      box.appendChild(item);
+    });
+    var legend = el("div", "legend");
+    var swatch = el("span", "swatch");
+    swatch.style.background = "var(--accent)";
+    legend.appendChild(swatch);
+    legend.appendChild(document.createTextNode(windowLabel + " (this worker)"));
+    legend.appendChild(el("span", "tick"));
+    legend.appendChild(document.createTextNode("reference"));
+    box.appendChild(legend);
+    return box;
+  }
+
+  function isTyped(m) {
+    return (m.drift.features || []).some(function (f) { return f.type !== "float"; });
+  }
+
   function badgeFor(m) {
     var drifting = m.drift && Object.keys(m.drift.psi || {}).some(function (f) {
       return m.drift.psi[f] > m.drift.psi_threshold;
@@ -248,6 +291,7 @@
     body.appendChild(classPanel(m));
     body.appendChild(confidencePanel(m));
     body.appendChild(driftPanel(m));
+    if (isTyped(m)) body.appendChild(featuresPanel(m));
     card.appendChild(body);
     return card;
   }

@@ -28,6 +28,7 @@ from modelserve.inference.runtimes.sklearn_features import sklearn_features
 from modelserve.inference.typed import TypedFeatureSchema
 from modelserve.inference.types import FeatureSpec
 from modelserve.inference.version import build_version
+from modelserve.observability.profile import TypedColumn, build_typed_profile
 from modelserve.settings import FeatureConfig, ModelConfig, Settings
 from modelserve.v2.features import typed_rows
 from modelserve.v2.tensor import Tensor
@@ -264,3 +265,27 @@ def test_v2_feature_tensors_give_typed_rows_with_nan_as_null() -> None:
     assert SCHEMA.to_array(
         [dict(zip(["city", "age", "member"], rows[1], strict=True))]
     ).tolist() == [["Bergen", None, False, None, None]]
+
+
+def test_drift_codes_follow_the_profile_bins() -> None:
+    """With a profile, a category's drift code is its profile bin (other cities share one bin,
+    a null is NaN), whatever the training categories' order."""
+    reference = build_typed_profile(
+        [TypedColumn("city", "categorical", ["Oslo", "Bergen"])], bins=2
+    )
+    schema = TypedFeatureSchema(
+        [FeatureSpec("city", "category", ("Bergen", "Oslo", "Paris"), nullable=True)], reference
+    )
+
+    codes = schema.numeric(schema.to_array([["Oslo"], ["Bergen"], ["Paris"], [None]]))
+
+    assert codes[:3, 0].tolist() == [0.0, 1.0, 2.0]
+    assert math.isnan(codes[3, 0])
+
+
+def test_a_profile_of_another_kind_is_refused() -> None:
+    """A profile that bins a category as numbers does not fit: rebuild it."""
+    numeric = build_typed_profile([TypedColumn("city", "numeric", [1.0, 2.0])], bins=2)
+
+    with pytest.raises(ValueError, match="describes city as numeric but it is a category"):
+        TypedFeatureSchema([CITY], numeric)

@@ -7,7 +7,12 @@ import pytest
 from sklearn.datasets import load_iris
 
 from modelserve.observability.drift import DriftWindow, psi, total_variation
-from modelserve.observability.profile import ReferenceProfile, build_profile
+from modelserve.observability.profile import (
+    ReferenceProfile,
+    TypedColumn,
+    build_profile,
+    build_typed_profile,
+)
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 IRIS = np.asarray(load_iris().data, dtype=np.float64)
@@ -151,3 +156,23 @@ def test_window_batch_labels_and_missing_confidences_are_kept_row_by_row() -> No
     assert report.class_mix == {"b": 0.5, "a": 0.25, "c": 0.25}
     assert list(report.class_mix) == ["b", "a", "c"]
     assert report.mean_confidence == round((0.5 + 1.0 + 0.25) / 3, 6)
+
+
+def test_window_measures_category_shift_by_psi() -> None:
+    """A window of one category against an even reference: PSI over the category bins, and
+    the window's share of each category, of other values and of nulls."""
+    reference = build_typed_profile(
+        [TypedColumn("city", "categorical", ["Oslo", "Bergen"] * 50)], ["a"] * 100
+    )
+    window = DriftWindow(1, capacity=100)
+    codes = np.array([0.0] * 30 + [2.0] * 10)  # Oslo, and an unlisted city
+    window.add(codes.reshape(-1, 1))
+
+    report = window.report(reference, min_rows=40)
+
+    expected = psi([0.5, 0.5, 0.0, 0.0], [0.75, 0.0, 0.25, 0.0])
+    assert report.psi == {"city": round(expected, 6)}
+    assert report.psi["city"] > 0.2
+    assert report.category_shares == {
+        "city": {"Oslo": 0.75, "Bergen": 0.0, "(other)": 0.25, "(missing)": 0.0}
+    }

@@ -9,9 +9,13 @@ import pytest
 from sklearn.datasets import load_iris
 
 from modelserve.observability.profile import (
+    MAX_PROFILED_CATEGORIES,
     MAX_PROFILED_FEATURES,
     PROFILE_FORMAT,
+    Category,
+    TypedColumn,
     build_profile,
+    build_typed_profile,
     load_profile,
 )
 
@@ -142,3 +146,60 @@ def test_build_profile_of_a_wide_model_keeps_the_first_features() -> None:
     assert len(profile.features) == MAX_PROFILED_FEATURES == 100
     assert profile.n_features == 150
     profile.check_fits(150, [str(i) for i in range(150)])
+
+
+def _typed_columns() -> list[TypedColumn]:
+    cities: list[Category | None] = ["Oslo"] * 5 + ["Bergen"] * 3 + [None] * 2
+    ages: list[Category | None] = [20.0, 30.0, None, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 25.0]
+    return [TypedColumn("city", "categorical", cities), TypedColumn("age", "numeric", ages)]
+
+
+def test_typed_profile_shares_each_category_then_other_and_missing() -> None:
+    """A categorical feature holds each value's share, most frequent first, then the share of
+    other values and of nulls; a numeric one its bins over non-null values plus nulls."""
+    city, age = build_typed_profile(_typed_columns(), bins=3).features
+
+    assert city.kind == "categorical"
+    assert city.shares() == {"Oslo": 0.5, "Bergen": 0.3, "(other)": 0.0, "(missing)": 0.2}
+    assert city.mean is None
+    assert age.kind == "numeric"
+    assert age.missing == 0.1
+    assert sum(age.proportions) == pytest.approx(1.0)
+    assert age.proportions[-1] == 0.1
+    assert age.mean == pytest.approx(np.mean([20, 30, 40, 50, 60, 70, 80, 90, 25]))
+
+
+def test_typed_profile_pools_rare_categories_as_other() -> None:
+    """Beyond the most frequent MAX_PROFILED_CATEGORIES values, the rest share one bin."""
+    values: list[Category | None] = [f"c{i}" for i in range(MAX_PROFILED_CATEGORIES + 10)]
+    (feature,) = build_typed_profile([TypedColumn("id", "categorical", values)]).features
+
+    assert len(feature.categories) == MAX_PROFILED_CATEGORIES
+    assert feature.shares()["(other)"] == pytest.approx(10 / len(values))
+
+
+def test_typed_profile_bins_categorical_codes() -> None:
+    """Codes are category indexes, len(categories) for other values, NaN for nulls."""
+    city, _ = build_typed_profile(_typed_columns()).features
+
+    counts = city.bin_counts(np.array([0.0, 0.0, 1.0, 2.0, np.nan]))
+
+    assert counts.tolist() == [2, 1, 1, 1]
+
+
+def test_typed_profile_survives_a_json_round_trip(tmp_path: Path) -> None:
+    """Categories (strings, numbers, booleans), null shares and empty numeric stats read back."""
+    columns = [
+        *_typed_columns(),
+        TypedColumn("member", "categorical", [True, False] * 5),
+        TypedColumn("gone", "numeric", [None] * 10),
+    ]
+    profile = build_typed_profile(columns, ["yes"] * 10, [0.8] * 10)
+    path = tmp_path / "typed.json"
+    path.write_bytes(profile.to_json())
+
+    loaded = load_profile(path)
+
+    assert loaded == profile
+    assert loaded.features[2].categories == (True, False)
+    assert loaded.features[3].mean is None

@@ -100,8 +100,11 @@ def _stats_body(state: State) -> bytes:
     core: InferenceCore = state.core
     settings: Settings = state.settings
     sampler: StatsSampler = state.stats_sampler
-    for entry in core.registry.loaded():
-        entry.monitor.refresh()  # this worker's drift gauges, fresh for the read below
+    # This worker's drift gauges, fresh for the read below, and its category shares.
+    shares = {
+        (entry.name, entry.version): entry.monitor.refresh().category_shares
+        for entry in core.registry.loaded()
+    }
     window = sampler.window(take_snapshot(metrics.collect()))
     facts = [
         VersionFacts(
@@ -111,6 +114,8 @@ def _stats_body(state: State) -> bytes:
             v.info.status.value,
             v.info.task,
             v.profile if isinstance(v, LoadedVersion) else None,
+            {f.name: f.type for f in v.info.features} if v.info.features else None,
+            shares.get((v.name, v.version)),
         )
         for v in core.registry.versions()
     ]
