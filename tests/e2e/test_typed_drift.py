@@ -21,7 +21,7 @@ from tests import prometheus, tabular
 from tests.conftest import pythonpath_env
 from tests.e2e.conftest import MODELSERVE, RunningServer, write_config
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 MIN_ROWS = 40
 SHIFTED_ROWS = 60
