@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -11,6 +11,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+if TYPE_CHECKING:  # imported where used: most tests of typed features need neither
+    import lightgbm
+    import xgboost
 
 CITIES = ["Bergen", "Oslo", "Trondheim"]
 """The training categories, in the order OneHotEncoder sorts them."""
@@ -63,3 +67,30 @@ def habits_pipeline() -> Pipeline:
     return Pipeline([("columns", columns), ("model", LogisticRegression())]).fit(
         frame, target(customers())
     )
+
+
+def categorical_frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    """city as a pandas ``category`` column (the training categories), age with gaps, income,
+    visits: what LightGBM and XGBoost take natively."""
+    frame = customers(n, seed)[["city", "age", "income", "visits"]].copy()
+    frame["city"] = pd.Categorical(frame["city"], categories=CITIES)
+    return frame
+
+
+def lgb_categorical() -> lightgbm.LGBMClassifier:
+    """A LightGBM classifier with city as a native categorical feature."""
+    import lightgbm
+
+    return lightgbm.LGBMClassifier(
+        n_estimators=15, min_child_samples=5, random_state=0, verbose=-1
+    ).fit(categorical_frame(), target(customers(120)))
+
+
+def xgb_categorical() -> xgboost.XGBClassifier:
+    """An XGBoost classifier trained with enable_categorical (city a native categorical)."""
+    import xgboost
+
+    labels = (target(customers(120)) == "yes").astype(int)
+    return xgboost.XGBClassifier(
+        n_estimators=15, max_depth=3, enable_categorical=True, tree_method="hist", random_state=0
+    ).fit(categorical_frame(), labels)

@@ -3,12 +3,19 @@
 Probabilities follow ``XGBClassifier.predict_proba``: ``binary:logistic`` gives two columns
 ``[1 - p, p]``, ``multi:softprob`` one column per class, ``multi:softmax`` the softmax of the
 margins. Any other objective is a regressor (the prediction itself).
+
+A model trained with ``enable_categorical`` on a DataFrame of pandas ``category`` columns keeps
+each column's categories (XGBoost 3.1 and later): those columns become ``category`` features
+with the training categories (an unknown value is refused), ``int`` columns ``int``, the others
+``float``; every column is nullable, as XGBoost routes missing values itself. Each model call
+then gets one DataFrame, which XGBoost recodes onto the training categories. Reading the
+categories needs pyarrow (the ``parquet`` extra).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,7 +24,10 @@ from modelserve.inference.artifact import Artifact
 from modelserve.inference.runtimes.extras import import_extra
 from modelserve.inference.runtimes.scores import softmax
 from modelserve.inference.runtimes.trees import binary_columns
-from modelserve.inference.types import FloatArray, ModelMetadata, RawOutput
+from modelserve.inference.types import Category, FeatureSpec, FloatArray, ModelMetadata, RawOutput
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _BINARY = {"binary:logistic"}
 _PROBABILITIES = {"multi:softprob"}
@@ -51,6 +61,7 @@ class XGBoostRuntime:
             classes=_sklearn_classes(self.booster),
             feature_names=self.booster.feature_names,
             platform="xgboost_json" if _is_json(artifact.data) else "xgboost_ubj",
+            features=xgboost_features(self.booster),
         )
 
     @property
@@ -60,8 +71,47 @@ class XGBoostRuntime:
     def predict(self, batch: FloatArray) -> RawOutput:
         return predict_booster(self.booster, self.objective, batch)
 
+    def predict_frame(self, frame: pd.DataFrame) -> RawOutput:
+        """A model with categorical features: XGBoost recodes the DataFrame's categories."""
+        return predict_booster(self.booster, self.objective, frame)
 
-def predict_booster(booster: Any, objective: str, batch: FloatArray) -> RawOutput:
+
+def xgboost_features(booster: Any) -> tuple[FeatureSpec, ...] | None:
+    """The typed schema of a model with categorical features (``None``: floats only)."""
+    types = booster.feature_types
+    if not types or "c" not in types:
+        return None
+    names = booster.feature_names
+    if names is None:
+        raise ModelLoadError("the model has categorical features but no feature names")
+    try:
+        stored = booster.get_categories(export_to_arrow=True).to_arrow()
+    except AttributeError as exc:
+        raise ModelLoadError(
+            "reading a model's categories needs XGBoost 3.1 or later (or list `features`)"
+        ) from exc
+    except ImportError as exc:
+        raise ModelLoadError(
+            "reading an XGBoost model's categories needs pyarrow: pip install 'modelserve[parquet]'"
+        ) from exc
+    categories: dict[str, tuple[Category, ...]] = {
+        str(name): tuple(values.to_pylist()) for name, values in stored if values is not None
+    }
+    specs = []
+    for name, kind in zip(names, types, strict=True):
+        if kind == "c":
+            if name not in categories:
+                raise ModelLoadError(
+                    f"the model does not store the categories of {name} (train it with"
+                    " XGBoost 3.1 or later, or list `features` in its config)"
+                )
+            specs.append(FeatureSpec(name, "category", categories[name], nullable=True))
+        else:
+            specs.append(FeatureSpec(name, "int" if kind == "int" else "float", nullable=True))
+    return tuple(specs)
+
+
+def predict_booster(booster: Any, objective: str, batch: FloatArray | pd.DataFrame) -> RawOutput:
     """What ``XGBClassifier.predict_proba`` (or ``XGBRegressor.predict``) answers for ``batch``."""
     if objective in _MARGINS:
         margins = booster.inplace_predict(batch, predict_type="margin")
