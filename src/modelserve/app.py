@@ -32,7 +32,6 @@ from modelserve.api.route_table import RouteTable
 from modelserve.api.routes.dashboard import StatsCache
 from modelserve.api.routes.docs import OPENAPI
 from modelserve.api.routes.table import declare_routes
-from modelserve.api.v2_errors import V2ErrorBodyMiddleware
 from modelserve.cache import build_cache, key_secret
 from modelserve.control import build_control_plane
 from modelserve.control.config_watch import ConfigWatcher
@@ -181,7 +180,6 @@ def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
         access_log_probes=settings.server.access_log_probes,
         health=state,
     )
-    app.add_middleware(V2ErrorBodyMiddleware)  # outside them all: every /v2 refusal
     tracer = configure_tracing(settings.tracing)
     if tracer is not None:  # off by default: then not even imported
         from modelserve.api.tracing import TracingMiddleware

@@ -34,7 +34,7 @@ import structlog
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from modelserve.api.v2_errors import V2_PREFIX
+from modelserve.api.route_table import Protocol, protocol_of_path
 from modelserve.congestion import congestion
 from modelserve.observability.throttle import LogThrottle
 
@@ -68,8 +68,7 @@ class _Refusal:
         held_back = self.throttle.allow()
         if held_back is not None:
             log.warning(self.event, refused_not_logged=held_back)
-        path = str(scope.get("path", ""))
-        v2 = path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+        v2 = protocol_of_path(str(scope.get("path", ""))) is Protocol.OPEN_INFERENCE
         body = self.v2_body if v2 else self.body
         await send(
             {

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelserve.api.errors import from_domain_error
+from modelserve.api.errors import answer_error
 from modelserve.errors import BusyError
 from modelserve.observability import metrics
 
@@ -37,8 +37,7 @@ class InFlightBytesLimit:
         if charge and self.inflight and self.inflight + charge > self.limit:
             exc = BusyError(self.inflight, self.limit)
             metrics.record_busy()
-            request_id = scope.get("state", {}).get("request_id")
-            response = from_domain_error(exc, request_id)
+            response = answer_error(scope, exc)
             await response(scope, receive, send)
             return
         self.inflight += charge

@@ -41,7 +41,7 @@ import structlog
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelserve.api.errors import from_domain_error
+from modelserve.api.errors import answer_error
 from modelserve.api.lockout import FailedAuthLimiter, RefusalLog
 from modelserve.api.route_table import Access, RouteTable
 from modelserve.errors import (
@@ -273,7 +273,7 @@ class AuthMiddleware:
         headers = None
         if isinstance(exc, UnauthorizedError) and scope["path"].startswith("/dashboard"):
             headers = _BROWSER_CHALLENGE
-        response = from_domain_error(exc, scope["state"].get("request_id"), headers)
+        response = answer_error(scope, exc, headers)
         await response(scope, receive, send)
 
 

@@ -4,6 +4,11 @@ Every failure becomes the same JSON body, ``{"detail", "code", "request_id"}``; 
 Inference Protocol's routes answer ``{"error": detail}`` with the same status and headers
 (:func:`v2_error_response`). Domain errors carry a kind and data, never HTTP: the mapping is
 :data:`HTTP_STATUS` and :func:`http_headers`, here only.
+
+Which body a request gets is its route's protocol (``RouteSpec.protocol``), which the request
+context records in the scope's state: :func:`answer_error` and :func:`answer_status` read it,
+so a refusal made by a middleware before the route runs (API key, rate limit, body size,
+bytes in flight) answers in the body the route itself would.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.types import Scope
 
 from modelserve.api.disconnect import client_closed_request
+from modelserve.api.route_table import Protocol
 from modelserve.api.schemas import TYPED_VALUE_EXPECTED
 from modelserve.errors import (
     BodyTimeoutError,
@@ -103,10 +110,6 @@ def rate_limit_headers(window: RateWindow) -> dict[str, str]:
     }
 
 
-def request_id_of(request: Request) -> str | None:
-    return getattr(request.state, "request_id", None)
-
-
 def from_domain_error(
     exc: ModelserveError, request_id: str | None, headers: dict[str, str] | None = None
 ) -> Response:
@@ -129,12 +132,46 @@ def from_domain_error(
     return Response(body, http_status(exc), media_type="application/json", headers=headers)
 
 
-def v2_error_response(exc: ModelserveError) -> Response:
+def v2_error_response(exc: ModelserveError, headers: dict[str, str] | None = None) -> Response:
     """The Open Inference Protocol's answer: ``{"error": detail}``, same status and headers."""
-    body = orjson.dumps({"error": exc.detail})
-    return Response(
-        body, http_status(exc), media_type="application/json", headers=http_headers(exc)
-    )
+    return _v2_body(http_status(exc), exc.detail, http_headers(exc) if headers is None else headers)
+
+
+def _v2_body(status: int, message: str, headers: dict[str, str] | None) -> Response:
+    body = orjson.dumps({"error": message})
+    return Response(body, status, media_type="application/json", headers=headers)
+
+
+PROTOCOL_KEY: Final = "protocol"
+"""The scope-state key of the request's :class:`Protocol` (set by the request context)."""
+
+
+def _speaks_v2(scope: Scope) -> bool:
+    return scope.get("state", {}).get(PROTOCOL_KEY) is Protocol.OPEN_INFERENCE
+
+
+def answer_error(
+    scope: Scope, exc: ModelserveError, headers: dict[str, str] | None = None
+) -> Response:
+    """A domain error's answer in the error body of the request's protocol."""
+    if _speaks_v2(scope):
+        return v2_error_response(exc, headers)
+    return from_domain_error(exc, scope.get("state", {}).get("request_id"), headers)
+
+
+def answer_status(
+    scope: Scope,
+    status: int,
+    code: str,
+    detail: str | list[Any],
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An error that is no domain error (routing, validation, last-resort 500) in the error
+    body of the request's protocol; a V2 message is the detail, as JSON text if structured."""
+    if _speaks_v2(scope):
+        message = detail if isinstance(detail, str) else orjson.dumps(detail).decode()
+        return _v2_body(status, message, headers)
+    return error_response(status, code, detail, scope.get("state", {}).get("request_id"), headers)
 
 
 def from_validation_error(exc: ValidationError, request_id: str | None) -> Response:
@@ -236,7 +273,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_domain(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ModelserveError)  # noqa: S101 - registered for this type
-        return from_domain_error(exc, request_id_of(request))
+        return answer_error(request.scope, exc)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type
@@ -246,15 +283,14 @@ def install_error_handlers(app: FastAPI) -> None:
         ]
         if errors and all(e["type"] in _NOT_JSON for e in errors):
             detail = "request body is not valid JSON"
-            return from_domain_error(InvalidJSONError(detail), request_id_of(request))
-        return error_response(422, "validation_error", errors, request_id_of(request))
+            return answer_error(request.scope, InvalidJSONError(detail))
+        return answer_status(request.scope, 422, "validation_error", errors)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return error_response(
-            exc.status_code, code, str(exc.detail), request_id_of(request), dict(exc.headers or {})
-        )
+        headers = dict(exc.headers or {})
+        return answer_status(request.scope, exc.status_code, code, str(exc.detail), headers)
 
     async def on_disconnect(request: Request, exc: Exception) -> Response:
         return client_closed_request()  # the client is gone: nothing to log, nobody to tell

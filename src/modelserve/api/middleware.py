@@ -14,7 +14,7 @@ import asyncio
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.api.errors import error_response, from_domain_error
+from modelserve.api.errors import PROTOCOL_KEY, answer_error, answer_status
 from modelserve.api.route_table import RouteTable
 from modelserve.errors import BodyTimeoutError, BodyTooLargeError
 from modelserve.observability.context import RequestContext
@@ -53,7 +53,9 @@ class RequestContextMiddleware:
         access_log = self.access_log and (self.access_log_probes or scope["path"] not in _PROBES)
         context = RequestContext.begin(scope["headers"], access_log=access_log)
         request_id = context.request_id
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state[PROTOCOL_KEY] = self.table.protocol_of(scope)
         status = 500
         response_started = False
 
@@ -74,7 +76,7 @@ class RequestContextMiddleware:
             declared = _content_length(scope)
             if declared is not None and declared > self.max_body_bytes:
                 exc = BodyTooLargeError(self.max_body_bytes)
-                response = from_domain_error(exc, request_id)
+                response = answer_error(scope, exc)
                 await response(scope, receive, send_with_id)
             elif declared == 0:
                 await self.app(scope, receive, send_with_id)
@@ -87,9 +89,7 @@ class RequestContextMiddleware:
         except Exception as exc:  # the last resort: never a traceback in a response
             log.error("request_failed", exc_info=exc)
             if not response_started:
-                response = error_response(
-                    500, "internal_error", "internal server error", request_id
-                )
+                response = answer_status(scope, 500, "internal_error", "internal server error")
                 await response(scope, receive, send_with_id)
         finally:
             context.finish(

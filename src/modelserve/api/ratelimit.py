@@ -42,7 +42,7 @@ from redis.asyncio import ConnectionPool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.api.errors import from_domain_error, rate_limit_headers
+from modelserve.api.errors import answer_error, rate_limit_headers
 from modelserve.api.route_table import Operation, RouteTable
 from modelserve.cache.base import OutageTracker
 from modelserve.errors import (
@@ -234,7 +234,7 @@ class RateLimitMiddleware:
             # too); with count_rows the route charges the remaining rows once it knows them.
             verdict = await _enforce(limiter, operation, route, identity, 1)
         except ModelserveError as exc:
-            response = from_domain_error(exc, state.get("request_id"))
+            response = answer_error(scope, exc)
             await response(scope, receive, send)
             return
         if operation is Operation.PREDICT_ROWS and limiter.count_rows:

@@ -7,6 +7,9 @@ fast path. From the :class:`RouteTable` of those declarations come
 
 * the router (:meth:`RouteTable.install`): plain Starlette routes, FastAPI routes (which
   generate their own OpenAPI entries) and mounts;
+* the protocol whose error body a request's failures answer in (:meth:`RouteTable.protocol_of`:
+  the server's own ``{detail, code, request_id}``, or the Open Inference Protocol's
+  ``{"error"}`` under ``/v2``), for refusals made before the route runs as for the route's own;
 * the auth scope of a request (:mod:`modelserve.api.auth`), the rate-limit operation
   (:mod:`modelserve.api.ratelimit`), the OpenAPI entries of plain routes
   (:mod:`modelserve.api.openapi`), the stats exclusions (:attr:`RouteTable.monitoring_paths`),
@@ -23,7 +26,7 @@ import enum
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from fastapi import Depends, FastAPI
 from starlette.routing import Mount, Route, compile_path
@@ -35,6 +38,28 @@ _SCOPE_KEY = "modelserve.route"
 _NO_ROUTE = object()
 UNMATCHED = "unmatched"
 """The metrics' route label of a request no declaration matches."""
+
+
+OPEN_INFERENCE_PREFIX: Final = "/v2"
+"""Every path under it speaks the Open Inference Protocol, declared or not."""
+
+
+class Protocol(enum.StrEnum):
+    """The protocol a route speaks: which error body its failures answer in."""
+
+    MODELSERVE = "modelserve"
+    """``{"detail", "code", "request_id"}``."""
+    OPEN_INFERENCE = "open_inference"
+    """The Open Inference Protocol (KServe V2): ``{"error": "<message>"}``."""
+
+
+def protocol_of_path(path: str) -> Protocol:
+    """The protocol of ``path`` by its namespace alone: for refusals made before a request is
+    matched (the connection limit) and for paths no route declares (404)."""
+    prefix = OPEN_INFERENCE_PREFIX
+    if path == prefix or path.startswith(prefix + "/"):
+        return Protocol.OPEN_INFERENCE
+    return Protocol.MODELSERVE
 
 
 class Access(enum.StrEnum):
@@ -115,11 +140,18 @@ class RouteSpec:
     direct: bool = False
     """Dispatched by :class:`~modelserve.api.dispatch.ModelserveApp` straight to the endpoint,
     skipping FastAPI's per-request layers (plain async endpoints only)."""
+    protocol: Protocol = Protocol.MODELSERVE
+    """The error body of every failure of this route's requests, refusals before it runs
+    included. It must be its path's (:func:`protocol_of_path`), so a refusal that only knows
+    the path answers alike."""
 
     def __post_init__(self) -> None:
         plain = self.fastapi is None and inspect.iscoroutinefunction(self.endpoint)
         if self.direct and not plain:
             raise ValueError(f"{self.path}: only plain async endpoints are dispatched directly")
+        if self.protocol is not protocol_of_path(self.path):
+            expected = protocol_of_path(self.path)
+            raise ValueError(f"{self.path}: declared {self.protocol}, its path is {expected}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +200,11 @@ class RouteTable:
         if found is _NO_ROUTE:
             found = scope[_SCOPE_KEY] = self.match(scope["method"], _route_path(scope))
         return found  # type: ignore[no-any-return]
+
+    def protocol_of(self, scope: Scope) -> Protocol:
+        """The protocol of the request's route, or of its path when no route declares it."""
+        matched = self.route_for(scope)
+        return protocol_of_path(_route_path(scope)) if matched is None else matched.spec.protocol
 
     def label(self, scope: Scope) -> str:
         """The request's route label for metrics and spans: the declared path template, or

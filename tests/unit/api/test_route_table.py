@@ -15,7 +15,14 @@ from starlette.types import Receive, Scope, Send
 from modelserve.api.auth import ApiKeyring
 from modelserve.api.dispatch import ModelserveApp
 from modelserve.api.ratelimit import RateLimitMiddleware, RouteLimiter
-from modelserve.api.route_table import Access, FastAPIRoute, Operation, RouteSpec, RouteTable
+from modelserve.api.route_table import (
+    Access,
+    FastAPIRoute,
+    Operation,
+    Protocol,
+    RouteSpec,
+    RouteTable,
+)
 from modelserve.api.routes.table import declare_routes
 from modelserve.app import create_app
 from modelserve.settings import AuthSettings, RateLimitSettings, Settings
@@ -37,6 +44,7 @@ INFER = RouteSpec(
     access=Access.PREDICT,
     operation=Operation.PREDICT,
     direct=True,
+    protocol=Protocol.OPEN_INFERENCE,
 )
 PLAIN = RouteSpec(path="/plain/{name}", endpoint=echo)
 FIXED = RouteSpec(path="/fixed", endpoint=echo, direct=True)
@@ -203,3 +211,37 @@ async def test_create_app_serves_every_declared_route(
     served = {(getattr(r, "path", None)) for r in app.routes}
     declared = {s.path for s in declare_routes(settings) if s.endpoint or s.mount}
     assert declared <= served
+
+
+@pytest.mark.parametrize(
+    ("path", "protocol"),
+    [("/v2/models/{name}/things", Protocol.MODELSERVE), ("/things", Protocol.OPEN_INFERENCE)],
+    ids=["v2-path-as-modelserve", "modelserve-path-as-v2"],
+)
+def test_route_table_refuses_a_protocol_its_path_does_not_speak(
+    path: str, protocol: Protocol
+) -> None:
+    """A route's protocol is its path's: refusals made before matching (by path) and the
+    route's own errors can then never answer in two different bodies."""
+    with pytest.raises(ValueError, match="declared"):
+        RouteSpec(path=path, endpoint=echo, protocol=protocol)
+
+
+def test_route_table_protocol_of_declared_and_undeclared_paths(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """Every declared /v2 route speaks the Open Inference Protocol, so does an undeclared /v2
+    path; /predict and an unknown path elsewhere speak modelserve's."""
+    table = RouteTable(declare_routes(settings_factory()))
+    v2 = [spec for spec in table.specs if spec.path.startswith("/v2")]
+
+    def protocol(path: str) -> Protocol:
+        return table.protocol_of({"type": "http", "method": "GET", "path": path})
+
+    assert v2
+    assert {spec.protocol for spec in v2} == {Protocol.OPEN_INFERENCE}
+    assert protocol("/v2/nothing/here") is Protocol.OPEN_INFERENCE
+    assert protocol("/v2") is Protocol.OPEN_INFERENCE
+    assert protocol("/v2x") is Protocol.MODELSERVE
+    assert protocol("/predict") is Protocol.MODELSERVE
+    assert protocol("/nothing") is Protocol.MODELSERVE

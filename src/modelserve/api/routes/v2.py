@@ -3,7 +3,9 @@
 Thin: each endpoint reads the path and body, calls the V2 data plane, and writes its answer.
 Failures answer as the protocol says, ``{"error": "<message>"}``, with the status and headers
 of the domain error (400 bad input, 404 unknown model or version, 503 + ``Retry-After`` not
-ready or overloaded, 500 without internals).
+ready or overloaded, 500 without internals). Every route is declared
+``Protocol.OPEN_INFERENCE``, so refusals made before it runs (API key, rate limit, body size,
+bytes in flight, routing) answer in that body too (:func:`~modelserve.api.errors.answer_error`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from modelserve.api.errors import v2_error_response
 from modelserve.api.offload import run_for_size
 from modelserve.api.openapi_v2 import v2_doc
 from modelserve.api.ratelimit import charge_infer
-from modelserve.api.route_table import Access, Operation, RouteSpec
+from modelserve.api.route_table import Access, Operation, Protocol, RouteSpec
 from modelserve.errors import InvalidInputError, ModelserveError
 from modelserve.inference.metadata import VersionMetadata
 from modelserve.v2.dataplane import Charge, DataPlane
@@ -290,6 +292,7 @@ def v2_routes(*, repository: bool) -> list[RouteSpec]:
             doc=v2_doc(path),
             monitoring=access in (Access.PROBE, Access.METRICS),
             direct=endpoint in _DIRECT,
+            protocol=Protocol.OPEN_INFERENCE,
         )
         for path, endpoint, method, access, operation in routes
     ]
