@@ -15,15 +15,16 @@ from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from modelserve.api.batch_body import parse_batch
 from modelserve.api.content_type import require_json
 from modelserve.api.disconnect import while_connected
 from modelserve.api.errors import from_validation_error
 from modelserve.api.offload import now_or_in_thread, run_for_size
 from modelserve.api.ratelimit import charge_rows
-from modelserve.api.schemas import BatchPredictRequest, PredictRequest
+from modelserve.api.schemas import PredictRequest
 from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
 from modelserve.inference.core import InferenceCore, InferenceResult
-from modelserve.inference.formatting import format_predictions
+from modelserve.inference.formatting import format_batch, format_predictions
 from modelserve.inference.preprocess import FeatureSchema, Row
 from modelserve.inference.types import FloatArray, Prediction
 from modelserve.observability.logging import utc_timestamp
@@ -88,10 +89,10 @@ class _JSONAnswer(Response):
 
     media_type = "application/json"
 
-    def __init__(self, content: dict[str, object], result: InferenceResult) -> None:
+    def __init__(self, content: dict[str, object] | bytes, result: InferenceResult) -> None:
         self.status_code = 200
         self.background = None
-        self.body = orjson.dumps(content)
+        self.body = content if isinstance(content, bytes) else orjson.dumps(content)
         self.raw_headers = [
             (b"content-length", str(len(self.body)).encode()),
             (b"content-type", b"application/json"),
@@ -176,29 +177,49 @@ async def predict_batch(request: Request) -> Response:
     size = len(body)
     _bound_batch(body, limit, settings.widest_model())
     try:
-        payload = await run_for_size(size, BatchPredictRequest.model_validate_json, body)
+        rows = await run_for_size(size, parse_batch, body)
     except ValidationError as exc:
         return from_validation_error(exc, _request_id(request))
-    rows = payload.batch
-    if not rows:
+    if not len(rows):
         raise EmptyBatchError()
     if len(rows) > limit:
         raise BatchTooLargeError(limit, len(rows))
     await charge_rows(request, len(rows))
-    result, answers = await _infer_rows(request, rows, size)
-    confidences = [a.confidence for a in answers if a.confidence is not None]
+    core: InferenceCore = request.app.state.core
+    model, version, top_k = _selection(request)
+
+    def decode(schema: FeatureSchema) -> FloatArray | Awaitable[FloatArray]:
+        return now_or_in_thread(size, rows.to_array, schema)
+
+    result = await while_connected(
+        request.receive,
+        core.infer(decode, model=model, version=version, caller=_caller(request), top_k=top_k),
+    )
     structlog.contextvars.bind_contextvars(
         avg_latency_per_sample_ms=round(result.latency_ms / len(rows), 4)
     )
-    content: dict[str, object] = {
-        "predictions": [a.prediction for a in answers],
-        "confidences": confidences or None,
+    envelope: dict[str, object] = {
         "model": result.model,
         "model_version": result.model_version,
         "latency_ms": round(result.latency_ms, 3),
         "timestamp": utc_timestamp(),
         "request_id": _request_id(request),
     }
-    if request.query_params.get("probabilities") in ("1", "true"):
-        content["probabilities"] = [a.probabilities for a in answers]
-    return _json(content, result)
+    probabilities = request.query_params.get("probabilities") in ("1", "true")
+    answer = await run_for_size(size, _batch_answer, result, top_k, probabilities, envelope)
+    return _JSONAnswer(answer, result)
+
+
+def _batch_answer(
+    result: InferenceResult, top_k: int | None, probabilities: bool, envelope: dict[str, object]
+) -> bytes:
+    """The serialised /predict-batch answer: formatted per column and serialised once."""
+    answer = format_batch(result.outputs, result.spec, top_k, probabilities=probabilities)
+    content: dict[str, object] = {
+        "predictions": answer.predictions,
+        "confidences": answer.confidences,
+        **envelope,
+    }
+    if answer.probabilities is not None:
+        content["probabilities"] = answer.probabilities
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
