@@ -8,15 +8,17 @@ extra): slower per call (a pandas DataFrame per batch, mlflow's own schema check
 predict() output only, no probabilities.
 
 The signature's inputs become the feature schema: names (so requests may send named
-features), declared types, and column order. A native model that knows its own feature names
-must list the same names in the same order, or the load is refused: rows would otherwise reach
-the model with columns swapped.
+features), declared types, and column order; string, boolean and optional columns make typed
+features (see :mod:`.mlflow_signature`), unless the model knows its own (a fitted Pipeline's
+categories are more than the signature's ``string``). A native model that knows its own
+feature names must list the same names in the same order, or the load is refused: rows would
+otherwise reach the model with columns swapped.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -31,6 +33,9 @@ from modelserve.inference.runtimes.mlflow_signature import (
 )
 from modelserve.inference.types import FloatArray, ModelMetadata, RawOutput
 from modelserve.settings import ModelConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MLMODEL = "MLmodel"
 NATIVE_FLAVOURS = ("sklearn", "xgboost", "lightgbm", "catboost", "onnx")
@@ -175,6 +180,7 @@ class SignedRuntime:
             feature_names=schema.feature_names or meta.feature_names,
             platform=platform,
             feature_types=schema.feature_types,
+            features=meta.features or schema.features,
         )
 
     @property
@@ -183,6 +189,17 @@ class SignedRuntime:
 
     def predict(self, batch: FloatArray) -> RawOutput:
         return self.inner.predict(batch)
+
+    def predict_frame(self, frame: pd.DataFrame) -> RawOutput:
+        """Typed features: the flavour's own DataFrame path (scikit-learn, LightGBM, XGBoost)."""
+        predict = getattr(self.inner, "predict_frame", None)
+        if predict is None:
+            raise ModelLoadError(
+                f"the {self._metadata.platform} flavour takes float features only; its signature"
+                " or `features` declares typed ones"
+            )
+        answer: RawOutput = predict(frame)
+        return answer
 
 
 class PyfuncRuntime:
@@ -216,6 +233,7 @@ class PyfuncRuntime:
             feature_names=schema.feature_names,
             platform="mlflow_pyfunc",
             feature_types=schema.feature_types,
+            features=schema.features,
         )
 
     @property
@@ -223,7 +241,19 @@ class PyfuncRuntime:
         return self._metadata
 
     def predict(self, batch: FloatArray) -> RawOutput:
-        out = np.asarray(self._model.predict(self._frame(batch)))
+        return self._answer(self._model.predict(self._frame(batch)))
+
+    def predict_frame(self, frame: pd.DataFrame) -> RawOutput:
+        """Typed features: numeric columns without nulls get the signature's exact dtype
+        (mlflow refuses float64 for a ``float`` column); the rest go as built."""
+        for name, kind in zip(frame.columns, self._schema.feature_types or (), strict=False):
+            column = frame[name]
+            if kind in NUMERIC_COLUMN_TYPES and not column.isna().any():
+                frame[name] = column.astype(NUMERIC_COLUMN_TYPES[kind])
+        return self._answer(self._model.predict(frame))
+
+    def _answer(self, predicted: Any) -> RawOutput:
+        out = np.asarray(predicted)
         if self._metadata.is_classifier:
             if out.ndim == 2 and out.shape[1] > 1 and np.issubdtype(out.dtype, np.floating):
                 return RawOutput(probabilities=out.astype(np.float64))

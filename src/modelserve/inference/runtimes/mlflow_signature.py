@@ -2,8 +2,12 @@
 
 Two input kinds are understood: column-based (``[{"name": "x", "type": "double"}, ...]``, one
 column per feature, in order) and a single 2-D numeric tensor (``{"type": "tensor",
-"tensor-spec": {"dtype": "float64", "shape": [-1, 4]}}``, unnamed). Only numeric columns are
-served; a signature with string, binary or other non-numeric inputs is refused at load.
+"tensor-spec": {"dtype": "float64", "shape": [-1, 4]}}``, unnamed). Columns of numbers that
+are all required keep the float path. A signature with ``string`` or ``boolean`` columns, or
+with optional columns (``"required": false``), gives typed features instead: ``double``/``float``
+→ ``float``, ``long``/``integer`` → ``int``, ``boolean`` → ``bool``, ``string`` → ``string``, an
+optional column nullable. Other column types (``binary``, ``datetime``, arrays, objects) are
+refused at load.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelserve.errors import ModelLoadError
+from modelserve.inference.types import FeatureSpec, FeatureType
 
 NUMERIC_COLUMN_TYPES = {
     "double": "float64",
@@ -21,6 +26,15 @@ NUMERIC_COLUMN_TYPES = {
     "integer": "int32",
 }
 """MLflow column types served, and the numpy dtype each becomes for a pyfunc model."""
+TYPED_COLUMN_TYPES: dict[str, FeatureType] = {
+    "double": "float",
+    "float": "float",
+    "long": "int",
+    "integer": "int",
+    "boolean": "bool",
+    "string": "string",
+}
+"""Every MLflow column type served, and the typed feature each becomes."""
 _NUMERIC_TENSOR_DTYPES = {"float64", "float32", "int64", "int32", "float16", "int16", "int8"}
 
 
@@ -31,6 +45,8 @@ class InputSchema:
     n_features: int | None
     feature_names: list[str] | None
     feature_types: list[str] | None
+    features: tuple[FeatureSpec, ...] | None = None
+    """Typed features, when a column is a string, a boolean or optional."""
 
 
 NO_SIGNATURE = InputSchema(None, None, None)
@@ -55,20 +71,25 @@ def read_input_schema(mlmodel: dict[str, Any]) -> InputSchema:
 def _column_schema(specs: list[dict[str, Any]]) -> InputSchema:
     names: list[str] = []
     types: list[str] = []
+    features: list[FeatureSpec] = []
     for position, spec in enumerate(specs):
         name, kind = spec.get("name"), spec.get("type")
         if not isinstance(name, str) or not name:
             raise ModelLoadError(f"signature input {position} has no name")
-        if kind not in NUMERIC_COLUMN_TYPES:
+        if not isinstance(kind, str) or kind not in TYPED_COLUMN_TYPES:
             raise ModelLoadError(
-                f"signature input {name!r} is of type {kind!r}; only numeric inputs are served"
-                f" ({', '.join(sorted(NUMERIC_COLUMN_TYPES))})"
+                f"signature input {name!r} is of type {kind!r}; served column types are"
+                f" {', '.join(sorted(TYPED_COLUMN_TYPES))}"
             )
         names.append(name)
         types.append(kind)
+        nullable = spec.get("required", True) is False
+        features.append(FeatureSpec(name, TYPED_COLUMN_TYPES[kind], nullable=nullable))
     if len(set(names)) != len(names):
         raise ModelLoadError("the signature names one input twice")
-    return InputSchema(len(names), names, types)
+    numeric = all(kind in NUMERIC_COLUMN_TYPES for kind in types)
+    typed = None if numeric and not any(f.nullable for f in features) else tuple(features)
+    return InputSchema(len(names), names, types, typed)
 
 
 def _tensor_schema(specs: list[dict[str, Any]]) -> InputSchema:
