@@ -39,7 +39,8 @@ The tree, with each error's kind (and the HTTP status that kind answers)::
     ├── QueueTimeoutError (deadline_exceeded: 504 queue_timeout)
     ├── InferenceTimeoutError (deadline_exceeded: 504 inference_timeout)
     ├── PredictionFailedError (internal: 500 prediction_failed)
-    ├── NonFiniteOutputError (internal: 500 non_finite_output)
+    ├── NonFiniteOutputError (invalid_argument: 400 non_finite_output; the input drove the
+    │                         model to NaN or infinity)
     ├── UnauthorizedError (unauthenticated: 401 unauthorized)
     ├── ForbiddenError (permission_denied: 403 forbidden)
     ├── RateLimitedError (rate_limited: 429 rate_limited; window, retry_after_s)
@@ -405,8 +406,12 @@ class PredictionFailedError(ModelserveError):
 
 
 class NonFiniteOutputError(ModelserveError):
+    """A client error: finite input far outside the training data (``1e308``) is what drives
+    a fitted model to NaN or infinity, and answering 500 to arbitrary input would make any
+    client page the operator."""
+
     code = "non_finite_output"
-    kind = ErrorKind.INTERNAL
+    kind = ErrorKind.INVALID_ARGUMENT
 
     def __init__(self, row: int) -> None:
         super().__init__(

@@ -58,7 +58,7 @@ ERROR_TABLE: list[tuple[Callable[[], ModelserveError], int, grpc.StatusCode]] = 
     (lambda: errors.QueueTimeoutError(50), 504, Code.DEADLINE_EXCEEDED),
     (lambda: errors.InferenceTimeoutError(50), 504, Code.DEADLINE_EXCEEDED),
     (errors.PredictionFailedError, 500, Code.INTERNAL),
-    (lambda: errors.NonFiniteOutputError(2), 500, Code.INTERNAL),
+    (lambda: errors.NonFiniteOutputError(2), 400, Code.INVALID_ARGUMENT),
     (errors.UnauthorizedError, 401, Code.UNAUTHENTICATED),
     (lambda: errors.ForbiddenError("admin"), 403, Code.PERMISSION_DENIED),
     (lambda: errors.RateLimitedError("2/minute", WINDOW, 7), 429, Code.RESOURCE_EXHAUSTED),

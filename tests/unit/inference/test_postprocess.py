@@ -158,7 +158,7 @@ def test_format_non_finite_regression_values_are_refused(value: float) -> None:
     """A regressor's NaN or infinite output is refused (JSON would turn it into null)."""
     with pytest.raises(NonFiniteOutputError, match="row 1") as info:
         answers(regressor(), RawOutput(values=np.array([1.0, value])))
-    assert (info.value.kind, info.value.code) == (ErrorKind.INTERNAL, "non_finite_output")
+    assert (info.value.kind, info.value.code) == (ErrorKind.INVALID_ARGUMENT, "non_finite_output")
 
 
 def test_format_clipping_does_not_hide_non_finite_values() -> None:
