@@ -138,7 +138,8 @@ def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
     app.state.health = state
     app.state.dataplane = DataPlane(core, settings.server.max_batch_rows)
     app.state.api_keys = ApiKeyring(settings.auth)
-    # One gate (and one failed-authentication count) for HTTP, gRPC and the probe port.
+    # One gate (and one failed-authentication count) for HTTP and gRPC; the probe port's
+    # process (or the gunicorn master) applies the same rules with a count of its own.
     app.state.auth_gate = AuthGate(
         app.state.api_keys, FailedAuthLimiter(settings.auth.failed_auth_limit)
     )

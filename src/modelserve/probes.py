@@ -4,19 +4,20 @@ Why a listener of its own: on the main port a probe waits in the same event loop
 prediction. Measured with 64 connections of 1000-row batches, ``GET /health`` there took a
 median of hundreds of milliseconds (README, "Reliability"), and Kubernetes restarts a pod whose
 liveness probe misses its timeout exactly when it is busiest. Here a probe is answered by a
-small listener on its own thread, from a :class:`ProbeSnapshot` that the serving loop
-publishes every tick (0.1 s): the answer never waits for parsing, batching or model calls.
+small listener in a process that serves no requests, from the :class:`ProbeSnapshot` each
+serving process writes to a file in a directory private to the run (its loop publishes every
+tick, 0.1 s): the answer never waits for parsing, batching, model calls, or the serving
+process's GIL.
 
 Where it runs:
 
-* one process (uvicorn): a thread of that process, reading the snapshot from memory;
-* gunicorn: a thread of the master, which only sleeps between signals. Each worker writes its
-  snapshot to a file in a directory private to the run; the master answers ``/ready`` 200 only
-  when every expected worker is alive and ready, so a killed worker (and its replacement's
-  warm-up) shows on readiness, and ``/metrics`` aggregates every worker's multiprocess files.
-
-``/metrics`` there is rendered by a thread of its own every second and served from the latest
-rendering, so a scrape never waits for the GIL behind a busy loop either.
+* one process (uvicorn): a small process forked before the app starts
+  (:mod:`modelserve.probe_process`), which also serves the ``/metrics`` text the serving
+  process renders every second while it is scraped;
+* gunicorn: a thread of the master, which only sleeps between signals. The master answers
+  ``/ready`` 200 only when every expected worker is alive and ready, so a killed worker (and
+  its replacement's warm-up) shows on readiness, and ``/metrics`` aggregates every worker's
+  multiprocess files, rendered by a thread of its own every second once scraped.
 
 Liveness stays trivial but not blind: ``/health`` fails when no snapshot was published for
 ``server.liveness_stall_s`` (the serving loop is wedged), and while the process starts.
@@ -47,6 +48,9 @@ log = structlog.get_logger(__name__)
 
 MAX_HEADER_BYTES = 8192
 READ_TIMEOUT_S = 2.0
+DEFER_LIMIT_S = 5.0
+"""How long a scrape waits for a fresh rendering before a 503 (well under Prometheus's 10 s)."""
+_DEFERRED_POLL_S = 0.02
 MAX_CONNECTIONS = 64
 """Probe connections handled at once; more are closed at once (probes come one at a time)."""
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}
@@ -90,6 +94,9 @@ Authorize = Callable[[str, list[tuple[bytes, bytes]], str], ProbeAnswer | None]
 (401/403, or 429 for an address over ``auth.failed_auth_limit``)."""
 Render = Callable[[], tuple[bytes, str]]
 """The /metrics exposition text and its content type."""
+MetricsSource = Callable[[], tuple[bytes, str] | None]
+"""The /metrics text to answer now, or None when none is fresh yet: the listener then holds
+the scrape and asks again (:data:`DEFER_LIMIT_S` at most)."""
 
 
 def _json(status: int, content: object) -> ProbeAnswer:
@@ -149,23 +156,24 @@ class ProbeAnswers:
         *,
         expected: int,
         stall_s: float,
-        render_metrics: Render | None,
+        metrics: MetricsSource | None,
         stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self._snapshots = snapshots
         self._expected = expected
         self._stall_s = stall_s
-        self._render_metrics = PrerenderedMetrics(render_metrics) if render_metrics else None
+        self._metrics = metrics
         self._stopping = stopping
 
-    def answer(self, path: str) -> ProbeAnswer:
+    def answer(self, path: str) -> ProbeAnswer | None:
+        """The answer to ``path``; None for a scrape with no fresh rendering yet."""
         if path == "/health":
             return self.health()
         if path == "/ready":
             return self.ready()
-        if path == "/metrics" and self._render_metrics is not None:
-            body, content_type = self._render_metrics()
-            return ProbeAnswer(200, body, content_type)
+        if path == "/metrics" and self._metrics is not None:
+            rendered = self._metrics()
+            return None if rendered is None else ProbeAnswer(200, *rendered)
         return _error(404, "not_found", "the probe port serves /health, /ready and /metrics")
 
     def health(self) -> ProbeAnswer:
@@ -244,7 +252,8 @@ class ProbeListener:
     Each connection carries one request and is closed (``Connection: close``); a request head
     is bounded in size and time, and at most ``MAX_CONNECTIONS`` are open at once. Plain
     ``selectors`` rather than asyncio: the gunicorn master forks workers while this thread
-    runs, and :meth:`close_in_child` must close every descriptor the listener owns.
+    runs, and :meth:`close_in_child` must close every descriptor the listener owns. A scrape
+    with no fresh rendering yet is held (up to :data:`DEFER_LIMIT_S`) and asked again.
     """
 
     def __init__(
@@ -255,13 +264,14 @@ class ProbeListener:
         authorize: Authorize | None = None,
     ) -> None:
         self._answers = answers
-        self._authorize = authorize
+        self.authorize = authorize
         self._sock = socket.create_server((host, port), backlog=MAX_CONNECTIONS)
         self._sock.setblocking(False)
         self.port: int = self._sock.getsockname()[1]
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._sock, selectors.EVENT_READ)
         self._pending: dict[socket.socket, tuple[bytearray, float, str]] = {}
+        self._deferred: dict[socket.socket, tuple[str, float]] = {}
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -282,20 +292,27 @@ class ProbeListener:
         for conn in list(self._pending):
             conn.close()
         self._pending.clear()
+        self._deferred.clear()
         self._selector.close()
         self._sock.close()
 
-    def _run(self) -> None:
-        while not self._stopped.is_set():
+    def serve(self, until: Callable[[], bool] = lambda: False) -> None:
+        """Serve in this thread until :meth:`stop` or ``until()`` (checked every 0.25 s)."""
+        while not self._stopped.is_set() and not until():
             try:
-                for key, _ in self._selector.select(timeout=0.25):
+                timeout = _DEFERRED_POLL_S if self._deferred else 0.25
+                for key, _ in self._selector.select(timeout=timeout):
                     if key.fileobj is self._sock:
                         self._accept()
                     else:
                         self._read(cast(socket.socket, key.fileobj))
+                self._answer_deferred()
                 self._expire()
             except Exception as exc:  # never let one probe end the listener
                 log.error("probe_failed", exc_info=exc)
+
+    def _run(self) -> None:
+        self.serve()
 
     def _accept(self) -> None:
         try:
@@ -319,16 +336,35 @@ class ProbeListener:
             chunk = b""
         buffer += chunk
         if b"\r\n\r\n" in buffer:
-            self._reply(conn, self._answer(bytes(buffer.split(b"\r\n\r\n", 1)[0]), address))
+            head = bytes(buffer.split(b"\r\n\r\n", 1)[0])
+            answer = self._answer(head, address)
+            if answer is None:
+                self._defer(conn, head)
+            else:
+                self._reply(conn, answer)
         elif not chunk:
             self._close(conn)
         elif len(buffer) > MAX_HEADER_BYTES:
             self._reply(conn, _error(400, "bad_request", "request head too large"))
 
+    def _defer(self, conn: socket.socket, head: bytes) -> None:
+        target = _target(head.split(b"\r\n", 1)[0])
+        self._selector.unregister(conn)  # its request is complete: nothing more to read
+        self._deferred[conn] = (target, time.monotonic() + DEFER_LIMIT_S)
+
+    def _answer_deferred(self) -> None:
+        now = time.monotonic()
+        for conn, (target, give_up_at) in list(self._deferred.items()):
+            answer = self._answers.answer(target)
+            if answer is None and now > give_up_at:
+                answer = _error(503, "metrics_unavailable", "no fresh metrics rendering yet")
+            if answer is not None:
+                self._reply(conn, answer)
+
     def _expire(self) -> None:
         now = time.monotonic()
         for conn, (_, deadline, _) in list(self._pending.items()):
-            if now > deadline:
+            if now > deadline and conn not in self._deferred:
                 self._close(conn)  # a prober that never finished its request head
 
     def _reply(self, conn: socket.socket, answer: ProbeAnswer) -> None:
@@ -341,23 +377,30 @@ class ProbeListener:
         self._close(conn)
 
     def _close(self, conn: socket.socket) -> None:
-        self._selector.unregister(conn)
+        if self._deferred.pop(conn, None) is None:
+            self._selector.unregister(conn)
         del self._pending[conn]
         conn.close()
 
-    def _answer(self, head: bytes, address: str) -> ProbeAnswer:
+    def _answer(self, head: bytes, address: str) -> ProbeAnswer | None:
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ")
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
             return _error(400, "bad_request", "malformed request line")
-        method, target = parts[0], parts[1].decode("latin-1").split("?", 1)[0]
+        method, target = parts[0], _target(lines[0])
         if method != b"GET":
             return _error(405, "method_not_allowed", "probes are GET requests")
-        if self._authorize is not None:
-            refusal = self._authorize(target, [_header(line) for line in lines[1:]], address)
+        if self.authorize is not None:
+            refusal = self.authorize(target, [_header(line) for line in lines[1:]], address)
             if refusal is not None:
                 return refusal
         return self._answers.answer(target)
+
+
+def _target(request_line: bytes) -> str:
+    """The path of a request line (``GET /ready?x HTTP/1.1`` → ``/ready``)."""
+    parts = request_line.split(b" ")
+    return parts[1].decode("latin-1").split("?", 1)[0] if len(parts) > 1 else ""
 
 
 def _header(line: bytes) -> tuple[bytes, bytes]:
@@ -375,20 +418,6 @@ def _encode(answer: ProbeAnswer) -> bytes:
         + "connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + answer.body
-
-
-class SnapshotHolder:
-    """The latest snapshot of this process, for a listener in the same process."""
-
-    def __init__(self) -> None:
-        self._latest: ProbeSnapshot | None = None
-
-    def publish(self, snapshot: ProbeSnapshot) -> None:
-        self._latest = snapshot  # one reference assignment: atomic for the reading thread
-
-    def read(self) -> list[ProbeSnapshot] | None:
-        latest = self._latest
-        return None if latest is None else [latest]
 
 
 class SnapshotDirectory:

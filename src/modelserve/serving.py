@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import uvicorn
@@ -20,6 +20,9 @@ import uvicorn
 from modelserve.draining import DrainingServer, leave_stuck_model_calls_behind
 from modelserve.http_protocol import serving_protocol
 from modelserve.settings import Settings
+
+if TYPE_CHECKING:
+    from modelserve.probe_process import ProbeProcess
 
 log = structlog.get_logger(__name__)
 
@@ -58,43 +61,50 @@ def _run_uvicorn(settings: Settings) -> None:
     # One process needs no multiprocess metrics; an inherited directory could hold another
     # run's files, which would be added to this run's counts.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    probes, probe_dir = None, None
+    if settings.server.probe_port is not None:
+        from modelserve.probe_process import ProbeProcess
+
+        (probe_dir,) = _run_directories("modelserve-probes-")
+        probes = ProbeProcess(settings, probe_dir)
+        probes.start()  # forked before the app starts any thread
+    try:
+        _serve_one_process(settings, probes)
+    finally:
+        if probes is not None:
+            probes.stop()
+        if probe_dir is not None:
+            shutil.rmtree(probe_dir, ignore_errors=True)
+
+
+def _serve_one_process(settings: Settings, probes: ProbeProcess | None) -> None:
     from modelserve.app import create_app
     from modelserve.observability.metrics import render_latest
-    from modelserve.probes import ProbeAnswers, ProbeListener, SnapshotHolder, gate_authorizer
+    from modelserve.probe_process import MetricsRenderer
 
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=settings.server.host, port=settings.server.port, **_uvicorn_options(settings)
     )
-    listener: ProbeListener | None = None
-    holder = SnapshotHolder()
-    if settings.server.probe_port is not None:
-        answers = ProbeAnswers(
-            holder.read,
-            expected=1,
-            stall_s=settings.server.liveness_stall_s,
-            render_metrics=render_latest if settings.server.metrics_enabled else None,
-        )
-        listener = ProbeListener(
-            settings.server.host,
-            settings.server.probe_port,
-            answers,
-            gate_authorizer(app.state.auth_gate),
-        )
-        listener.start()
-    server = DrainingServer(config, holder.publish if listener is not None else None)
+    renderer = None
+    if probes is not None and settings.server.metrics_enabled:
+        renderer = MetricsRenderer(render_latest, probes.metrics_file)
+        renderer.start()
+    server = DrainingServer(config, probes.snapshots.publish if probes is not None else None)
     try:
         server.run()
     finally:
-        if listener is not None:
-            listener.stop()
+        if renderer is not None:
+            renderer.stop()
     if not server.started:
         raise SystemExit(3)
     leave_stuck_model_calls_behind()
 
 
 def _run_gunicorn(settings: Settings) -> None:
-    metrics_dir, probe_dir, control_dir = _worker_directories()
+    metrics_dir, probe_dir, control_dir = _run_directories(
+        "modelserve-metrics-", "modelserve-probes-", "modelserve-control-"
+    )
     # prometheus-client picks its multiprocess value store at import, before workers fork.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     master = os.getpid()
@@ -110,27 +120,29 @@ def _run_gunicorn(settings: Settings) -> None:
                 shutil.rmtree(directory, ignore_errors=True)
 
 
-def _worker_directories() -> tuple[Path, Path, Path]:
-    """The directories the workers share (metrics, probe snapshots, control state), made in the
-    temporary directory; exits 3 with one line saying so when it cannot be written.
+def _run_directories(*prefixes: str) -> list[Path]:
+    """The directories the processes of this run share (gunicorn: metrics, probe snapshots,
+    control state; one process with a probe port: the probe files), made in the temporary
+    directory; exits 3 with one line saying so when it cannot be written.
 
-    Without them the workers would count metrics in private memory and the master could not
+    Without them the workers would count metrics in private memory and no probe listener could
     tell their readiness, so serving on is no option; an orchestrator then shows one clear
     reason instead of a traceback (a read-only root filesystem with no writable ``/tmp`` is
     the usual cause).
     """
     made: list[Path] = []
     try:
-        for prefix in ("modelserve-metrics-", "modelserve-probes-", "modelserve-control-"):
+        for prefix in prefixes:
             made.append(Path(tempfile.mkdtemp(prefix=prefix)))
     except OSError as exc:
         for directory in made:
             shutil.rmtree(directory, ignore_errors=True)
         log.error(
             "temporary_directory_unwritable",
-            reason="server.workers > 1 needs a writable temporary directory for the workers' "
-            "metrics and readiness files: mount one at /tmp or point TMPDIR at one",
+            reason="server.workers > 1 and server.probe_port need a writable temporary "
+            "directory for the metrics and readiness files: mount one at /tmp or point TMPDIR "
+            "at one",
             error=str(exc),
         )
         raise SystemExit(3) from None
-    return made[0], made[1], made[2]
+    return made

@@ -20,6 +20,7 @@ from modelserve.api.auth import ApiKeyring, AuthGate
 from modelserve.api.lockout import FailedAuthLimiter
 from modelserve.draining import DrainingServer, leave_stuck_model_calls_behind
 from modelserve.probes import (
+    PrerenderedMetrics,
     ProbeAnswers,
     ProbeListener,
     ProcessGroup,
@@ -154,7 +155,7 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
             lambda: directory.read(set(arbiter.WORKERS)),
             expected=server.workers,
             stall_s=server.liveness_stall_s,
-            render_metrics=_render_workers_metrics if server.metrics_enabled else None,
+            metrics=PrerenderedMetrics(_render_workers_metrics) if server.metrics_enabled else None,
         )
         auth = self.settings.auth
         gate = AuthGate(ApiKeyring(auth), FailedAuthLimiter(auth.failed_auth_limit))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +18,22 @@ from tests.e2e.conftest import RunningServer, poll_status, write_config
 pytestmark = pytest.mark.e2e
 
 POLL_S = 0.02
+HOLD_S = 6
+GIL_HOLDER = """
+import ctypes
+from pathlib import Path
+
+
+class GilHolder:
+    \"\"\"Holds the GIL for {hold_s} s in one C call (libc sleep through PyDLL, which keeps
+    it) when the first feature is 1, after touching {marker!r}.\"\"\"
+
+    def predict(self, batch):
+        if batch[0, 0] == 1:
+            Path({marker!r}).touch()
+            ctypes.PyDLL(None).sleep({hold_s})
+        return batch[:, 0]
+"""
 
 
 def poll(url: str, status: int, timeout_s: float = 60) -> httpx.Response:
@@ -53,6 +70,54 @@ def test_probe_port_answers_health_ready_and_metrics(
     assert 'modelserve_http_requests_total{method="POST",route="/predict",status="200"}' in (
         metrics.text
     )
+
+
+def test_probe_port_answers_while_the_serving_process_holds_the_gil(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    """One process: probes are answered by a process of their own, so a model call that holds
+    the serving process's GIL (one long C call) delays neither /health nor /ready."""
+    marker = tmp_path / "holding"
+    (tmp_path / "gil_holder.py").write_text(GIL_HOLDER.format(hold_s=HOLD_S, marker=str(marker)))
+    probe_port = free_port()
+    model = {"name": "holder", "format": "python", "path": "gil_holder:GilHolder", "n_features": 1}
+    server = serve_modelserve(
+        write_config(tmp_path, {"models": [model], "server": {"probe_port": probe_port}})
+    )
+    probes = f"http://127.0.0.1:{probe_port}"
+    poll(probes + "/ready", 200)
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(
+            httpx.post, server.base_url + "/predict", json={"features": [1.0]}, timeout=60
+        )
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        assert marker.exists(), "the model call never started"
+        # A thread of the serving process would wait for the GIL until the call ends.
+        assert httpx.get(probes + "/health", timeout=HOLD_S / 2).status_code == 200
+        assert httpx.get(probes + "/ready", timeout=HOLD_S / 2).status_code == 200
+        assert not held.done()
+        assert held.result().status_code == 200
+
+
+def test_probe_port_process_ends_with_the_serving_process(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path, demo_models_dir: Path
+) -> None:
+    """A serving process killed with SIGKILL leaves no probe process behind: the port is
+    free again."""
+    server, probes = start(serve_modelserve, tmp_path, demo_models_dir / "iris.joblib")
+    poll(probes + "/health", 200)
+    server.proc.kill()
+    server.proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(probes + "/health", timeout=1)
+        except httpx.ConnectError:
+            return
+        time.sleep(POLL_S)
+    raise AssertionError("the probe port still answers after the serving process died")
 
 
 def test_probe_port_fails_readiness_at_once_on_sigterm(

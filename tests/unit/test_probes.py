@@ -3,28 +3,45 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
+from modelserve import probes
 from modelserve.api.auth import ApiKeyring, AuthGate
 from modelserve.api.lockout import FailedAuthLimiter
+from modelserve.probe_process import MetricsFile, MetricsRenderer
 from modelserve.probes import (
     MAX_HEADER_BYTES,
     ProbeAnswers,
     ProbeListener,
     ProbeSnapshot,
     SnapshotDirectory,
-    SnapshotHolder,
     gate_authorizer,
 )
 from modelserve.settings import ApiKeyConfig, AuthSettings
 
 STALL_S = 30.0
+METRICS = (b"# metrics\n", "text/plain; version=0.0.4")
+
+
+class SnapshotHolder:
+    """The latest snapshot, published by the test."""
+
+    def __init__(self) -> None:
+        self.latest: ProbeSnapshot | None = None
+
+    def publish(self, latest: ProbeSnapshot) -> None:
+        self.latest = latest
+
+    def read(self) -> list[ProbeSnapshot] | None:
+        return None if self.latest is None else [self.latest]
 
 
 def snapshot(pid: int = 1, ready: bool = True, age_s: float = 0.0) -> ProbeSnapshot:
@@ -46,7 +63,7 @@ def answers_for(
         lambda: snapshots,
         expected=expected,
         stall_s=STALL_S,
-        render_metrics=(lambda: (b"# metrics\n", "text/plain")) if metrics else None,
+        metrics=(lambda: METRICS) if metrics else None,
     )
 
 
@@ -57,12 +74,7 @@ def holder() -> SnapshotHolder:
 
 @pytest.fixture
 def listener(holder: SnapshotHolder) -> Iterator[ProbeListener]:
-    answers = ProbeAnswers(
-        holder.read,
-        expected=1,
-        stall_s=STALL_S,
-        render_metrics=lambda: (b"# metrics\n", "text/plain; version=0.0.4"),
-    )
+    answers = ProbeAnswers(holder.read, expected=1, stall_s=STALL_S, metrics=lambda: METRICS)
     running = ProbeListener("127.0.0.1", 0, answers)
     running.start()
     yield running
@@ -107,7 +119,9 @@ def test_answers_ready_names_the_reason(ready: bool, age_s: float, reason: str) 
 
 def test_answers_metrics_404_when_disabled() -> None:
     """Without metrics the probe port does not serve /metrics."""
-    assert answers_for([snapshot()], metrics=False).answer("/metrics").status == 404
+    answer = answers_for([snapshot()], metrics=False).answer("/metrics")
+    assert answer is not None
+    assert answer.status == 404
 
 
 def test_listener_serves_the_published_snapshot(
@@ -166,7 +180,7 @@ def test_listener_applies_protect_probes(holder: SnapshotHolder) -> None:
         keys=[ApiKeyConfig(name="ops", key="s3cret-probe-key", scopes=["predict"])],
     )
     holder.publish(snapshot())
-    answers = ProbeAnswers(holder.read, expected=1, stall_s=STALL_S, render_metrics=None)
+    answers = ProbeAnswers(holder.read, expected=1, stall_s=STALL_S, metrics=None)
     gate = AuthGate(ApiKeyring(auth), FailedAuthLimiter(auth.failed_auth_limit))
     running = ProbeListener("127.0.0.1", 0, answers, gate_authorizer(gate))
     running.start()
@@ -179,6 +193,61 @@ def test_listener_applies_protect_probes(holder: SnapshotHolder) -> None:
         assert httpx.get(url, headers=headers, timeout=5).status_code == 200
     finally:
         running.stop()
+
+
+def test_listener_holds_a_scrape_until_a_rendering_is_fresh(holder: SnapshotHolder) -> None:
+    """A scrape that finds no fresh rendering is answered once one is there, and probes
+    that arrive meanwhile are answered at once."""
+    fresh = threading.Event()
+    answers = ProbeAnswers(
+        holder.read,
+        expected=1,
+        stall_s=STALL_S,
+        metrics=lambda: METRICS if fresh.is_set() else None,
+    )
+    running = ProbeListener("127.0.0.1", 0, answers)
+    running.start()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            scrape = pool.submit(httpx.get, f"http://127.0.0.1:{running.port}/metrics", timeout=5)
+            health = httpx.get(f"http://127.0.0.1:{running.port}/health", timeout=5)
+            assert (health.status_code, scrape.done()) == (503, False)
+            fresh.set()
+            assert (scrape.result().status_code, scrape.result().text) == (200, "# metrics\n")
+    finally:
+        running.stop()
+
+
+def test_listener_gives_up_a_held_scrape_with_a_503(
+    holder: SnapshotHolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No fresh rendering within the limit: 503 ``metrics_unavailable``, never a hang."""
+    monkeypatch.setattr(probes, "DEFER_LIMIT_S", 0.2)
+    answers = ProbeAnswers(holder.read, expected=1, stall_s=STALL_S, metrics=lambda: None)
+    running = ProbeListener("127.0.0.1", 0, answers)
+    running.start()
+    try:
+        response = httpx.get(f"http://127.0.0.1:{running.port}/metrics", timeout=5)
+        assert (response.status_code, response.json()["code"]) == (503, "metrics_unavailable")
+    finally:
+        running.stop()
+
+
+def test_metrics_renderer_writes_only_while_scraped(tmp_path: Path) -> None:
+    """The serving process renders into the shared file once a scrape asked for it; the
+    probe process then reads that rendering."""
+    file = MetricsFile(tmp_path)
+    renderer = MetricsRenderer(lambda: METRICS, file)
+    renderer.start()
+    try:
+        assert not (tmp_path / "metrics.prom").exists()
+        assert file.read() is None  # asks for a rendering
+        deadline = time.monotonic() + 10
+        while file.read() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert file.read() == METRICS
+    finally:
+        renderer.stop()
 
 
 def test_snapshot_directory_reads_only_live_workers(tmp_path: Path) -> None:
