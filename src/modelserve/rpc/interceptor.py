@@ -12,11 +12,17 @@ uses: the same request id (``x-request-id`` metadata in, trailing metadata out),
 
 A handler raises domain errors; here they become status codes (:mod:`modelserve.rpc.status`).
 Anything else is ``INTERNAL`` with no internals; the traceback goes to the log.
+
+With tracing on, each call is also the SERVER span an HTTP request gets
+(:mod:`modelserve.observability.request_span`): it continues the trace of a ``traceparent``
+metadata entry, and adds ``rpc.system``, ``rpc.service``, ``rpc.method`` and
+``rpc.grpc.status_code``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
@@ -37,6 +43,10 @@ _INTERNAL_MESSAGE: Final = "internal error; the server log has the details"
 
 Behaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from modelserve.observability.request_span import RequestSpans
+
     _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:  # generic in the type stubs only
     _Interceptor = grpc.aio.ServerInterceptor
@@ -44,14 +54,26 @@ else:  # generic in the type stubs only
 
 class RequestContextInterceptor(_Interceptor):
     """See the module docstring. ``probes`` are method names logged only when
-    ``access_log_probes`` is on (as ``/health`` and ``/ready`` are over HTTP)."""
+    ``access_log_probes`` is on (as ``/health`` and ``/ready`` are over HTTP); ``tracer``
+    (tracing on) gives every call its span."""
 
     def __init__(
-        self, service: str, *, access_log: bool, access_log_probes: bool, probes: frozenset[str]
+        self,
+        service: str,
+        *,
+        access_log: bool,
+        access_log_probes: bool,
+        probes: frozenset[str],
+        tracer: Tracer | None = None,
     ) -> None:
         self._prefix = f"/{service}/"
         self._access_log = access_log
         self._quiet = frozenset() if access_log_probes else {self._prefix + p for p in probes}
+        self._spans: RequestSpans | None = None
+        if tracer is not None:  # OpenTelemetry is imported only when tracing is on
+            from modelserve.observability.request_span import RequestSpans
+
+            self._spans = RequestSpans(tracer)
 
     async def intercept_service(
         self,
@@ -66,39 +88,65 @@ class RequestContextInterceptor(_Interceptor):
             return handler
         access_log = self._access_log and method not in self._quiet
         return grpc.unary_unary_rpc_method_handler(
-            _in_context(handler.unary_unary, method, access_log),
+            _in_context(handler.unary_unary, method, access_log, self._spans),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
 
-def _in_context(behaviour: Any, method: str, access_log: bool) -> Behaviour:
+def _in_context(
+    behaviour: Any, method: str, access_log: bool, spans: RequestSpans | None
+) -> Behaviour:
+    service, _, method_name = method.lstrip("/").partition("/")
+
     async def contextual(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        call = RequestContext.begin(
-            metadata_as_headers(context.invocation_metadata()), access_log=access_log
-        )
+        headers = metadata_as_headers(context.invocation_metadata())
+        call = RequestContext.begin(headers, access_log=access_log)
         request_id = ("x-request-id", call.request_id)
         status, code = int(HTTPStatus.OK), grpc.StatusCode.OK
-        try:
-            response = await behaviour(request, context)
-            context.set_trailing_metadata((request_id,))
-            return response
-        except ModelserveError as exc:
-            status, code = http_status(exc), status_of(exc)
-            context.set_trailing_metadata((*trailing_metadata(exc), request_id))
-            await context.abort(code, exc.detail)
-        except asyncio.CancelledError:  # the client went away or its deadline passed
-            status, code = CLIENT_CLOSED_REQUEST, grpc.StatusCode.CANCELLED
-            raise
-        except Exception:
-            status, code = int(HTTPStatus.INTERNAL_SERVER_ERROR), grpc.StatusCode.INTERNAL
-            log.exception("request_failed", path=method)
-            context.set_trailing_metadata((request_id,))
-            await context.abort(code, _INTERNAL_MESSAGE)
-        finally:
-            call.finish(
-                route=method, method=GRPC_METHOD, path=method, status=status, grpc_code=code.name
-            )
+        traced = (
+            spans.started(GRPC_METHOD, method, headers)
+            if spans is not None
+            else contextlib.nullcontext()
+        )
+        with traced as span:
+            try:
+                response = await behaviour(request, context)
+                context.set_trailing_metadata((request_id,))
+                return response
+            except ModelserveError as exc:
+                status, code = http_status(exc), status_of(exc)
+                context.set_trailing_metadata((*trailing_metadata(exc), request_id))
+                await context.abort(code, exc.detail)
+            except asyncio.CancelledError:  # the client went away or its deadline passed
+                status, code = CLIENT_CLOSED_REQUEST, grpc.StatusCode.CANCELLED
+                raise
+            except Exception:
+                status, code = int(HTTPStatus.INTERNAL_SERVER_ERROR), grpc.StatusCode.INTERNAL
+                log.exception("request_failed", path=method)
+                context.set_trailing_metadata((request_id,))
+                await context.abort(code, _INTERNAL_MESSAGE)
+            finally:
+                call.finish(
+                    route=method,
+                    method=GRPC_METHOD,
+                    path=method,
+                    status=status,
+                    grpc_code=code.name,
+                )
+                if spans is not None and span is not None:
+                    spans.finish(
+                        span,
+                        GRPC_METHOD,
+                        method,
+                        status,
+                        **{
+                            "rpc.system": "grpc",
+                            "rpc.service": service,
+                            "rpc.method": method_name,
+                            "rpc.grpc.status_code": code.value[0],
+                        },
+                    )
         raise AssertionError("unreachable: abort() raises")  # pragma: no cover
 
     return contextual

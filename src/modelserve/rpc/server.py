@@ -33,6 +33,7 @@ from modelserve.api.ratelimit import RouteLimiter, enforce_predict
 from modelserve.api.route_table import Access
 from modelserve.errors import BodyTooLargeError, InvalidInputError
 from modelserve.observability.health import HealthState
+from modelserve.observability.tracing import active_tracer
 from modelserve.rpc import inference_pb2
 from modelserve.rpc.interceptor import RequestContextInterceptor, metadata_as_headers
 from modelserve.rpc.servicer import METHODS, SERVICE, Call, Method
@@ -82,6 +83,7 @@ class GrpcServer:
                     access_log=server_settings.access_log,
                     access_log_probes=server_settings.access_log_probes,
                     probes=frozenset(m.name for m in METHODS if m.access is Access.PROBE),
+                    tracer=active_tracer(),
                 )
             ],
             options=[
