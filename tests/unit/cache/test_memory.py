@@ -29,3 +29,25 @@ async def test_memory_cache_evicts_least_recently_used_beyond_maxsize() -> None:
     await cache.get_many([b"a"])
     await cache.set_many([(b"c", b"3")])
     assert await cache.get_many([b"a", b"b", b"c"]) == [b"1", None, b"3"]
+
+
+async def test_memory_cache_rewrite_renews_an_entry() -> None:
+    """Writing a stored key again stores the new value, makes it the most recently used and
+    restarts its lifetime."""
+    now = [0.0]
+    cache = MemoryCache(maxsize=2, ttl_s=10, clock=lambda: now[0])
+    await cache.set_many([(b"a", b"1"), (b"b", b"2")])
+    now[0] = 9.0
+    await cache.set_many([(b"a", b"new")])
+    await cache.set_many([(b"c", b"3")])  # evicts b, the least recently used
+    now[0] = 15.0
+    assert await cache.get_many([b"a", b"b", b"c"]) == [b"new", None, b"3"]
+    assert len(cache) == 2
+
+
+async def test_memory_cache_holds_at_most_maxsize_entries() -> None:
+    """One write of more keys than maxsize keeps only the newest maxsize of them."""
+    cache = MemoryCache(maxsize=3, ttl_s=60)
+    await cache.set_many([(bytes([i]), b"v") for i in range(10)])
+    assert len(cache) == 3
+    assert await cache.get_many([bytes([i]) for i in (6, 7, 8, 9)]) == [None, b"v", b"v", b"v"]

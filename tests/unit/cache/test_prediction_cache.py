@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,13 @@ from structlog.testing import capture_logs
 
 from modelserve.cache.memory import MemoryCache
 from modelserve.inference.artifact import file_sha256
-from modelserve.inference.cache import CacheStatus, PredictionCache, artifact_fingerprint
+from modelserve.inference.cache import (
+    THREAD_FROM_ROWS,
+    CacheStatus,
+    PredictionCache,
+    Row,
+    artifact_fingerprint,
+)
 from modelserve.inference.types import Outputs, OutputSpec
 from modelserve.settings import ModelConfig
 
@@ -214,3 +221,49 @@ def test_artifact_fingerprint_changes_with_labels(demo_models_dir: Path) -> None
     labelled = ModelConfig(name="iris", path=path, labels=["a", "b", "c"])
     digests = [file_sha256(path)]
     assert artifact_fingerprint(plain, digests) != artifact_fingerprint(labelled, digests)
+
+
+class _ThreadRecordingCache(PredictionCache):
+    """Records the thread that hashes, decodes and encodes rows."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryCache(maxsize=10_000, ttl_s=60), SECRET)
+        self.threads: dict[str, str] = {}
+
+    def row_keys(
+        self, model: str, version: str, fingerprint: str, matrix: np.ndarray
+    ) -> list[bytes]:
+        self.threads["keys"] = threading.current_thread().name
+        return super().row_keys(model, version, fingerprint, matrix)
+
+    def _found(
+        self, model: str, version: str, spec: OutputSpec, values: list[bytes | None]
+    ) -> list[Row | None]:
+        self.threads["decode"] = threading.current_thread().name
+        return super()._found(model, version, spec, values)
+
+
+@pytest.mark.parametrize(
+    ("rows", "off_loop"),
+    [(THREAD_FROM_ROWS - 1, False), (THREAD_FROM_ROWS, True)],
+    ids=["small-request", "large-request"],
+)
+async def test_cache_hashes_and_decodes_a_large_requests_rows_off_the_event_loop(
+    rows: int, off_loop: bool
+) -> None:
+    """From THREAD_FROM_ROWS rows, keys are hashed and stored values decoded in a worker
+    thread, and the merged answer is still every row's; a smaller request stays on the loop."""
+    cache = _ThreadRecordingCache()
+    matrix = np.arange(rows * 2, dtype=np.float64).reshape(rows, 2)
+    values = Outputs(values=np.arange(rows, dtype=np.float64))
+    await cache.fill(await cache.lookup("m", "1", "f", REGRESSOR, matrix), values)
+
+    lookup = await cache.lookup("m", "1", "f", REGRESSOR, matrix)
+
+    loop_thread = threading.current_thread().name
+    assert {stage: name != loop_thread for stage, name in cache.threads.items()} == {
+        "keys": off_loop,
+        "decode": off_loop,
+    }
+    assert lookup.status is CacheStatus.HIT
+    assert _same(lookup.merge(Outputs()), values)
