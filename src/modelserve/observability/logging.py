@@ -1,4 +1,9 @@
-"""structlog configuration: JSON lines (orjson) to stdout, or a console renderer for humans."""
+"""structlog configuration: JSON lines (orjson) to stdout, or a console renderer for humans.
+
+JSON lines are rendered and written by :mod:`modelserve.observability.log_writer`'s thread:
+the caller-side processors (context variables, level, the moment as a number, the exception)
+run where a line is logged, the rest off the request path.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,13 @@ import datetime as dt
 import logging
 import sys
 import time
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import orjson
 import structlog
+
+from modelserve.observability.log_writer import start_writer
 
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 LOG_LEVELS["error"] = logging.ERROR
@@ -18,14 +26,16 @@ LOG_LEVELS["error"] = logging.ERROR
 _second_text: tuple[int, str] = (0, "")
 
 
-def utc_timestamp() -> str:
-    """Now as ISO-8601 UTC with microseconds (``2026-11-25T17:00:00.000000Z``).
+def utc_timestamp(now: float | None = None) -> str:
+    """``now`` (default: this moment) as ISO-8601 UTC with microseconds
+    (``2026-11-25T17:00:00.000000Z``).
 
     The text up to the second is formatted once a second: datetime formatting per log line and
     per response was a few percent of the single-row /predict path.
     """
     global _second_text
-    now = time.time()
+    if now is None:
+        now = time.time()
     second = int(now)
     if second != _second_text[0]:
         text = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -41,6 +51,33 @@ def add_timestamp(
     return event_dict
 
 
+def _add_time(
+    logger: object, method_name: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """structlog processor: the ``timestamp`` key as a number, formatted by the writer."""
+    event_dict["timestamp"] = time.time()
+    return event_dict
+
+
+def _pass_on(
+    logger: object, method_name: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """The last processor: the event goes to the writer's queue as it is (rendered there)."""
+    return event_dict
+
+
+_render_json = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+
+
+def render_json_line(event: dict[str, object]) -> bytes:
+    """One JSON line, as structlog's JSONRenderer with orjson writes it (without newline)."""
+    stamp = event.get("timestamp")
+    if isinstance(stamp, float):
+        event["timestamp"] = utc_timestamp(stamp)
+    line = _render_json(None, "", event)
+    return line if isinstance(line, bytes) else line.encode()
+
+
 def configure_logging(
     log_format: Literal["json", "console"] = "json",
     level: Literal["debug", "info", "warning", "error"] = "info",
@@ -49,21 +86,23 @@ def configure_logging(
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        add_timestamp,
     ]
     if log_format == "json":
         processors: list[structlog.types.Processor] = [
             *shared,
+            _add_time,
             # Tracebacks without local variables: frames hold request features and secrets.
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+            _pass_on,
         ]
-        factory: structlog.types.WrappedLogger = structlog.BytesLoggerFactory(sys.stdout.buffer)
+        writer = start_writer(sys.stdout.buffer, render_json_line)
+        factory: Callable[..., Any] = lambda *args: writer  # noqa: E731 (structlog's factory)
     else:
         processors = [
             *shared,
+            add_timestamp,
             structlog.processors.format_exc_info,
             structlog.dev.ConsoleRenderer(),
         ]

@@ -110,6 +110,10 @@ BUSY = Counter(
     "Requests refused before their body was read: request bytes in flight, connections or "
     "event-loop lag past their bounds.",
 )
+LOG_LINES_DROPPED = Counter(
+    "modelserve_log_lines_dropped_total",
+    "Log lines dropped because the log writer's queue was full (its reader too slow).",
+)
 TIMEOUTS = Counter(
     "modelserve_timeouts_total", "Requests past their deadline, by where.", (*_MODEL, "stage")
 )
@@ -254,6 +258,10 @@ def record_sticky_without_caller(model: str) -> None:
 
 def record_busy() -> None:
     BUSY.inc()
+
+
+def record_log_lines_dropped(count: int) -> None:
+    LOG_LINES_DROPPED.inc(count)
 
 
 def record_cancelled(model: str, version: str, rows: int) -> None:

@@ -6,6 +6,7 @@ import orjson
 import pytest
 import structlog
 
+from modelserve.observability.log_writer import flush_all
 from modelserve.observability.logging import configure_logging
 
 
@@ -20,6 +21,7 @@ def test_logging_json_lines_have_timestamp_and_level(
     """A JSON log line carries the event, its fields, an ISO timestamp and the level."""
     configure_logging("json", "info")
     structlog.get_logger("test").info("model_loaded", model="iris")
+    flush_all()
     (line,) = capsysbinary.readouterr().out.splitlines()
     record = orjson.loads(line)
     assert record["event"] == "model_loaded"
@@ -37,6 +39,7 @@ def test_logging_tracebacks_omit_local_variables(
         _fail_with_secret_local()
     except RuntimeError as exc:
         structlog.get_logger("test").error("batch_failed", exc_info=exc)
+    flush_all()
     (line,) = capsysbinary.readouterr().out.splitlines()
     record = orjson.loads(line)
     assert "model exploded" in line.decode()
