@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 MODELS_DIR ?= models
 
-.PHONY: serve test lint fmt bench overload soak loadtest mutate fuzz demo services clean proto
+.PHONY: serve test lint fmt bench bench-quick overload soak loadtest mutate fuzz demo services clean proto
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ fmt: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks.run $(if $(PEERS),--peers,) $(BENCH_ARGS)
+
+# Under 2 minutes, for development: single-row /predict and V2 against the no-op ceiling.
+bench-quick: $(VENV)/.dev
+	$(PY) -m benchmarks.run --quick --single-row --only modelserve,v2,noop $(BENCH_ARGS)
 
 # 10x the measured capacity for 30 s against a real server (see README, Reliability).
 overload: $(VENV)/.dev

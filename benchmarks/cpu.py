@@ -29,7 +29,7 @@ def _machine_busy_s() -> float | None:
     return (user + nice + system) / _TICKS
 
 
-def _group_cpu_s(pgid: int) -> float:
+def group_cpu_s(pgid: int) -> float:
     """CPU seconds used so far by the live processes of process group ``pgid``."""
     total = 0.0
     for entry in _PROC.iterdir():
@@ -60,7 +60,7 @@ class CpuMeter:
         self._start: tuple[float, float | None, float, float] | None = None
 
     def start(self) -> None:
-        group = _group_cpu_s(self._pgid) if self._pgid else 0.0
+        group = group_cpu_s(self._pgid) if self._pgid else 0.0
         self._start = (time.monotonic(), _machine_busy_s(), group, _own_cpu_s())
 
     def stop(self) -> float | None:
@@ -71,7 +71,7 @@ class CpuMeter:
         busy1 = _machine_busy_s()
         if busy0 is None or busy1 is None:
             return None
-        group1 = _group_cpu_s(self._pgid) if self._pgid else 0.0
+        group1 = group_cpu_s(self._pgid) if self._pgid else 0.0
         wall = time.monotonic() - wall0
         ours = (group1 - group0) + (_own_cpu_s() - own0)
         return max((busy1 - busy0) - ours, 0.0) / wall if wall > 0 else None

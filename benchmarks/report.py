@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scenarios import ScenarioResult
+from benchmarks import v2
+from benchmarks.scenarios import ScenarioResult, format_runs
 
 PEERS = ("litserve", "mlserver")
 MODELSERVE = "modelserve-batched"
@@ -230,6 +231,44 @@ def evaluate_targets(
     return targets
 
 
+def open_inference_targets(measured: dict[str, Any] | None) -> list[Target]:
+    """The Open Inference Protocol goals: V2 JSON single-row within 15 % of ``/predict`` at
+    1 and N connections (medians of the same run), and 1000-row binary and gRPC raw at 0.8 x
+    the in-process rows/s."""
+    if not measured:
+        return [Target("V2 JSON single-row within 15 % of /predict", None, "V2 not run")]
+    by = {(r["scenario"], r["connections"]): r for r in measured["results"]}
+    targets = []
+    for (scenario, conns), r in sorted(by.items(), key=lambda item: item[0][1]):
+        base = by.get(("predict", conns))
+        if scenario != "v2-json" or base is None:
+            continue
+        ratio = r["rps"] / base["rps"] if base["rps"] else 0.0
+        errors = r["errors"] + base["errors"]
+        detail = f"{ratio:.2f} x /predict (medians {r['rps']:,.0f} / {base['rps']:,.0f} req/s)"
+        targets.append(
+            Target(
+                f"V2 JSON single-row @{conns} conn(s) ≥ 0.85 x /predict",
+                ratio >= 0.85 and not errors,
+                detail + (f"; {errors} errors in the runs" if errors else ""),
+            )
+        )
+    in_process = measured.get("in_process_rows_per_s_1000")
+    for scenario in ("v2-binary-batch", "grpc-raw-batch"):
+        found = [r for (name, _), r in by.items() if name == scenario]
+        if not found or not in_process:
+            continue
+        ratio = found[0]["rows_per_s"] / in_process
+        targets.append(
+            Target(
+                f"{scenario} rows/s ≥ 0.8 x in-process 1000-row rows/s",
+                ratio >= 0.8 and not found[0]["errors"],
+                f"{ratio:.2f} x in-process",
+            )
+        )
+    return targets
+
+
 def write_results(
     out_dir: Path,
     meta: dict[str, Any],
@@ -238,10 +277,12 @@ def write_results(
     skipped: list[dict[str, str]],
     batch_rows: int,
     peers_requested: bool,
+    open_inference: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``latest.json`` and ``latest.md`` into ``out_dir``."""
     ratios = compute_ratios(results, in_process, batch_rows)
     targets = evaluate_targets(results, ratios, batch_rows, peers_requested)
+    targets += open_inference_targets(open_inference)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = {
         "meta": meta,
@@ -249,15 +290,16 @@ def write_results(
         "scenarios": [r.to_json() for r in results],
         "ratios": ratios,
         "targets": [t.to_json() for t in targets],
+        "open_inference": open_inference,
         "skipped": skipped,
     }
     json_path = out_dir / "latest.json"
     json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     md_path = out_dir / "latest.md"
-    md_path.write_text(
-        render_markdown(meta, in_process, results, ratios, targets, skipped, batch_rows),
-        encoding="utf-8",
-    )
+    text = render_markdown(meta, in_process, results, ratios, targets, skipped, batch_rows)
+    if open_inference:
+        text += "\n" + v2.markdown(open_inference)
+    md_path.write_text(text, encoding="utf-8")
     return md_path, json_path
 
 
@@ -289,27 +331,36 @@ def _other(r: ScenarioResult) -> str:
     return "?" if r.other_cpu_cores is None else f"{r.other_cpu_cores:.2f}"
 
 
+def _runs(r: ScenarioResult) -> str:
+    return format_runs(r) if r.repeats else "1 run"
+
+
 def _row(r: ScenarioResult) -> str:
     if r.status != "ok" or r.wrk is None:
-        return f"| {r.server_label} | {r.model} | {r.connections} | failed: {r.note} ||||||||"
+        return f"| {r.server_label} | {r.model} | {r.connections} | failed: {r.note} |||||||||"
     w = r.wrk
     lat = w.latency_ms
     if w.requests == 0:
         return (
             f"| {r.server_label} | {r.model} | {r.connections} | 0 | 0 | no answer within "
-            f"{w.duration_s:.0f} s |||| {w.error_total} | {_other(r)} |"
+            f"{w.duration_s:.0f} s |||| {w.error_total} | {_other(r)} | {_runs(r)} |"
         )
     return (
         f"| {r.server_label} | {r.model} | {r.connections} | {w.rps:,.0f} | {w.rows_per_s:,.0f} "
         f"| {lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | {w.requests:,} "
-        f"| {w.error_total} | {_other(r)} |"
+        f"| {w.error_total} | {_other(r)} | {_runs(r)} |"
     )
 
 
 _TABLE_HEAD = (
     "| server | model | conns | req/s (2xx) | rows/s | p50 ms | p95 ms | p99 ms | requests "
-    "| errors | other CPU (cores) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| errors | other CPU (cores) | runs (req/s) |"
+    "\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 )
+
+
+def _loads(values: list[float] | None) -> str:
+    return " / ".join(f"{v:.2f}" for v in values) if values else "unknown"
 
 
 def _noise_line(results: list[ScenarioResult]) -> str:
@@ -342,8 +393,11 @@ def render_markdown(
     lines = [
         "# modelserve benchmark: latest run",
         "",
-        f"Run {meta['started_at']} on {meta['machine']}; {meta['duration_s']:g} s per scenario "
-        f"after {meta['warmup_s']:g} s warm-up; `{meta['command']}`.",
+        f"Run {meta['started_at']} on {meta['machine']}; each scenario {meta['repeats']} run(s) "
+        f"of {meta['duration_s']:g} s after {meta['warmup_s']:g} s warm-up, the median run shown "
+        f"and used for every ratio and target; `{meta['command']}`.",
+        f"Load average at start {_loads(meta.get('load_average_at_start'))}, at end "
+        f"{_loads(meta.get('load_average_at_end'))} (1 / 5 / 15 min).",
         f"Load generator: {meta['wrk_version']}, `wrk -t1 -cN --latency`, on the same cores "
         "as the servers. Absolute numbers move ±25 % between runs: compare ratios.",
         _noise_line(results),
@@ -389,12 +443,12 @@ def render_markdown(
         "",
         "| server | saturating model | /predict conns | /predict req/s | /predict errors "
         "| /health conns | /health answers | /health p50 ms | /health p99 ms | /health max ms "
-        "| /health errors | other CPU (cores) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| /health errors | other CPU (cores) | runs (/health p99) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in health:
         if r.status != "ok" or r.wrk is None or r.load is None:
-            lines.append(f"| {r.server_label} | {r.model} | failed: {r.note} ||||||||||")
+            lines.append(f"| {r.server_label} | {r.model} | failed: {r.note} |||||||||||")
             continue
         h, ld = r.wrk, r.load
         if h.requests == 0:
@@ -405,7 +459,7 @@ def render_markdown(
         lines.append(
             f"| {r.server_label} | {r.model} | {r.load_connections} | {ld.rps:,.0f} "
             f"| {ld.error_total} | {r.connections} | {h.requests:,} | {latencies} "
-            f"{h.error_total} | {_other(r)} |"
+            f"{h.error_total} | {_other(r)} | {_runs(r)} |"
         )
     lines += [
         "",

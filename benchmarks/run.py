@@ -1,8 +1,10 @@
 """Run the benchmark: real servers on 127.0.0.1, wrk as the load, results in benchmarks/results.
 
-``python -m benchmarks.run [--quick] [--duration S] [--peers]`` (``make bench [PEERS=1]``).
-Servers, in order: modelserve with batching on, then off; modelserve serving the forest
-beside its ``modelserve optimize`` output and an XGBoost model; the naive FastAPI baseline; the
+``python -m benchmarks.run [--quick] [--single-row] [--duration S] [--peers]`` (``make bench
+[PEERS=1]``, ``make bench-quick``). Every scenario is measured ``--repeats`` times (3) and the
+median run is what the ratios and targets use. Servers, in order: modelserve with batching on,
+then off; modelserve serving the forest beside its ``modelserve optimize`` output and an
+XGBoost model; modelserve over the Open Inference Protocol; the naive FastAPI baseline; the
 no-op HTTP ceiling (answering a body the size of modelserve's real response); with
 ``--peers``, LitServe and MLServer. Each is started, measured and stopped before the next,
 so no two servers share the cores.
@@ -47,12 +49,19 @@ _FALLBACK_BODY = (
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per scenario")
+    parser.add_argument(
+        "--duration", type=float, default=6.0, help="seconds per measured run of a scenario"
+    )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load")
-    parser.add_argument("--quick", action="store_true", help="3 s scenarios, 1 s warm-up")
+    parser.add_argument("--quick", action="store_true", help="2 s runs, 1 s warm-up")
+    parser.add_argument(
+        "--single-row",
+        action="store_true",
+        help="single-row scenarios only: modelserve with batching on, no batch or /health runs",
+    )
     parser.add_argument("--peers", action="store_true", help="also LitServe and MLServer")
     parser.add_argument(
-        "--repeats", type=int, default=1, help="measure each scenario N times, keep the median"
+        "--repeats", type=int, default=3, help="measure each scenario N times, keep the median"
     )
     parser.add_argument("--connections", type=int, default=64, help="the saturating load")
     parser.add_argument("--health-connections", type=int, default=2)
@@ -74,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.quick:
-        args.duration, args.warmup = 3.0, 1.0
+        args.duration, args.warmup = 2.0, 1.0
     if not 1 <= args.duration <= 600 or not 0 <= args.warmup <= 60 or not 1 <= args.repeats <= 9:
         parser.error("--duration must be 1..600 s, --warmup 0..60 s, --repeats 1..9")
     return args
@@ -116,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         return not only or name in only
 
     started = time.monotonic()
+    load_at_start = [round(v, 2) for v in os.getloadavg()]
+    print(f"machine: {machine()}; load average at start: {_load_average()}")
+    print(
+        f"{args.repeats} measured run(s) of {args.duration:g} s per scenario after "
+        f"{args.warmup:g} s warm-up; the median run counts"
+    )
     wrk = ensure_wrk()
     files = models.build_models(WORK_DIR)
     rows = models.request_rows()
@@ -133,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     single = (1, conns)
 
     if wanted("modelserve"):
-        for batching in (True, False):
+        for batching in (True,) if args.single_row else (True, False):
             config = servers.modelserve_config(
                 files,
                 batching,
@@ -147,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                     for model in spec.models:
                         for c in single:
                             runner.predict(spec, model, c)
-                    if batching:
+                    if batching and not args.single_row:
                         for model in spec.models:
                             # The ceiling is timed right before and after the run and averaged,
                             # so the ratio compares moments of the same noise on this machine.
@@ -166,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             _phase(runner, spec.label, run_modelserve)
 
     optimized: list[str] = []
-    if wanted("formats"):
+    if wanted("formats") and not args.single_row:
 
         def run_formats() -> None:
             try:
@@ -184,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
         _phase(runner, "modelserve formats", run_formats)
 
+    open_inference: dict[str, Any] = {}
     if wanted("v2"):
 
         def run_open_inference() -> None:
@@ -196,9 +212,11 @@ def main(argv: list[str] | None = None) -> int:
                 warmup_s=args.warmup,
                 connections=conns,
                 batch_connections=args.batch_connections,
+                repeats=args.repeats,
+                single_row_only=args.single_row,
             )
-            path = v2.write(measured, args.out, datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
-            print(path.read_text(encoding="utf-8"))
+            open_inference.update(measured)
+            print(v2.markdown(measured))
 
         _phase(runner, "modelserve Open Inference Protocol", run_open_inference)
 
@@ -210,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                 for model in naive.models:
                     for c in single:
                         runner.predict(naive, model, c)
-                runner.health_under_load(naive, "forest", conns, args.health_connections)
+                if not args.single_row:
+                    runner.health_under_load(naive, "forest", conns, args.health_connections)
 
         _phase(runner, naive.label, run_naive)
 
@@ -233,10 +252,17 @@ def main(argv: list[str] | None = None) -> int:
         _run_peers(runner, files, single, wanted)
 
     elapsed = time.monotonic() - started
-    meta = _meta(args, wrk, elapsed, source, runner)
+    meta = _meta(args, wrk, elapsed, source, runner, load_at_start)
     meta["optimize_forest"] = optimized[0] if optimized else "not run"
     md_path, json_path = report.write_results(
-        args.out, meta, in_process, runner.results, runner.skipped, BATCH_ROWS, args.peers
+        args.out,
+        meta,
+        in_process,
+        runner.results,
+        runner.skipped,
+        BATCH_ROWS,
+        args.peers,
+        open_inference or None,
     )
     print(f"\nwrote {md_path} and {json_path} after {elapsed:.0f} s")
     print(md_path.read_text(encoding="utf-8").split("## Ratios")[0])
@@ -280,6 +306,24 @@ def _noop_body(samples: dict[str, bytes]) -> tuple[bytes, str]:
     return _FALLBACK_BODY, f"stand-in body ({len(_FALLBACK_BODY)} bytes): no server answered"
 
 
+def machine() -> str:
+    """Architecture, core count, CPU model and OS of this machine, on one line."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    cpu = f", {model}" if model else ""
+    return f"{platform.machine()}, {os.cpu_count()} cores{cpu}, {platform.system()}"
+
+
+def _load_average() -> str:
+    return " / ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1 / 5 / 15 min)"
+
+
 def _git_commit() -> str:
     try:
         done = subprocess.run(
@@ -295,13 +339,18 @@ def _git_commit() -> str:
 
 
 def _meta(
-    args: argparse.Namespace, wrk: str, elapsed: float, noop_source: str, runner: Runner
+    args: argparse.Namespace,
+    wrk: str,
+    elapsed: float,
+    noop_source: str,
+    runner: Runner,
+    load_at_start: list[float],
 ) -> dict[str, Any]:
     sizes = {k: len(v) for k, v in runner.response_samples.items()}
     return {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:])]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "machine": machine(),
         "python": platform.python_version(),
         "scikit_learn": sklearn.__version__,
         "wrk_version": wrk_version(wrk),
@@ -316,6 +365,7 @@ def _meta(
         "modelserve_access_log": not args.no_access_log,
         "peers": args.peers,
         "elapsed_s": round(elapsed, 1),
+        "load_average_at_start": load_at_start,
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
         "noop_body": noop_source,
         "response_bytes": sizes,
@@ -334,8 +384,10 @@ def _meta(
             "no access log.",
             "req/s counts 2xx answers only; errors = non-2xx + socket errors + timeouts "
             "(wrk --timeout 5s).",
-            f"Each scenario measured {args.repeats} time(s); with more than one the median run "
-            "is shown and every run's figure is in latest.json (`repeats`).",
+            f"Each scenario measured {args.repeats} time(s) after one warm-up; the median run "
+            "is shown, every run's figure is in the *runs* column and latest.json (`repeats`), "
+            "and ratios and targets use the medians: a target is met only when the median "
+            "meets it.",
             "Other CPU: busy time of the whole machine minus the server's process group, wrk "
             "and the harness, in cores, while measuring.",
             f"Batch targets compare modelserve's {BATCH_ROWS}-row /predict-batch rows/s with "

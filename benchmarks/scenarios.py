@@ -120,8 +120,10 @@ class Runner:
         elif result.wrk is not None:
             r = result.wrk
             extra = ""
+            if result.repeats:
+                extra = f" | median of {len(result.repeats)} runs: {format_runs(result)}"
             if result.other_cpu_cores is not None:
-                extra = f" | other processes: {result.other_cpu_cores:.2f} cores"
+                extra += f" | other processes: {result.other_cpu_cores:.2f} cores"
             if result.load is not None:
                 answers = (
                     f"p50 {r.latency_ms['p50']:.2f} ms, p99 {r.latency_ms['p99']:.2f} ms"
@@ -302,6 +304,17 @@ class Runner:
 
         self._median_run(result, once, _health_p99, settle)
         return self._record(result)
+
+
+def format_runs(result: ScenarioResult) -> str:
+    """Every run's figure (req/s, or /health p99 ms), in the order measured."""
+    unit = " ms" if result.kind == "health-under-load" else ""
+    return (
+        " / ".join(
+            "none" if not math.isfinite(v) else f"{v:,.{2 if unit else 0}f}" for v in result.repeats
+        )
+        + unit
+    )
 
 
 def _rps(run: WrkResult) -> float:

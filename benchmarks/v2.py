@@ -1,14 +1,16 @@
 """Open Inference Protocol scenarios: the same model through ``/predict`` and V2.
 
 One modelserve process (batching on, cache off) serving HTTP and gRPC. Measured, in order:
-single-row ``/predict`` and single-row V2 JSON infer at 1 and N connections; then 1000-row
-requests as V2 JSON, V2 binary tensors and gRPC ``raw_input_contents`` (tritonclient), in
-rows/s beside the model's own in-process rows/s for 1000-row calls.
+single-row ``/predict`` and single-row V2 JSON infer at 1 and N connections, the two
+alternating run by run (``/predict``, V2, ``/predict``, V2, ...) so that both see the same
+moments of a shared machine, the median of ``repeats`` runs each, with the server's CPU time
+per request beside the req/s (a figure the other processes on the machine move much less);
+then 1000-row requests as V2 JSON, V2 binary tensors and gRPC ``raw_input_contents``
+(tritonclient), in rows/s beside the model's own in-process rows/s for 1000-row calls.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ import numpy as np
 import orjson
 
 from benchmarks import models, servers
-from benchmarks.loadgen import run_wrk
+from benchmarks.cpu import group_cpu_s
+from benchmarks.loadgen import WrkResult, run_wrk
 from benchmarks.processes import free_ports, start_server
 
 BATCH_ROWS = 1000
@@ -37,9 +40,15 @@ class V2Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    runs: tuple[float, ...] = ()
+    """req/s of every measured run, in order (the row shows the median run)."""
+    cpu_us_per_request: float | None = None
+    """Server CPU time (user + system, all threads) per answered request over every run."""
 
     def to_json(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        out = self.__dict__.copy()
+        out["runs"] = list(self.runs)
+        return out
 
 
 def _bodies(rows: np.ndarray[Any, Any], out: Path) -> dict[str, tuple[Path, int | None]]:
@@ -81,7 +90,7 @@ def _bodies(rows: np.ndarray[Any, Any], out: Path) -> dict[str, tuple[Path, int 
 def _wrk(
     wrk: str, port: int, path: str, body: tuple[Path, int | None], connections: int,
     duration_s: float, rows: int,
-) -> Any:  # fmt: skip
+) -> WrkResult:  # fmt: skip
     args = [str(body[0]), path] + ([str(body[1])] if body[1] is not None else [])
     url = f"http://127.0.0.1:{port}{path}"
     return run_wrk(wrk, url, "body.lua", args, connections, duration_s, rows)
@@ -143,6 +152,8 @@ def run_v2(
     warmup_s: float,
     connections: int,
     batch_connections: int,
+    repeats: int = 3,
+    single_row_only: bool = False,
 ) -> dict[str, Any]:
     """Measure every V2 scenario against one server; the results as a JSON-ready dict."""
     config = servers.modelserve_config(files, True, work_dir / "modelserve-v2.yaml")
@@ -153,19 +164,28 @@ def run_v2(
     ]  # fmt: skip
     bodies = _bodies(rows, work_dir / "v2-bodies")
     infer = f"/v2/models/{MODEL}/infer"
-    single = [("predict", f"/predict?model={MODEL}", c) for c in (1, connections)] + [
-        ("v2-json", infer, c) for c in (1, connections)
-    ]
-    batched = [("v2-json-batch", infer), ("v2-binary-batch", infer)]
+    single = [("predict", f"/predict?model={MODEL}"), ("v2-json", infer)]
+    batched = [] if single_row_only else [("v2-json-batch", infer), ("v2-binary-batch", infer)]
     results: list[V2Result] = []
     server = start_server("modelserve-v2", argv, port, work_dir / "logs")
     try:
         server.wait_ready("/ready", 120)
-        for name, path, conns in single:
-            _wrk(wrk, port, path, bodies[name], conns, warmup_s, 1)
-            measured = _wrk(wrk, port, path, bodies[name], conns, duration_s, 1)
-            results.append(_result(name, conns, 1, measured))
-            print(f"  {name} c{conns}: {measured.rps:,.0f} req/s")
+        for conns in (1, connections):
+            pair = _alternating(
+                wrk, port, single, bodies, conns, duration_s, warmup_s, repeats, server.proc.pid
+            )
+            results += pair
+            predict, v2 = pair
+            print(
+                f"  c{conns}: /predict {predict.rps:,.0f} req/s ({_runs(predict)}; "
+                f"{predict.cpu_us_per_request:.0f} us CPU/req), V2 JSON {v2.rps:,.0f} req/s "
+                f"({_runs(v2)}; {v2.cpu_us_per_request:.0f} us CPU/req): "
+                f"{v2.rps / predict.rps if predict.rps else float('nan'):.2f} x"
+            )
+        if single_row_only:
+            return {"model": MODEL, "in_process_rows_per_s_1000": None, "results": [
+                r.to_json() for r in results
+            ]}  # fmt: skip
         for name, path in batched:
             _wrk(wrk, port, path, bodies[name], batch_connections, warmup_s, BATCH_ROWS)
             measured = _wrk(
@@ -188,43 +208,84 @@ def run_v2(
     }
 
 
-def _result(name: str, connections: int, rows: int, measured: Any) -> V2Result:
+def _alternating(
+    wrk: str,
+    port: int,
+    scenarios: list[tuple[str, str]],
+    bodies: dict[str, tuple[Path, int | None]],
+    connections: int,
+    duration_s: float,
+    warmup_s: float,
+    repeats: int,
+    pgid: int,
+) -> list[V2Result]:
+    """Each of ``scenarios`` warmed up, then measured ``repeats`` times in turn; the median
+    run of each, with the server's CPU time per request over all of its runs."""
+    runs: dict[str, list[WrkResult]] = {name: [] for name, _ in scenarios}
+    cpu_s = dict.fromkeys(runs, 0.0)
+    for name, path in scenarios:
+        _wrk(wrk, port, path, bodies[name], connections, warmup_s, 1)
+    for _ in range(repeats):
+        for name, path in scenarios:
+            before = group_cpu_s(pgid)
+            runs[name].append(_wrk(wrk, port, path, bodies[name], connections, duration_s, 1))
+            cpu_s[name] += group_cpu_s(pgid) - before
+    out = []
+    for name, measured in runs.items():
+        median = sorted(measured, key=lambda r: r.rps)[(len(measured) - 1) // 2]
+        answered = sum(r.ok_requests for r in measured)
+        cpu_us = round(cpu_s[name] / answered * 1e6, 1) if answered else None
+        out.append(_result(name, connections, 1, median, tuple(r.rps for r in measured), cpu_us))
+    return out
+
+
+def _runs(result: V2Result) -> str:
+    return " / ".join(f"{v:,.0f}" for v in result.runs)
+
+
+def _result(
+    name: str,
+    connections: int,
+    rows: int,
+    measured: WrkResult,
+    runs: tuple[float, ...] = (),
+    cpu_us_per_request: float | None = None,
+) -> V2Result:
     latency = measured.latency_ms
     return V2Result(
         name, connections, rows, round(measured.rps, 1), round(measured.rows_per_s, 1),
         round(latency["p50"], 3), round(latency["p99"], 3), measured.error_total,
+        tuple(round(v, 1) for v in runs), cpu_us_per_request,
     )  # fmt: skip
 
 
 def markdown(v2: dict[str, Any]) -> str:
     """The V2 section of the results report."""
     by_name = {(r["scenario"], r["connections"]): r for r in v2["results"]}
+    in_process = v2["in_process_rows_per_s_1000"]
     lines = [
         "## Open Inference Protocol",
         "",
         f"Model `{v2['model']}`; in-process 1000-row calls: "
-        f"{v2['in_process_rows_per_s_1000']:,.0f} rows/s.",
+        + (f"{in_process:,.0f} rows/s." if in_process else "not measured."),
+        "Single-row rows: the median of the runs listed, `/predict` and V2 alternating run by "
+        "run; CPU is the server's CPU time per answered request over all the runs.",
         "",
-        "| scenario | conns | rows/req | req/s | rows/s | p50 ms | p99 ms | errors | vs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | conns | rows/req | req/s | rows/s | p50 ms | p99 ms | errors | vs "
+        "| runs (req/s) | server CPU us/req |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in v2["results"]:
         if r["rows_per_request"] == 1:
             base = by_name.get(("predict", r["connections"]))
             ratio = f"{r['rps'] / base['rps']:.2f} x /predict" if base and base["rps"] else ""
         else:
-            ratio = f"{r['rows_per_s'] / v2['in_process_rows_per_s_1000']:.2f} x in-process"
+            ratio = f"{r['rows_per_s'] / in_process:.2f} x in-process" if in_process else ""
+        runs = " / ".join(f"{v:,.0f}" for v in r.get("runs", [])) or "1 run"
+        cpu = r.get("cpu_us_per_request")
         lines.append(
             f"| {r['scenario']} | {r['connections']} | {r['rows_per_request']} | "
             f"{r['rps']:,.1f} | {r['rows_per_s']:,.0f} | {r['p50_ms']} | {r['p99_ms']} | "
-            f"{r['errors']} | {ratio} |"
+            f"{r['errors']} | {ratio} | {runs} | {'n/a' if cpu is None else f'{cpu:,.0f}'} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def write(v2: dict[str, Any], out: Path, stamp: str) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"v2-{stamp}.md"
-    path.write_text(markdown(v2), encoding="utf-8")
-    (out / f"v2-{stamp}.json").write_text(json.dumps(v2, indent=2), encoding="utf-8")
-    return path
