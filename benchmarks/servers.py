@@ -46,15 +46,20 @@ class ServerSpec:
 
 
 def modelserve_config(
-    files: dict[str, ModelFile], batching: bool, path: Path, access_log: bool = True
+    files: dict[str, ModelFile],
+    batching: bool,
+    path: Path,
+    access_log: bool = True,
+    batching_options: dict[str, object] | None = None,
 ) -> Path:
-    """Write a modelserve YAML config serving every model, batching on or off.
+    """Write a modelserve YAML config serving every model, batching on or off
+    (``batching_options`` replace the batching defaults: 64 rows, 2 ms).
 
     The prediction cache is off: rows repeat over a long run, and a cache hit would measure
     the cache instead of the model.
     """
     batching_cfg: dict[str, object] = (
-        {"enabled": True, "max_batch_size": 64, "max_delay_ms": 2}
+        {"enabled": True, "max_batch_size": 64, "max_delay_ms": 2, **(batching_options or {})}
         if batching
         else {"enabled": False}
     )
