@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import joblib
 import numpy as np
 import pytest
@@ -74,6 +75,19 @@ def test_interop_http_health_and_metadata(http: httpclient.InferenceServerClient
     meta = http.get_model_metadata("strings")
     assert meta["platform"] == "sklearn_joblib"
     assert meta["inputs"] == [{"name": "input", "datatype": "FP64", "shape": [-1, 4]}]
+
+
+def test_interop_kserve_rest_client_reads_server_health_from_the_body(
+    server: tuple[RunningServer, int],
+) -> None:
+    """KServe's REST client (InferenceRESTClient, protocol v2) returns ``live`` and ``ready``
+    of a 200's JSON body, as KServe's own server sends them: an empty body made it raise."""
+    base = server[0].base_url
+    for path, field in (("/v2/health/live", "live"), ("/v2/health/ready", "ready")):
+        response = httpx.get(base + path, timeout=30)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        assert response.json() == {field: True}
 
 
 def test_interop_grpc_health_and_metadata(grpc: grpcclient.InferenceServerClient) -> None:

@@ -154,6 +154,18 @@ def _operation(
 
 
 _EMPTY_200: Final = {"200": {"description": "True (empty body)."}}
+
+
+def _health_200(field: str) -> dict[str, Any]:
+    """A server health answer: the status says it, the body repeats it (as KServe's does)."""
+    schema = {
+        "type": "object",
+        "properties": {field: {"type": "boolean"}},
+        "required": [field],
+    }
+    return {"200": {"description": "True.", "content": {"application/json": {"schema": schema}}}}
+
+
 _NAME: Final = "/v2/models/{name}"
 _VERSION: Final = "/v2/models/{name}/versions/{version}"
 
@@ -208,14 +220,14 @@ def v2_operations() -> dict[str, tuple[str, dict[str, Any]]]:
     return {
         "/v2/health/live": (
             "get",
-            _operation("V2 server live", "200 while the process serves.", _EMPTY_200),
+            _operation("V2 server live", "200 while the process serves.", _health_200("live")),
         ),
         "/v2/health/ready": (
             "get",
             _operation(
                 "V2 server ready",
                 "200 when every required model serves and no drain began (as /ready).",
-                {**_EMPTY_200, **_errors("503")},
+                {**_health_200("ready"), **_errors("503")},
             ),
         ),
         "/v2": (

@@ -49,9 +49,11 @@ def _expected_probabilities(models_dir: Path, name: str, rows: Any) -> np.ndarra
 
 
 async def test_v2_health_live_and_ready_answer_200(client: httpx.AsyncClient) -> None:
-    """Server live and ready are 200 with every model loaded."""
-    assert (await client.get("/v2/health/live")).status_code == 200
-    assert (await client.get("/v2/health/ready")).status_code == 200
+    """Server live and ready are 200 with every model loaded, the body saying the same."""
+    live = await client.get("/v2/health/live")
+    ready = await client.get("/v2/health/ready")
+    assert (live.status_code, live.json()) == (200, {"live": True})
+    assert (ready.status_code, ready.json()) == (200, {"ready": True})
 
 
 async def test_v2_server_metadata_lists_the_implemented_extensions(

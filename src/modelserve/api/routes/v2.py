@@ -80,16 +80,25 @@ def _caller(request: Request) -> str | None:
     return caller
 
 
+_LIVE: Final = orjson.dumps({"live": True})
+_READY: Final = orjson.dumps({"ready": True})
+# The status is the answer (Triton's clients read only it); the body is what KServe's server
+# sends and its SDK's REST client parses (is_server_live / is_server_ready fail on none).
+
+
 async def live(request: Request) -> Response:
-    """Server live: 200 while the process serves."""
-    return Response(status_code=200 if _plane(request).server_live() else 503)
+    """Server live: 200 ``{"live": true}`` while the process serves."""
+    if _plane(request).server_live():
+        return Response(_LIVE, media_type=_JSON)
+    return _json({"live": False}, 503)
 
 
 async def ready(request: Request) -> Response:
-    """Server ready: 200 when every required model serves and no drain began, else 503."""
+    """Server ready: 200 ``{"ready": true}`` when every required model serves and no drain
+    began, else 503."""
     readiness = _plane(request).server_ready()
     if readiness.ready:
-        return Response(status_code=200)
+        return Response(_READY, media_type=_JSON)
     return _json({"error": "; ".join(readiness.reasons)}, 503, {"Retry-After": "1"})
 
 
