@@ -11,11 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import joblib
 import pytest
 import redis
+from google.protobuf.message import Message
 
+from modelserve.rpc import inference_pb2 as pb
 from tests import iris_versions as iv
 from tests.conftest import free_port, start_redis
 from tests.e2e.conftest import RunningServer, wait_for_log_events
@@ -120,6 +123,40 @@ def test_workers_share_a_routing_change_without_redis(
     assert unloaded.status_code == 200, unloaded.text
     wait_for_log_events(server, 2, event="control_state_applied", version=2)
     wait_until_every_process_shows(server, 2, 2, "2", {"1": "unloaded", "2": "ready"})
+
+
+def _grpc_repository(port: int, method: str, request: Message, response: type[Message]) -> None:
+    """One repository call with the admin key, on a new connection (so any worker takes it)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(
+            f"/inference.GRPCInferenceService/{method}",
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=response.FromString,
+        )
+        call(request, metadata=(("authorization", f"Bearer {ADMIN_KEY}"),), timeout=30)
+
+
+def test_workers_share_a_grpc_repository_change(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    """An unload and a load made through gRPC on one worker reach both workers, as the same
+    calls over HTTP do: every process applies each change and shows the version's state."""
+    grpc_port = free_port()
+    server = serve_modelserve(
+        fleet_config(tmp_path), "--workers", "2", "--grpc-port", str(grpc_port)
+    )
+    wait_for_log_events(server, 2, event="control_state_applied", version=0)
+    version_2 = {"version": pb.ModelRepositoryParameter(string_param="2")}
+
+    unload = pb.RepositoryModelUnloadRequest(model_name="iris", parameters=version_2)
+    _grpc_repository(grpc_port, "RepositoryModelUnload", unload, pb.RepositoryModelUnloadResponse)
+    wait_for_log_events(server, 2, event="control_state_applied", version=1)
+    wait_until_every_process_shows(server, 2, 1, "1", {"1": "ready", "2": "unloaded"})
+
+    load = pb.RepositoryModelLoadRequest(model_name="iris", parameters=version_2)
+    _grpc_repository(grpc_port, "RepositoryModelLoad", load, pb.RepositoryModelLoadResponse)
+    wait_for_log_events(server, 2, event="control_state_applied", version=2)
+    wait_until_every_process_shows(server, 2, 2, "1", {"1": "ready", "2": "ready"})
 
 
 def start_replica(

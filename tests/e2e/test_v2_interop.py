@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import joblib
@@ -15,6 +16,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from modelserve.api.routes.table import declare_routes
+from modelserve.settings import load_settings
 from tests.conftest import free_port
 from tests.e2e.conftest import RunningServer
 from tests.label_models import build_label_models
@@ -189,3 +192,64 @@ def test_interop_grpc_errors(grpc: grpcclient.InferenceServerClient) -> None:
     with pytest.raises(InferenceServerException, match=r"expected shape \[-1, 4\]") as shape:
         grpc.infer("ints", [tensor])
     assert shape.value.status() == "StatusCode.INVALID_ARGUMENT"
+
+
+def _stats(http: httpclient.InferenceServerClient, grpc: grpcclient.InferenceServerClient) -> Any:
+    """(inference_count, execution_count, success count) of ints 1, over REST and gRPC."""
+    (by_rest,) = http.get_inference_statistics("ints", "1")["model_stats"]
+    (by_grpc,) = grpc.get_inference_statistics("ints", "1").model_stats
+    rest = (
+        by_rest["inference_count"],
+        by_rest["execution_count"],
+        by_rest["inference_stats"]["success"]["count"],
+    )
+    rpc = (by_grpc.inference_count, by_grpc.execution_count, by_grpc.inference_stats.success.count)
+    return rest, rpc
+
+
+def test_interop_statistics_count_rows_alike_over_rest_and_grpc(
+    http: httpclient.InferenceServerClient, grpc: grpcclient.InferenceServerClient
+) -> None:
+    """The statistics extension through both clients: one 3-row infer over REST and one over
+    gRPC add 6 inferences and 2 successes, and both transports report the same figures."""
+    (before, before_rpc) = _stats(http, grpc)
+    tensor = httpclient.InferInput("input", list(ROWS.shape), "FP64")
+    tensor.set_data_from_numpy(ROWS)
+    http.infer("ints", [tensor], model_version="1")
+    grpc_tensor = grpcclient.InferInput("input", list(ROWS.shape), "FP64")
+    grpc_tensor.set_data_from_numpy(ROWS)
+    grpc.infer("ints", [grpc_tensor], model_version="1")
+    (after, after_rpc) = _stats(http, grpc)
+
+    assert before == before_rpc
+    assert after == after_rpc
+    inferences, executions, successes = (a - b for a, b in zip(after, before, strict=True))
+    assert (inferences, successes) == (6, 2)
+    assert 1 <= executions <= 2  # the cache or one batch may serve both
+
+
+def test_interop_openapi_of_the_running_server_describes_every_v2_route(
+    server: tuple[RunningServer, int], models_dir: Path
+) -> None:
+    """The live /openapi.json has an entry for every V2 route the server declares (method and
+    path), and V2 infer's request and error bodies are the protocol's."""
+    declared = {
+        (method.lower(), spec.path)
+        for spec in declare_routes(load_settings(models_dir / "modelserve.yaml"))
+        if spec.path.startswith("/v2")
+        for method in spec.methods
+    }
+    document = httpx.get(server[0].base_url + "/openapi.json", timeout=30).json()
+    documented = {
+        (method, path)
+        for path, item in document["paths"].items()
+        if path.startswith("/v2")
+        for method in item
+    }
+    assert declared
+    assert documented == declared
+    infer = document["paths"]["/v2/models/{name}/infer"]["post"]
+    body = infer["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert body.endswith("/V2InferenceRequest")
+    error = infer["responses"]["404"]["content"]["application/json"]["schema"]["$ref"]
+    assert error.endswith("/V2Error")
