@@ -21,7 +21,7 @@ from modelserve.api.schemas import BatchPredictRequest
 from modelserve.errors import FeatureCountError
 from modelserve.inference.preprocess import FeatureSchema, Row
 from modelserve.inference.typed import TypedFeatureSchema
-from modelserve.inference.types import FloatArray
+from modelserve.inference.types import Batch, FloatArray
 
 _NUMBER_KINDS = "if"
 """numpy kinds of an array built from JSON numbers only (int64, float64)."""
@@ -43,7 +43,7 @@ class BatchRows:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def to_array(self, schema: FeatureSchema) -> FloatArray:
+    def to_array(self, schema: FeatureSchema) -> Batch:
         """The (n, n_features) batch for ``schema`` (errors as ``schema.rows_to_array``)."""
         if isinstance(schema, TypedFeatureSchema):
             # Typed values see the rows exactly as Pydantic gives them (41 as 41.0).

@@ -55,7 +55,7 @@ from modelserve.errors import (
     QueueTooSlowError,
     ShuttingDownError,
 )
-from modelserve.inference.types import FloatArray, RawOutput
+from modelserve.inference.types import Batch, RawOutput
 from modelserve.observability import metrics, tracing
 from modelserve.observability.throttle import LogThrottle
 from modelserve.settings import BatchingConfig
@@ -63,7 +63,7 @@ from modelserve.settings import BatchingConfig
 FAILURE_LOG_INTERVAL_S = 10.0
 """Per version, at most one ``batch_failed`` line this often (the metrics count every one)."""
 
-PredictFn = Callable[[FloatArray], RawOutput]
+PredictFn = Callable[[Batch], RawOutput]
 INFERENCE_THREAD_PREFIX = "infer-"
 """Names of the threads that run model calls start with this."""
 ADMISSION_SHARE = 0.3
@@ -79,7 +79,7 @@ _RATE_SMOOTHING = 0.2
 
 @dataclass(eq=False, slots=True)
 class _Request:
-    rows: FloatArray
+    rows: Batch
     future: asyncio.Future[RawOutput]
     enqueued_at: float
     deadline: float
@@ -147,7 +147,7 @@ class DynamicBatcher:
     def start(self) -> None:
         """Kept for symmetry with close(): the batcher needs no task of its own."""
 
-    async def submit(self, rows: FloatArray) -> RawOutput:
+    async def submit(self, rows: Batch) -> RawOutput:
         """Queue ``rows`` and wait for their outputs, in order."""
         if self._closing:
             raise ShuttingDownError()
@@ -225,7 +225,7 @@ class DynamicBatcher:
             self._queued_rows -= request.remaining
             request.taken = len(request.rows)  # skipped when the queue reaches it
 
-    def _timed_predict(self, rows: FloatArray) -> RawOutput:
+    def _timed_predict(self, rows: Batch) -> RawOutput:
         """The model call, timed in its thread: the admission estimate counts the model's
         time, not the event loop's delay in collecting the answer (a busy loop parsing
         requests that are then refused would otherwise inflate it and refuse everything)."""

@@ -36,7 +36,7 @@ import orjson
 import structlog
 
 from modelserve.cache.base import WARN_INTERVAL_S, Cache
-from modelserve.inference.types import FloatArray, Outputs, OutputSpec
+from modelserve.inference.types import Batch, Outputs, OutputSpec, is_typed
 from modelserve.observability import metrics
 from modelserve.observability.throttle import LogThrottle
 from modelserve.settings import ModelConfig
@@ -130,9 +130,7 @@ class PredictionCache:
         self._secrets: dict[tuple[str, str, str], bytes] = {}
         self._rejections = LogThrottle(WARN_INTERVAL_S)
 
-    def row_keys(
-        self, model: str, version: str, fingerprint: str, matrix: FloatArray
-    ) -> list[bytes]:
+    def row_keys(self, model: str, version: str, fingerprint: str, matrix: Batch) -> list[bytes]:
         """One key per row of ``matrix``."""
         scope = (model, version, fingerprint)
         secret = self._secrets.get(scope)
@@ -144,7 +142,7 @@ class PredictionCache:
                 text, key=self._secret, digest_size=32
             ).digest()
         blake2b = hashlib.blake2b
-        if matrix.dtype == object:  # typed features: canonical values (see inference.typed)
+        if is_typed(matrix):  # typed features: canonical values (see inference.typed)
             return [
                 blake2b(orjson.dumps(row), key=secret, digest_size=_DIGEST_BYTES).digest()
                 for row in matrix.tolist()
@@ -159,7 +157,7 @@ class PredictionCache:
         ]
 
     async def lookup(
-        self, model: str, version: str, fingerprint: str, spec: OutputSpec, matrix: FloatArray
+        self, model: str, version: str, fingerprint: str, spec: OutputSpec, matrix: Batch
     ) -> CacheLookup:
         """Look every row up in one back-end call; a value that does not fit is a miss."""
         rows = len(matrix)

@@ -7,12 +7,14 @@ Transports convert and nothing else; everything a request costs or counts happen
   warmed, loading finished, not draining; with the reasons otherwise).
 * Models: :meth:`~InferenceCore.model_ready` and :meth:`~InferenceCore.model_metadata`
   (platform, tensors, labels, task; see :mod:`modelserve.inference.metadata`).
-* Inference: :meth:`~InferenceCore.infer` takes a *decode* function that builds the 2-D
-  float64 batch for the version the request resolves to (it receives that version's
-  :class:`~modelserve.inference.preprocess.FeatureSchema`: width, feature names), checks the
-  batch (width, finiteness), then runs cache lookup → batch → predict → unbatch → postprocess,
-  records metrics, drift and shadow copies, and returns an :class:`InferenceResult` whose
-  :class:`~modelserve.inference.types.Outputs` are arrays (labels, probabilities, values).
+* Inference: :meth:`~InferenceCore.infer` takes a *decode* function that builds the
+  :data:`~modelserve.inference.types.Batch` for the version the request resolves to (it
+  receives that version's :class:`~modelserve.inference.preprocess.FeatureSchema`: width,
+  feature names; a float64 matrix, or typed rows for a typed version), checks the batch
+  (width, finiteness, each typed value), then runs cache lookup → batch → predict → unbatch
+  → postprocess, records metrics, drift and shadow copies, and returns an
+  :class:`InferenceResult` whose :class:`~modelserve.inference.types.Outputs` are arrays
+  (labels, probabilities, values).
   :func:`~modelserve.inference.formatting.format_predictions` turns them into the /predict
   answer; the V2 adapters encode them as tensors.
 * Repository: :attr:`~InferenceCore.repository` (index, load, reload, unload, routing).
@@ -45,12 +47,12 @@ from modelserve.inference.preprocess import FeatureSchema
 from modelserve.inference.registry import ModelRegistry
 from modelserve.inference.repository import ModelRepository
 from modelserve.inference.shadow import ShadowRunner
-from modelserve.inference.types import FloatArray, Outputs, OutputSpec
+from modelserve.inference.types import Batch, Outputs, OutputSpec
 from modelserve.inference.version import LoadedVersion
 from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
 
-Decode = Callable[[FeatureSchema], FloatArray | Awaitable[FloatArray]]
+Decode = Callable[[FeatureSchema], Batch | Awaitable[Batch]]
 """Builds a request's batch for the resolved version's schema (raise InvalidInputError);
 a transport may build a large one off the event loop and return an awaitable."""
 
@@ -222,7 +224,7 @@ class InferenceCore:
 
 
 async def _compute_cached(
-    cache: PredictionCache, entry: LoadedVersion, batch: FloatArray
+    cache: PredictionCache, entry: LoadedVersion, batch: Batch
 ) -> tuple[Outputs, str]:
     """Answer cached rows from the cache; only the missing rows go to the batcher."""
     lookup = await cache.lookup(entry.name, entry.version, entry.fingerprint, entry.spec, batch)

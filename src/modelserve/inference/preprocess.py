@@ -17,7 +17,7 @@ from modelserve.errors import (
     NonFiniteFeatureError,
     UnknownFeatureError,
 )
-from modelserve.inference.types import FloatArray
+from modelserve.inference.types import Batch, FloatArray, is_float
 
 Row = Sequence[object] | Mapping[str, object]
 """A JSON row: numbers for float models, typed values (see :mod:`.typed`) for the others."""
@@ -96,7 +96,7 @@ class FeatureSchema:
                 low[names.index(name)], high[names.index(name)] = lo, hi
             self._ranges = (low, high)
 
-    def rows_to_array(self, rows: Sequence[Row]) -> FloatArray:
+    def rows_to_array(self, rows: Sequence[Row]) -> Batch:
         """The (n, n_features) array of JSON-style rows (lists of numbers, or name → number).
 
         Raises an InvalidInputError naming the problem; finiteness is :meth:`check`'s job.
@@ -113,16 +113,16 @@ class FeatureSchema:
         except OverflowError:  # a JSON integer beyond float64 (typed values keep integers)
             raise InvalidInputError("feature values must be finite numbers") from None
 
-    def to_array(self, rows: Sequence[Row]) -> FloatArray:
+    def to_array(self, rows: Sequence[Row]) -> Batch:
         """:meth:`rows_to_array`, then :meth:`check`."""
         return self.check(self.rows_to_array(rows))
 
-    def check(self, batch: FloatArray) -> FloatArray:
+    def check(self, batch: Batch) -> Batch:
         """``batch`` itself once it is a 2-D float64 array of this width with finite values.
 
         Every batch goes through here before the model sees it, whichever transport built it.
         """
-        if batch.dtype != np.float64 or batch.ndim != 2:
+        if not is_float(batch) or batch.ndim != 2:
             raise InvalidInputError(
                 f"expected a 2-D float64 batch, got {batch.ndim}-D {batch.dtype}"
             )
@@ -133,15 +133,19 @@ class FeatureSchema:
             self._check_integers(batch)
         return batch
 
-    def numeric(self, batch: FloatArray) -> FloatArray:
+    def numeric(self, batch: Batch) -> FloatArray:
         """The batch as numbers for drift statistics: a float batch is that already."""
+        if not is_float(batch):
+            raise InvalidInputError(f"expected a float64 batch, got {batch.dtype}")
         return batch
 
-    def out_of_range(self, matrix: FloatArray) -> RangeReport | None:
+    def out_of_range(self, matrix: Batch) -> RangeReport | None:
         """The values outside their declared ranges, summarised; ``None`` when all are inside."""
         if self._ranges is None:
             return None
-        low, high = self._ranges
+        return self._outside(self.numeric(matrix), *self._ranges)
+
+    def _outside(self, matrix: FloatArray, low: FloatArray, high: FloatArray) -> RangeReport | None:
         outside = (matrix < low) | (matrix > high)
         if not outside.any():
             return None

@@ -23,7 +23,7 @@ import numpy as np
 from modelserve.errors import InvalidInputError
 from modelserve.inference.preprocess import Row
 from modelserve.inference.typed import TypedFeatureSchema, profile_kind
-from modelserve.inference.types import FeatureSpec, FloatArray, ModelInfo
+from modelserve.inference.types import Batch, FeatureSpec, FloatArray, ModelInfo
 from modelserve.inference.version import PreparedVersion, build_version
 from modelserve.observability.profile import (
     DEFAULT_BINS,
@@ -80,16 +80,17 @@ def _profile(
 
 
 def _predicted(
-    prepared: PreparedVersion, batch: FloatArray
+    prepared: PreparedVersion, batch: Batch
 ) -> tuple[list[str] | None, list[float] | None]:
     """A classifier's predicted label and confidence of every row, computed as served."""
     if not prepared.spec.is_classifier:
         return None, None
     labels: list[str] = []
     confidences: list[float] = []
+    predict = prepared.model_call
     for start in range(0, len(batch), _CHUNK_ROWS):
         chunk = batch[start : start + _CHUNK_ROWS]
-        outputs = prepared.postprocessor.apply(prepared.runtime.predict(chunk))
+        outputs = prepared.postprocessor.apply(predict(chunk))
         labels.extend(outputs.labels or [])
         confidences.extend(outputs.confidences() or [])
     return labels, confidences or None

@@ -24,7 +24,7 @@ import structlog
 
 from modelserve.errors import InvalidInputError, OverloadedError
 from modelserve.inference.registry import ModelRegistry
-from modelserve.inference.types import FloatArray, Outputs
+from modelserve.inference.types import Batch, Outputs
 from modelserve.inference.version import LoadedVersion
 from modelserve.observability import metrics
 
@@ -86,7 +86,7 @@ def _abs_delta(live: object, shadow: object) -> float | None:
     return None  # labels, or answers of different kinds: compared as text
 
 
-def _columns_for(shadow: LoadedVersion, live: LoadedVersion, batch: FloatArray) -> FloatArray:
+def _columns_for(shadow: LoadedVersion, live: LoadedVersion, batch: Batch) -> Batch:
     """``batch`` (in the live version's feature order) in the shadow version's order."""
     ours, theirs = live.schema.feature_names, shadow.schema.feature_names
     if ours is None or theirs is None or ours == theirs:
@@ -108,7 +108,7 @@ class ShadowRunner:
         """Shadow requests of ``model`` in progress."""
         return self._pending.get(model, 0)
 
-    def mirror(self, live: LoadedVersion, batch: FloatArray, outputs: Outputs) -> None:
+    def mirror(self, live: LoadedVersion, batch: Batch, outputs: Outputs) -> None:
         """Schedule the shadow copy of a finished live request. Never raises, never waits."""
         router = self._registry.routers.get(live.name)
         shadow = router.shadow if router is not None else None
@@ -146,7 +146,7 @@ class ShadowRunner:
         live: LoadedVersion,
         shadow_version: str,
         tolerance: float,
-        batch: FloatArray,
+        batch: Batch,
         live_outputs: Outputs,
     ) -> None:
         model, live_version, rows = live.name, live.version, len(live_outputs)
@@ -187,6 +187,6 @@ class ShadowRunner:
             shadow_prediction=result.example[1] if result.example else None,
         )
 
-    async def _compute(self, live: LoadedVersion, version: str, batch: FloatArray) -> Outputs:
+    async def _compute(self, live: LoadedVersion, version: str, batch: Batch) -> Outputs:
         with self._registry.route(live.name, version, None) as shadow:
             return await shadow.compute(shadow.schema.check(_columns_for(shadow, live, batch)))

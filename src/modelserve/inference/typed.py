@@ -30,7 +30,16 @@ from modelserve.errors import (
 )
 from modelserve.inference.preprocess import FeatureSchema, RangeReport, Row, shown_value
 from modelserve.inference.runtimes.base import Runtime
-from modelserve.inference.types import FeatureSpec, FloatArray, ModelMetadata, RawOutput
+from modelserve.inference.types import (
+    Batch,
+    FeatureSpec,
+    FloatArray,
+    ModelMetadata,
+    RawOutput,
+    TypedBatch,
+    is_float,
+    is_typed,
+)
 from modelserve.observability.profile import FeatureKind, FeatureProfile, ReferenceProfile
 
 if TYPE_CHECKING:
@@ -174,16 +183,16 @@ class TypedFeatureSchema(FeatureSchema):
             _Column(spec, feature) for spec, feature in zip(features, profiled, strict=True)
         ]
 
-    def rows_to_array(self, rows: Sequence[Row]) -> FloatArray:
+    def rows_to_array(self, rows: Sequence[Row]) -> TypedBatch:
         """Check every value of ``rows`` (name → value, or values in column order).
 
-        Returns the rows as a 2-D object array of canonical values (typed as the float batch
-        every other stage passes along: they only slice, concatenate and hash it). Raises an
+        Returns the rows as a :data:`~modelserve.inference.types.TypedBatch` of canonical
+        values (every later stage only slices, concatenates and hashes it). Raises an
         :class:`~modelserve.errors.InvalidFeatureValueError` naming row, feature, expected
         type and got value.
         """
         width = self.n_features
-        batch = np.empty((len(rows), width), dtype=object)
+        batch: TypedBatch = np.empty((len(rows), width), dtype=object)
         columns = self._columns
         names = self.feature_names or []
         for i, row in enumerate(rows):
@@ -199,23 +208,29 @@ class TypedFeatureSchema(FeatureSchema):
             batch[i] = [
                 column.value(i, value) for column, value in zip(columns, values, strict=True)
             ]
-        return cast(FloatArray, batch)
+        return batch
 
-    def check(self, batch: FloatArray) -> FloatArray:
+    def to_array(self, rows: Sequence[Row]) -> TypedBatch:
+        """:meth:`rows_to_array`, then :meth:`check`."""
+        return self.check(self.rows_to_array(rows))
+
+    def check(self, batch: Batch) -> TypedBatch:
         """A batch :meth:`rows_to_array` built, or a float matrix (V2 tensors) checked per value."""
         if batch.ndim != 2 or batch.shape[1] != self.n_features:
             raise FeatureCountError(self.n_features, batch.shape[-1] if batch.ndim else 0)
-        if batch.dtype == object:
+        if is_typed(batch):
             return batch
-        if batch.dtype != np.float64:
+        if not is_float(batch):
             raise InvalidInputError(f"expected named typed features, got a {batch.dtype} batch")
         rows = [[None if math.isnan(v) else v for v in row] for row in batch.tolist()]
         return self.rows_to_array(rows)
 
-    def out_of_range(self, matrix: FloatArray) -> RangeReport | None:
-        return super().out_of_range(self.numeric(matrix)) if self._ranges is not None else None
+    def out_of_range(self, matrix: Batch) -> RangeReport | None:
+        if self._ranges is None:
+            return None
+        return self._outside(self.numeric(matrix), *self._ranges)
 
-    def numeric(self, batch: FloatArray) -> FloatArray:
+    def numeric(self, batch: Batch) -> FloatArray:
         """The batch as numbers for drift and ranges (category index, 0/1, NaN for missing)."""
         out = np.empty(batch.shape, dtype=np.float64)
         for j, column in enumerate(self._columns):
@@ -240,7 +255,7 @@ class TypedFeatureSchema(FeatureSchema):
             row.append(value)
         return [row]
 
-    def to_frame(self, batch: FloatArray) -> pd.DataFrame:
+    def to_frame(self, batch: TypedBatch) -> pd.DataFrame:
         """One DataFrame of ``batch``'s rows with the training dtypes."""
         import pandas as pd
 
@@ -275,15 +290,33 @@ class FrameRuntime:
             )
         self.inner = inner
         self.format = inner.format
-        self._predict_frame = cast(FramePredictor, inner).predict_frame
+        self._predict_frame: Callable[[pd.DataFrame], RawOutput] = predict_frame
         self._schema = schema
 
     @property
     def metadata(self) -> ModelMetadata:
         return self.inner.metadata
 
-    def predict(self, batch: FloatArray) -> RawOutput:
+    def predict(self, batch: Batch) -> RawOutput:
+        """One DataFrame of the typed rows; a float batch is refused (it cannot be one)."""
+        if not is_typed(batch):
+            raise InvalidInputError(f"expected typed rows, got a {batch.dtype} batch")
         return self._predict_frame(self._schema.to_frame(batch))
+
+
+def model_call(runtime: Runtime) -> Callable[[Batch], RawOutput]:
+    """What the batcher calls for a version: the typed runtime itself, or a float runtime
+    behind a check that it gets float rows (a typed batch never reaches it)."""
+    if isinstance(runtime, FrameRuntime):
+        return runtime.predict
+    predict = runtime.predict
+
+    def predict_floats(batch: Batch) -> RawOutput:
+        if not is_float(batch):
+            raise InvalidInputError(f"expected a float64 batch, got {batch.dtype}")
+        return predict(batch)
+
+    return predict_floats
 
 
 def typed_features(config: ModelConfig, meta: ModelMetadata) -> tuple[FeatureSpec, ...] | None:

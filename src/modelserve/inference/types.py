@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+TypedBatch = npt.NDArray[np.object_]
+"""A checked batch of typed rows: a 2-D object array of canonical Python values (strings,
+numbers, booleans, ``None``), one column per typed feature (see :mod:`.typed`)."""
+Batch = FloatArray | TypedBatch
+"""What flows from preprocess through cache, batch and shadow to the model call: a float
+version's float64 matrix, or a typed version's :data:`TypedBatch`."""
 FeatureType = Literal["float", "int", "bool", "string", "category"]
 Category = str | int | float | bool
 
 _NUMPY_FROM_ROWS = 16
 """From this many rows one numpy call beats a Python loop over the rows."""
+
+
+def is_typed(batch: Batch) -> TypeGuard[TypedBatch]:
+    """Whether ``batch`` holds typed rows (an object array)."""
+    return batch.dtype.char == "O"
+
+
+def is_float(batch: Batch) -> TypeGuard[FloatArray]:
+    """Whether ``batch`` is a float64 matrix (what every float runtime takes)."""
+    return batch.dtype.char == "d"
 
 
 class ModelStatus(enum.StrEnum):

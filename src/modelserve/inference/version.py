@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -24,8 +25,8 @@ from modelserve.inference.loader import declared_width, detect_format, load_runt
 from modelserve.inference.postprocess import Postprocessor
 from modelserve.inference.preprocess import FeatureSchema, integer_columns
 from modelserve.inference.runtimes.base import Runtime
-from modelserve.inference.typed import FrameRuntime, TypedFeatureSchema, typed_features
-from modelserve.inference.types import FloatArray, ModelInfo, ModelStatus, Outputs, OutputSpec
+from modelserve.inference.typed import FrameRuntime, TypedFeatureSchema, model_call, typed_features
+from modelserve.inference.types import Batch, ModelInfo, ModelStatus, Outputs, OutputSpec, RawOutput
 from modelserve.observability.monitor import VersionMonitor
 from modelserve.observability.profile import ReferenceProfile, load_profile
 from modelserve.settings import DriftSettings, ModelConfig
@@ -66,6 +67,11 @@ class PreparedVersion:
     profile: ReferenceProfile | None
     """Reference profile for drift signals, when the config names one."""
 
+    @property
+    def model_call(self) -> Callable[[Batch], RawOutput]:
+        """The batch → raw output call (see :func:`~modelserve.inference.typed.model_call`)."""
+        return model_call(self.runtime)
+
 
 @dataclass(eq=False)
 class LoadedVersion(ModelVersion):
@@ -83,7 +89,7 @@ class LoadedVersion(ModelVersion):
     def serve(cls, prepared: PreparedVersion, drift: DriftSettings) -> LoadedVersion:
         """Give ``prepared`` its batcher and monitor (on the event loop)."""
         name, version = prepared.config.name, prepared.config.version
-        batcher = DynamicBatcher(name, version, prepared.runtime.predict, prepared.config.batching)
+        batcher = DynamicBatcher(name, version, prepared.model_call, prepared.config.batching)
         monitor = VersionMonitor(
             name,
             version,
@@ -110,7 +116,7 @@ class LoadedVersion(ModelVersion):
     def profile(self) -> ReferenceProfile | None:
         return self.prepared.profile
 
-    async def compute(self, batch: FloatArray) -> Outputs:
+    async def compute(self, batch: Batch) -> Outputs:
         """batch → predict → unbatch → postprocess for a validated batch (no cache, no metrics)."""
         return self.prepared.postprocessor.apply(await self.batcher.submit(batch))
 
@@ -269,7 +275,7 @@ def _output_spec(outputs: Outputs, postprocessor: Postprocessor, top_k: int | No
     )
 
 
-def _warmup_rows(config: ModelConfig, schema: FeatureSchema) -> FloatArray:
+def _warmup_rows(config: ModelConfig, schema: FeatureSchema) -> Batch:
     if config.warmup_input:
         try:
             return schema.to_array(config.warmup_input)
@@ -284,17 +290,17 @@ def _warmup_rows(config: ModelConfig, schema: FeatureSchema) -> FloatArray:
     return row.reshape(1, -1)
 
 
-def _warm_up(
-    runtime: Runtime, postprocessor: Postprocessor, rows: FloatArray, batch: int
-) -> Outputs:
+def _warm_up(runtime: Runtime, postprocessor: Postprocessor, rows: Batch, batch: int) -> Outputs:
     """Run the model on one row and on a full batch, so the first real calls are not slow.
 
     Returns the full batch's outputs, from which the version's output spec is learnt.
     """
+    predict = model_call(runtime)
     try:
         outputs = Outputs()
-        for sample in (rows[:1], np.resize(rows, (max(batch, 1), rows.shape[1]))):
-            raw = runtime.predict(sample)
+        full = rows[np.arange(max(batch, 1)) % len(rows)]  # the rows repeated, in order
+        for sample in (rows[:1], full):
+            raw = predict(sample)
             width = None if raw.probabilities is None else raw.probabilities.shape[-1]
             labels = postprocessor.labels
             if labels is not None and width is not None and width != len(labels):

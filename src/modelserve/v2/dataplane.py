@@ -18,7 +18,7 @@ from modelserve.inference.core import InferenceCore, Readiness
 from modelserve.inference.metadata import VersionMetadata
 from modelserve.inference.preprocess import FeatureSchema
 from modelserve.inference.typed import TypedFeatureSchema
-from modelserve.inference.types import FloatArray, ModelStatus
+from modelserve.inference.types import Batch, ModelStatus
 from modelserve.observability import metrics
 from modelserve.v2.features import feature_matrix, is_matrix, typed_rows
 from modelserve.v2.messages import InferRequest, InferResponse
@@ -91,7 +91,7 @@ class DataPlane:
         if charge is not None:
             await charge(rows)
 
-        def decode(schema: FeatureSchema) -> FloatArray:
+        def decode(schema: FeatureSchema) -> Batch:
             if isinstance(schema, TypedFeatureSchema) and not is_matrix(request.inputs):
                 names = schema.feature_names or []
                 return schema.rows_to_array(typed_rows(request.inputs, names))

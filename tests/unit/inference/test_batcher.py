@@ -22,6 +22,7 @@ from modelserve.errors import (
     ShuttingDownError,
 )
 from modelserve.inference.batcher import DynamicBatcher
+from modelserve.inference.typed import model_call
 from modelserve.inference.types import FloatArray, RawOutput
 from modelserve.settings import BatchingConfig
 from tests.fakes import EchoRuntime, FailingRuntime
@@ -55,7 +56,7 @@ async def make_batcher() -> AsyncIterator[BatcherFactory]:
     made: list[DynamicBatcher] = []
 
     def make(runtime: EchoRuntime, **config: Any) -> DynamicBatcher:
-        batcher = DynamicBatcher("fake", "1", runtime.predict, BatchingConfig(**config))
+        batcher = DynamicBatcher("fake", "1", model_call(runtime), BatchingConfig(**config))
         batcher.start()
         made.append(batcher)
         return batcher

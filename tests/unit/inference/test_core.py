@@ -27,7 +27,7 @@ from modelserve.inference.formatting import format_predictions
 from modelserve.inference.metadata import TensorSpec
 from modelserve.inference.preprocess import FeatureSchema
 from modelserve.inference.registry import ModelRegistry
-from modelserve.inference.types import FloatArray, ModelStatus
+from modelserve.inference.types import Batch, FloatArray, ModelStatus
 from modelserve.observability.health import HealthState
 from modelserve.settings import Settings, load_settings
 from tests import iris_versions as iv
@@ -109,7 +109,7 @@ async def test_core_infer_decodes_with_the_resolved_versions_schema(make_core: A
     core = await make_core()
     seen: list[list[str] | None] = []
 
-    def decode(schema: FeatureSchema) -> FloatArray:
+    def decode(schema: FeatureSchema) -> Batch:
         seen.append(schema.feature_names)
         return schema.rows_to_array([dict(zip(iv.FEATURES, iv.SETOSA_ROW, strict=True))])
 

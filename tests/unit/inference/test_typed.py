@@ -17,6 +17,7 @@ from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 
 from modelserve.errors import (
     InvalidFeatureValueError,
+    InvalidInputError,
     ModelLoadError,
     NullFeatureError,
     UnknownCategoryError,
@@ -24,8 +25,9 @@ from modelserve.errors import (
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.check import check_models
 from modelserve.inference.preprocess import FeatureSchema
+from modelserve.inference.runtimes.sklearn import SklearnRuntime
 from modelserve.inference.runtimes.sklearn_features import sklearn_features
-from modelserve.inference.typed import TypedFeatureSchema
+from modelserve.inference.typed import FrameRuntime, TypedFeatureSchema, model_call
 from modelserve.inference.types import FeatureSpec
 from modelserve.inference.version import build_version
 from modelserve.observability.profile import TypedColumn, build_typed_profile
@@ -34,6 +36,7 @@ from modelserve.v2.features import typed_rows
 from modelserve.v2.tensor import Tensor
 from tests import iris_versions as iv
 from tests import tabular
+from tests.fakes import EchoRuntime
 
 CITY = FeatureSpec("city", "category", tuple(tabular.CITIES), unknown="error")
 SCHEMA = TypedFeatureSchema(
@@ -289,3 +292,26 @@ def test_a_profile_of_another_kind_is_refused() -> None:
 
     with pytest.raises(ValueError, match="describes city as numeric but it is a category"):
         TypedFeatureSchema([CITY], numeric)
+
+
+def test_model_calls_take_only_their_kind_of_batch() -> None:
+    """A float runtime's call refuses typed rows, and a typed runtime's call refuses floats,
+    so neither kind of batch can reach the other's model."""
+    float_call = model_call(EchoRuntime(n_features=1))
+    typed_call = model_call(FrameRuntime(SklearnRuntime(tabular.city_pipeline()), SCHEMA_CITY))
+
+    assert float_call(np.ones((2, 1))).values is not None
+    with pytest.raises(InvalidInputError, match="expected a float64 batch, got object"):
+        float_call(SCHEMA_CITY.to_array([["Oslo", 40.0, 50.0]]))
+    assert typed_call(SCHEMA_CITY.to_array([["Oslo", 40.0, 50.0]])).probabilities is not None
+    with pytest.raises(InvalidInputError, match="expected typed rows, got a float64 batch"):
+        typed_call(np.ones((1, 3)))
+
+
+SCHEMA_CITY = TypedFeatureSchema(
+    [
+        FeatureSpec("city", "category", tuple(tabular.CITIES), unknown="ignore"),
+        FeatureSpec("age", "float", nullable=True),
+        FeatureSpec("income", "float", nullable=True),
+    ]
+)

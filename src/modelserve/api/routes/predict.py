@@ -26,7 +26,7 @@ from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputE
 from modelserve.inference.core import InferenceCore, InferenceResult
 from modelserve.inference.formatting import format_batch, format_predictions
 from modelserve.inference.preprocess import FeatureSchema, Row
-from modelserve.inference.types import FloatArray, Prediction
+from modelserve.inference.types import Batch, Prediction
 from modelserve.observability.logging import utc_timestamp
 
 _ENVELOPE_BRACKETS = 2
@@ -117,7 +117,7 @@ async def _infer_rows(
     core: InferenceCore = request.app.state.core
     model, version, top_k = _selection(request)
 
-    def decode(schema: FeatureSchema) -> FloatArray | Awaitable[FloatArray]:
+    def decode(schema: FeatureSchema) -> Batch | Awaitable[Batch]:
         return now_or_in_thread(size, schema.rows_to_array, rows)
 
     result = await while_connected(
@@ -188,7 +188,7 @@ async def predict_batch(request: Request) -> Response:
     core: InferenceCore = request.app.state.core
     model, version, top_k = _selection(request)
 
-    def decode(schema: FeatureSchema) -> FloatArray | Awaitable[FloatArray]:
+    def decode(schema: FeatureSchema) -> Batch | Awaitable[Batch]:
         return now_or_in_thread(size, rows.to_array, schema)
 
     result = await while_connected(
