@@ -1,5 +1,6 @@
 """Native categorical features on a real server: LightGBM and XGBoost models trained on a
-DataFrame with a pandas ``category`` column, their schema read from the model file."""
+DataFrame with a pandas ``category`` column, their schema read from the model file (the
+native booster files, and the scikit-learn wrappers saved with joblib)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +19,7 @@ from tests.e2e.conftest import RunningServer, write_config
 
 pytestmark = pytest.mark.e2e
 
-MODELS = ("lgb", "xgb")
+MODELS = ("lgb", "xgb", "lgb-joblib", "xgb-joblib")
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +33,19 @@ def server(
     tmp_path_factory: pytest.TempPathFactory,
     models: dict[str, Any],
 ) -> RunningServer:
-    """The LightGBM booster as its text file, the XGBoost one as JSON; no `features` given."""
+    """The LightGBM booster as its text file, the XGBoost one as JSON, and both fitted
+    wrappers as joblib files; no `features` given."""
     out = tmp_path_factory.mktemp("categorical")
     lgb_path, xgb_path = out / "lgb.txt", out / "xgb.json"
     lgb_path.write_text(models["lgb"].booster_.model_to_string())
     models["xgb"].get_booster().save_model(xgb_path)
+    paths = {"lgb": lgb_path, "xgb": xgb_path}
+    for name in ("lgb", "xgb"):
+        paths[f"{name}-joblib"] = out / f"{name}.joblib"
+        joblib.dump(models[name], paths[f"{name}-joblib"])
     entries = [
         {"name": name, "path": str(path), "sha256": file_sha256(path), "labels": tabular.LABELS}
-        for name, path in (("lgb", lgb_path), ("xgb", xgb_path))
+        for name, path in paths.items()
     ]
     return serve_modelserve_module(write_config(out, {"models": entries}))
 
@@ -66,7 +73,7 @@ def test_schema_is_read_from_the_model(server: RunningServer, model: str) -> Non
     the rest (XGBoost keeps the int column's type)."""
     metadata = httpx.get(f"{server.base_url}/v2/models/{model}", timeout=10).json()
     inputs = [(i["name"], i["datatype"]) for i in metadata["inputs"]]
-    visits = "INT64" if model == "xgb" else "FP64"
+    visits = "INT64" if model.startswith("xgb") else "FP64"
     assert inputs == [("city", "BYTES"), ("age", "FP64"), ("income", "FP64"), ("visits", visits)]
 
 
@@ -77,7 +84,7 @@ def test_answers_equal_predict_proba_of_the_frame(
     """A batch (nulls included) and single rows get model.predict_proba of the same DataFrame."""
     frame = tabular.categorical_frame(16, seed=7)
     assert frame["age"].isna().any()
-    expected = models[model].predict_proba(frame)
+    expected = models[model.removesuffix("-joblib")].predict_proba(frame)
 
     response = _predict_batch(server, model, _rows(frame))
 

@@ -4,7 +4,9 @@
 a ``OneHotEncoder``/``OrdinalEncoder`` makes it a ``category`` with the encoder's
 ``categories_`` (unknown values follow ``handle_unknown``), an imputer makes it nullable.
 Other columns are floats. Steps are followed only while they keep columns one to one
-(imputers, scalers), so an encoder after a PCA is never credited with the PCA's inputs.
+(imputers, scalers), so an encoder after a PCA is never credited with the PCA's inputs. A
+LightGBM or XGBoost scikit-learn wrapper fitted on pandas ``category`` columns gets the schema
+its booster stores (see those runtimes).
 """
 
 from __future__ import annotations
@@ -47,12 +49,29 @@ def sklearn_features(estimator: Any) -> tuple[FeatureSpec, ...] | None:
     if names is None:
         return None
     columns = [str(name) for name in names]
+    boosted = _boosted_features(estimator, columns)
+    if boosted is not None:
+        return boosted
     facts = {name: _Facts() for name in columns}
     _visit(estimator, columns, facts)
     specs = tuple(_spec(name, facts[name]) for name in columns)
     if all(spec.type == "float" and not spec.nullable for spec in specs):
         return None
     return specs
+
+
+def _boosted_features(estimator: Any, columns: list[str]) -> tuple[FeatureSpec, ...] | None:
+    """An LGBM*/XGB* scikit-learn wrapper's native categorical features, read from its booster."""
+    module = type(estimator).__module__
+    if module.startswith("lightgbm.") and hasattr(estimator, "booster_"):
+        from modelserve.inference.runtimes.lightgbm import lightgbm_features
+
+        return lightgbm_features(estimator.booster_.model_to_string().encode(), columns)
+    if module.startswith("xgboost.") and hasattr(estimator, "get_booster"):
+        from modelserve.inference.runtimes.xgboost import xgboost_features
+
+        return xgboost_features(estimator.get_booster())
+    return None
 
 
 def _visit(step: Any, columns: list[str], facts: dict[str, _Facts]) -> bool:
