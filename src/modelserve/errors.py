@@ -30,7 +30,7 @@ The tree, with each error's kind (and the HTTP status that kind answers)::
     ├── VersionNotFoundError (not_found: 404 version_not_found)
     ├── VersionInUseError (conflict: 409 version_in_use)
     ├── VersionNotLoadedError (conflict: 409 version_not_loaded)
-    ├── ModelNotReadyError (unavailable: 503 model_not_ready)
+    ├── ModelNotReadyError (unavailable: 503 model_not_ready; retry_after_s)
     ├── OverloadedError (unavailable: 503 overloaded; the queue is full; retry_after_s)
     │   └── QueueTooSlowError (unavailable: 503 overloaded; the queue would outlast the
     │                          deadline; retry_after_s)
@@ -329,8 +329,9 @@ class ModelNotReadyError(ModelserveError):
     code = "model_not_ready"
     kind = ErrorKind.UNAVAILABLE
 
-    def __init__(self, name: str, version: str, reason: str) -> None:
+    def __init__(self, name: str, version: str, reason: str, retry_after_s: int = 1) -> None:
         super().__init__(f"model {name!r} version {version!r} is not ready: {reason}")
+        self.retry_after_s = retry_after_s
 
 
 class OverloadedError(ModelserveError):

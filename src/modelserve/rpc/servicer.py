@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from modelserve.api.route_table import Access
 from modelserve.rpc import convert
 from modelserve.rpc import inference_pb2 as pb
-from modelserve.v2.dataplane import Charge, DataPlane
+from modelserve.v2.dataplane import Charge, DataPlane, repository_version
 
 SERVICE: Final = "inference.GRPCInferenceService"
 
@@ -125,8 +125,12 @@ async def _repository_unload(
 
 def _version_parameter(parameters: Any) -> str | None:
     """A ``version`` string parameter picks the version to load or unload (else the default)."""
-    value = parameters.get("version")
-    return value.string_param or None if value is not None else None
+    return repository_version(
+        {
+            name: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
+            for name, value in parameters.items()
+        }
+    )
 
 
 METHODS: Final = (

@@ -8,7 +8,7 @@ the core's, and repository calls are the core's repository operations on configu
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,6 +29,10 @@ from modelserve.v2.tensor import Tensor
 SERVER_NAME: Final = "modelserve"
 EXTENSIONS: Final = ("binary_tensor_data", "classification", "model_repository", "statistics")
 """The extensions this server really implements, as ``GET /v2`` lists them."""
+
+REPOSITORY_PARAMETERS: Final = ("version",)
+"""The parameters a repository load or unload takes. Triton's ``config`` and ``file:<path>``
+overrides are refused: only configured artifacts load, from their configured paths."""
 
 Charge = Callable[[int], Awaitable[None]]
 """Called with the row count once a request is decoded, before any work: the transport's
@@ -150,3 +154,18 @@ def _rows(inputs: Sequence[Tensor]) -> int:
         raise InvalidInputError("an inference request needs at least one input")
     first = inputs[0].shape
     return first[0] if first else 1
+
+
+def repository_version(parameters: Mapping[str, object]) -> str | None:
+    """The version a repository load or unload names in its parameters (``None``: the
+    default); any other parameter is refused, so no call can bring an artifact of its own."""
+    unknown = sorted(set(parameters) - set(REPOSITORY_PARAMETERS))
+    if unknown:
+        raise InvalidInputError(
+            f"repository parameters other than 'version' are not accepted, got {unknown}: "
+            "only configured artifacts load"
+        )
+    version = parameters.get("version")
+    if version is not None and not isinstance(version, str):
+        raise InvalidInputError("parameters.version must be a string")
+    return version or None

@@ -27,7 +27,7 @@ from modelserve.api.ratelimit import charge_infer
 from modelserve.api.route_table import Access, Operation, Protocol, RouteSpec
 from modelserve.errors import InvalidInputError, ModelserveError
 from modelserve.inference.metadata import VersionMetadata
-from modelserve.v2.dataplane import Charge, DataPlane
+from modelserve.v2.dataplane import Charge, DataPlane, repository_version
 from modelserve.v2.rest_body import (
     BINARY_CONTENT_TYPE,
     HEADER_LENGTH,
@@ -234,10 +234,9 @@ async def _version(request: Request) -> str | None:
     """The optional ``{"parameters": {"version": "..."}}`` of a load or unload body."""
     document = await _json_options(request)
     parameters = document.get("parameters") if isinstance(document, dict) else None
-    version = parameters.get("version") if isinstance(parameters, dict) else None
-    if version is not None and not isinstance(version, str):
-        raise InvalidInputError("parameters.version must be a string")
-    return version
+    if parameters is not None and not isinstance(parameters, dict):
+        raise InvalidInputError("parameters must be an object")
+    return repository_version(parameters or {})
 
 
 async def _json_options(request: Request) -> object:
