@@ -150,7 +150,7 @@ def write_project(folder: Path) -> Path:
                     "path": "scoring:Scorer",
                     "artifacts": "artifacts",
                     "profile": "scorer.profile.json",
-                    "batching": {"max_batch_size": 4},
+                    "batching": {"max_batch_size": 4, "max_request_rows_per_call": 4},
                 },
                 {"name": "exploding", "format": "python", "path": "exploding:Exploding",
                  "n_features": 2},
@@ -241,8 +241,8 @@ def scrape(server: RunningServer) -> prometheus.Samples:
 
 
 def test_python_model_is_warmed_up_metered_and_drift_monitored(project: Project) -> None:
-    """Warm-up before ready, batch metrics split at max_batch_size, and drift gauges against
-    its profile: the same as for every format."""
+    """Warm-up before ready, batch metrics of a request split into calls of at most 4 rows
+    (max_request_rows_per_call), and drift gauges against its profile: as for every format."""
     labels = {"model": "scorer", "model_version": "1"}
     before = scrape(project.server)
     assert prometheus.value(before, "modelserve_model_warmup_seconds", **labels) > 0
