@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from sklearn.datasets import load_iris
 
 from modelserve.cli import main
-from modelserve.inference.profiler import profile_model, read_table, select_model
+from modelserve.inference.profiler import profile_model, read_table, read_typed_rows, select_model
+from modelserve.inference.types import FeatureSpec
 from modelserve.observability.profile import load_profile
 from modelserve.settings import ModelConfig, load_settings
 
@@ -215,3 +216,46 @@ def test_model_with_a_mismatched_profile_fails_to_load(
 
     with pytest.raises(ModelLoadError, match="profile has 2 features, the model expects 4"):
         build_version(config, require_sha256=False)
+
+
+HABITS = [
+    FeatureSpec("city", "category", ("Bergen", "Oslo"), nullable=True),
+    FeatureSpec("member", "bool"),
+    FeatureSpec("visits", "int", nullable=True),
+    FeatureSpec("note", "string"),
+]
+
+
+def test_read_typed_rows_reads_csv_cells_as_json_values(tmp_path: Path) -> None:
+    """Each cell becomes the value a client would send: a category, a boolean, an integer,
+    a string; an empty cell is a null. Extra columns are ignored."""
+    path = tmp_path / "typed.csv"
+    path.write_text("id,city,member,visits,note\n1,Oslo,true,3,hi\n2,,False,,x\n")
+
+    rows = read_typed_rows(path, HABITS)
+
+    assert rows == [
+        {"city": "Oslo", "member": True, "visits": 3, "note": "hi"},
+        {"city": None, "member": False, "visits": None, "note": "x"},
+    ]
+
+
+def test_read_typed_rows_reads_parquet_with_nan_as_null(tmp_path: Path) -> None:
+    """Parquet columns keep their types; a NaN float is a null."""
+    path = tmp_path / "typed.parquet"
+    table = {"city": ["Bergen", None], "member": [True, False], "visits": [1.0, float("nan")],
+             "note": ["a", "b"]}  # fmt: skip
+    pq.write_table(pa.table(table), path)
+
+    rows = read_typed_rows(path, HABITS)
+
+    assert rows[1] == {"city": None, "member": False, "visits": None, "note": "b"}
+
+
+def test_read_typed_rows_names_a_cell_of_the_wrong_type(tmp_path: Path) -> None:
+    """A cell that is not of its feature's type is an error naming row and feature."""
+    path = tmp_path / "typed.csv"
+    path.write_text("city,member,visits,note\nOslo,maybe,1,x\n")
+
+    with pytest.raises(ValueError, match="row 0: member is a bool feature, got 'maybe'"):
+        read_typed_rows(path, HABITS)
