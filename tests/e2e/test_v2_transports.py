@@ -225,3 +225,44 @@ def test_transports_grpc_on_every_worker(
     wait_for_log_events(server, 2, event="models_loaded", ready=True)
     for _ in range(10):
         assert _via_grpc(grpc_port, "strings").as_numpy("label").tolist() == [b"versicolor"]
+
+
+@pytest.mark.slow  # two workers each load and warm the 1 s model
+def test_transports_grpc_calls_in_flight_finish_on_sigterm_with_workers(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path, fake_models_dir: Path
+) -> None:
+    """With --workers 2, SIGTERM to the server while gRPC calls compute on its workers: every
+    call gets its answer, both workers stop their gRPC servers, and the server exits 0."""
+    grpc_port = free_port()
+    config = write_config(
+        tmp_path,
+        {
+            "models": [{"name": "slow", "path": str(fake_models_dir / "slow.joblib")}],
+            "server": {"grpc_port": grpc_port, "grace_period_s": 20},
+        },
+    )
+    server = serve_modelserve(config, "--workers", "2", wait=None)
+    # Each worker loads and warms the slow model before it accepts (a few seconds each).
+    wait_for_log_events(server, 2, timeout_s=180, event="models_loaded", ready=True)
+    calls = 4
+    outcomes: list[Any] = [None] * calls
+
+    def call(i: int) -> None:
+        try:
+            outcomes[i] = _via_grpc(grpc_port, "slow").as_numpy("label").tolist()
+        except InferenceServerException as exc:
+            outcomes[i] = exc
+
+    callers = [threading.Thread(target=call, args=(i,)) for i in range(calls)]
+    for caller in callers:
+        caller.start()
+    deadline = time.monotonic() + 30
+    # The scrape counts itself in flight; every call (one connection each) adds one.
+    while _metric(server, "modelserve_http_requests_in_flight") < calls + 1:
+        assert time.monotonic() < deadline, "the gRPC calls never all arrived"
+        time.sleep(0.02)
+    assert server.stop(timeout_s=60) == 0
+    for caller in callers:
+        caller.join(timeout=30)
+    assert outcomes == [[b"0"]] * calls
+    assert len(wait_for_log_events(server, 2, event="grpc_server_stopped")) == 2
