@@ -50,7 +50,7 @@ _FALLBACK_BODY = (
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument(
-        "--duration", type=float, default=6.0, help="seconds per measured run of a scenario"
+        "--duration", type=float, default=5.0, help="seconds per measured run of a scenario"
     )
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load")
     parser.add_argument("--quick", action="store_true", help="2 s runs, 1 s warm-up")
