@@ -37,8 +37,13 @@ services:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium unavailable: browser tests will fail"
 
+# Most tests wait on real processes, so TEST_WORKERS pytest-xdist workers beat one even on 2
+# cores; each test file runs on one worker (its module's servers start once), the cluster
+# files together (see tests/conftest.py). TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 3
+
 test: $(VENV)/.dev services
-	$(PY) -m pytest --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check src tests benchmarks

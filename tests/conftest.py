@@ -17,6 +17,7 @@ import pytest
 import structlog
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from filelock import FileLock
 
 from modelserve.app import create_app
 from modelserve.demo import build_demo
@@ -32,24 +33,50 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` each test file runs on one worker, as with ``loadfile``
+    (its module-scoped servers start once), and the cluster files share one: their fleet is
+    a session fixture, started once per worker that runs any of them."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            path = item.path.relative_to(REPO_ROOT)
+            group = "cluster" if path.parts[:2] == ("tests", "cluster") else str(path)
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def run_shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A directory of this run that every pytest-xdist worker sees (the base temporary
+    directory of the run, which holds each worker's own), not yet created."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+
+
+def build_once(out: Path, build: Callable[[Path], object]) -> Path:
+    """Run ``build(out)`` unless an earlier call (of any process) finished it; concurrent
+    callers wait for the one building."""
+    with FileLock(out.with_name(out.name + ".lock")):
+        done = out / ".built"
+        if not done.exists():
+            out.mkdir(parents=True, exist_ok=True)
+            build(out)
+            done.touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def demo_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo models (joblib, ONNX, skops, TorchScript) and their modelserve.yaml.
+    """The demo models (joblib, ONNX, skops, TorchScript) and their modelserve.yaml, built
+    once per run and shared by the xdist workers (building them costs about 14 s of CPU).
 
     ``MODELSERVE_TEST_DEMO_DIR`` names a directory to build them in once and reuse across
-    runs: `make mutate` runs the tests once per mutant, and building the demo (about 14 s of
-    CPU) would cost more than the tests themselves.
+    runs: `make mutate` runs the tests once per mutant, and building the demo would cost more
+    than the tests themselves.
     """
     reused = os.environ.get("MODELSERVE_TEST_DEMO_DIR")
-    if reused:
-        out = Path(reused)
-        if not (out / "modelserve.yaml").exists():
-            out.mkdir(parents=True, exist_ok=True)
-            build_demo(out)
-        return out
-    out = tmp_path_factory.mktemp("demo")
-    build_demo(out)
-    return out
+    return build_once(
+        Path(reused) if reused else run_shared_dir(tmp_path_factory, "demo"), build_demo
+    )
 
 
 @pytest.fixture(scope="session")
