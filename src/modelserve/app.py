@@ -22,6 +22,7 @@ from modelserve.api.auth import (
     require_scope,
     withheld_reason,
 )
+from modelserve.api.declared_rows import DeclaredRows
 from modelserve.api.dispatch import ModelserveApp
 from modelserve.api.errors import install_error_handlers
 from modelserve.api.lockout import FailedAuthLimiter
@@ -134,6 +135,7 @@ def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.core = core
+    app.state.declared_rows = DeclaredRows()
     app.state.control = control
     app.state.health = state
     app.state.dataplane = DataPlane(core, settings.server.max_batch_rows)

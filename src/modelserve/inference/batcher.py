@@ -94,6 +94,25 @@ class _Request:
         return len(self.rows) - self.taken
 
 
+class Reservation:
+    """Rows admitted into one batcher's queue before they exist (:meth:`DynamicBatcher.reserve`):
+    submitted with them, or released; :meth:`release` is idempotent."""
+
+    __slots__ = ("batcher", "rows")
+
+    def __init__(self, batcher: DynamicBatcher, rows: int) -> None:
+        self.batcher = batcher
+        self.rows = rows
+
+    def release(self) -> bool:
+        """Give the reserved rows back; True only the first time."""
+        if not self.rows:
+            return False
+        self.batcher._unreserve(self.rows)
+        self.rows = 0
+        return True
+
+
 @dataclass(slots=True)
 class _Slice:
     request: _Request
@@ -119,6 +138,8 @@ class DynamicBatcher:
         )
         self._queue: deque[_Request] = deque()
         self._queued_rows = 0
+        self._reserved_rows = 0  # admitted by declared rows, bodies not parsed yet
+        self._reserved_requests = 0
         self._computing_rows = 0  # rows in model calls under way
         self._busy = 0
         self._unanswered: deque[_Request] = deque()  # queued or computing, in deadline order
@@ -147,24 +168,21 @@ class DynamicBatcher:
     def start(self) -> None:
         """Kept for symmetry with close(): the batcher needs no task of its own."""
 
-    async def submit(self, rows: Batch) -> RawOutput:
-        """Queue ``rows`` and wait for their outputs, in order."""
+    async def submit(self, rows: Batch, reservation: Reservation | None = None) -> RawOutput:
+        """Queue ``rows`` and wait for their outputs, in order.
+
+        With a :class:`Reservation` of this batcher the request was admitted when it was
+        reserved: only the queue's row bound is checked again (the estimate may have been low).
+        """
         if self._closing:
             raise ShuttingDownError()
         n = len(rows)
         if n == 0:
             raise EmptyBatchError()  # zero rows never fill a batch
-        limit = self._config.max_queue_rows
-        # A request bigger than the whole queue is still served when the queue is empty.
-        if self._queued_rows:
-            if self._queued_rows + n > limit:
-                raise OverloadedError(self.model, self._queued_rows, limit)
-            ahead = self._computing_rows + self._queued_rows + n
-            done_in_s = self._calls_for(ahead, len(self._queue) + 1) * self._seconds_per_call_now()
-            if done_in_s > self._admission_budget_s:
-                raise QueueTooSlowError(
-                    self.model, self._queued_rows, done_in_s, self._admission_budget_s
-                )
+        admitted = reservation is not None and reservation.batcher is self and reservation.release()
+        refusal = self._over_queue_bound(n) if admitted else self._refusal(n)
+        if refusal is not None:
+            raise refusal
         loop = asyncio.get_running_loop()
         now = loop.time()
         idle = not self._queue and self._busy < self._threads
@@ -187,6 +205,45 @@ class DynamicBatcher:
                 self.model, self.version, n, now, request.started_at, loop.time()
             )
         return output
+
+    def reserve(self, n: int) -> Reservation:
+        """Admit about ``n`` rows that are not parsed yet, or raise the refusal :meth:`submit`
+        would raise now. Reserved rows count as queued for every later admission until the
+        reservation is submitted or released, so the requests admitted while their bodies
+        are parsed are those the model can compute in time, and the rest are refused before
+        their bodies cost anything."""
+        refusal = self._refusal(n)
+        if refusal is not None:
+            raise refusal
+        self._reserved_rows += n
+        self._reserved_requests += 1
+        return Reservation(self, n)
+
+    def _unreserve(self, n: int) -> None:
+        self._reserved_rows -= n
+        self._reserved_requests -= 1
+
+    def _refusal(self, n: int) -> ModelserveError | None:
+        """The error ``n`` more rows are refused with now, or None when they are admitted."""
+        waiting = self._queued_rows + self._reserved_rows
+        # A request bigger than the whole queue is still served when nothing waits.
+        if not waiting:
+            return None
+        if (over := self._over_queue_bound(n)) is not None:
+            return over
+        ahead = self._computing_rows + waiting + n
+        requests = len(self._queue) + self._reserved_requests + 1
+        done_in_s = self._calls_for(ahead, requests) * self._seconds_per_call_now()
+        if done_in_s > self._admission_budget_s:
+            return QueueTooSlowError(self.model, waiting, done_in_s, self._admission_budget_s)
+        return None
+
+    def _over_queue_bound(self, n: int) -> ModelserveError | None:
+        waiting = self._queued_rows + self._reserved_rows
+        limit = self._config.max_queue_rows
+        if waiting and waiting + n > limit:
+            return OverloadedError(self.model, waiting, limit)
+        return None
 
     def _calls_for(self, rows: int, requests: int) -> int:
         """Model calls until ``rows`` (in calls, then queued) are computed, the last of them

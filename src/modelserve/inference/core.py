@@ -33,6 +33,7 @@ import numpy as np
 import structlog
 
 from modelserve.errors import ModelserveError, ShuttingDownError
+from modelserve.inference.batcher import Reservation
 from modelserve.inference.cache import PredictionCache, per_rows
 from modelserve.inference.coordination import Coordinator
 from modelserve.inference.formatting import check_top_k
@@ -163,6 +164,7 @@ class InferenceCore:
         version: str | None = None,
         caller: str | None = None,
         top_k: int | None = None,
+        reservation: Reservation | None = None,
     ) -> InferenceResult:
         """Resolve the version, build and check the batch, and compute its outputs.
 
@@ -184,10 +186,12 @@ class InferenceCore:
                 if (report := entry.schema.out_of_range(batch)) is not None:
                     entry.monitor.observe_out_of_range(report)
                 if self.cache is None:
-                    outputs = await entry.compute(batch)
+                    outputs = await entry.compute(batch, reservation)
                     cache_status = None
                 else:
-                    outputs, cache_status = await _compute_cached(self.cache, entry, batch)
+                    outputs, cache_status = await _compute_cached(
+                        self.cache, entry, batch, reservation
+                    )
             except Exception as exc:
                 if isinstance(exc, ModelserveError):
                     exc.answered_by(entry.name, entry.version)
@@ -215,6 +219,33 @@ class InferenceCore:
             entry.name, entry.version, outputs, entry.spec, elapsed * 1000, cache_status
         )
 
+    def admit(
+        self,
+        rows: int,
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        caller: str | None = None,
+    ) -> Reservation | None:
+        """Reserve about ``rows`` rows (counted before the body is parsed) in the queue of the
+        version the request routes to, or raise the refusal :meth:`infer` would raise there
+        (:meth:`DynamicBatcher.reserve`). Pass the reservation to :meth:`infer` and release it
+        in a ``finally``. None when the request fails anyway (unknown model, say): left to
+        :meth:`infer`."""
+        if not self.health.accepting:
+            raise ShuttingDownError()
+        try:
+            entry = self.registry.route(model, version, caller)
+        except ModelserveError:
+            return None
+        try:
+            return entry.batcher.reserve(rows)
+        except ModelserveError as refusal:
+            refusal.answered_by(entry.name, entry.version)
+            metrics.record_failure(entry.name, entry.version, refusal.code)
+            entry.monitor.observe_failure(refusal.code, client_fault=False)
+            raise
+
     async def close(self, timeout_s: float) -> None:
         """At shutdown: cancel shadow copies, then drain every batcher within ``timeout_s``."""
         await self.shadow.close()  # shadow copies never delay a drain
@@ -224,13 +255,17 @@ class InferenceCore:
 
 
 async def _compute_cached(
-    cache: PredictionCache, entry: LoadedVersion, batch: Batch
+    cache: PredictionCache,
+    entry: LoadedVersion,
+    batch: Batch,
+    reservation: Reservation | None,
 ) -> tuple[Outputs, str]:
     """Answer cached rows from the cache; only the missing rows go to the batcher."""
     lookup = await cache.lookup(entry.name, entry.version, entry.fingerprint, entry.spec, batch)
     computed = Outputs()
     if lookup.missing:
-        computed = await entry.compute(batch if not lookup.hits else batch[lookup.missing])
+        missing = batch if not lookup.hits else batch[lookup.missing]
+        computed = await entry.compute(missing, reservation)
         await cache.fill(lookup, computed)
     status = lookup.status
     metrics.record_cache(entry.name, entry.version, lookup.hits, len(lookup.missing))

@@ -18,7 +18,7 @@ from types import TracebackType
 import numpy as np
 
 from modelserve.errors import InvalidInputError, ModelLoadError
-from modelserve.inference.batcher import DynamicBatcher
+from modelserve.inference.batcher import DynamicBatcher, Reservation
 from modelserve.inference.cache import artifact_fingerprint
 from modelserve.inference.formatting import check_top_k
 from modelserve.inference.loader import declared_width, detect_format, load_runtime
@@ -116,9 +116,10 @@ class LoadedVersion(ModelVersion):
     def profile(self) -> ReferenceProfile | None:
         return self.prepared.profile
 
-    async def compute(self, batch: Batch) -> Outputs:
-        """batch → predict → unbatch → postprocess for a validated batch (no cache, no metrics)."""
-        return self.prepared.postprocessor.apply(await self.batcher.submit(batch))
+    async def compute(self, batch: Batch, reservation: Reservation | None = None) -> Outputs:
+        """batch → predict → unbatch → postprocess for a validated batch (no cache, no metrics);
+        ``reservation``: the rows were admitted before they were parsed."""
+        return self.prepared.postprocessor.apply(await self.batcher.submit(batch, reservation))
 
     def acquire(self) -> None:
         """A request starts using this version; pair with :meth:`release` in a ``finally``.

@@ -482,3 +482,21 @@ async def test_batcher_each_queued_request_expires_at_its_own_deadline(
         await running
     await batcher.close(timeout_s=5)
     assert runtime.batch_sizes == [1]
+
+
+async def test_batcher_reserved_rows_count_as_queued_until_submitted_or_released(
+    make_batcher: BatcherFactory,
+) -> None:
+    """Rows admitted before their body is parsed hold their place: a later reservation over
+    max_queue_rows is refused; the submitted reservation is not checked again; a released one
+    frees its rows (once)."""
+    runtime = EchoRuntime()
+    batcher = make_batcher(runtime, max_queue_rows=4)
+    first = batcher.reserve(3)
+    with pytest.raises(OverloadedError):
+        batcher.reserve(2)
+    second = batcher.reserve(1)
+    assert echoed(await batcher.submit(rows_of(1, 2, 3), first)) == [1, 2, 3]
+    assert second.release()
+    assert not second.release()
+    batcher.reserve(4).release()  # nothing waits any more: even the whole queue is admitted

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from modelserve.api.batch_body import parse_batch
 from modelserve.api.content_type import require_json
+from modelserve.api.declared_rows import DeclaredRows, admit_declared
 from modelserve.api.disconnect import while_connected
 from modelserve.api.errors import from_validation_error
 from modelserve.api.offload import now_or_in_thread, run_for_size
@@ -169,32 +170,50 @@ def _bound_batch(body: bytes, limit: int, width: int) -> None:
 
 
 async def predict_batch(request: Request) -> Response:
-    """Predict many rows in one request."""
+    """Predict many rows in one request.
+
+    A body the model's queue would refuse by its declared rows is refused before it is read
+    (:mod:`modelserve.api.declared_rows`)."""
     require_json(request.scope)
     settings = request.app.state.settings
     limit: int = settings.server.max_batch_rows
-    body = await _body(request)
-    size = len(body)
-    _bound_batch(body, limit, settings.widest_model())
-    try:
-        rows = await run_for_size(size, parse_batch, body)
-    except ValidationError as exc:
-        return from_validation_error(exc, _request_id(request))
-    if not len(rows):
-        raise EmptyBatchError()
-    if len(rows) > limit:
-        raise BatchTooLargeError(limit, len(rows))
-    await charge_rows(request, len(rows))
-    core: InferenceCore = request.app.state.core
+    declared: DeclaredRows = request.app.state.declared_rows
     model, version, top_k = _selection(request)
-
-    def decode(schema: FeatureSchema) -> Batch | Awaitable[Batch]:
-        return now_or_in_thread(size, rows.to_array, schema)
-
-    result = await while_connected(
-        request.receive,
-        core.infer(decode, model=model, version=version, caller=_caller(request), top_k=top_k),
+    caller = _caller(request)
+    reservation = admit_declared(
+        request, declared, model=model, version=version, caller=caller, limit=limit
     )
+    try:
+        body = await _body(request)
+        size = len(body)
+        _bound_batch(body, limit, settings.widest_model())
+        try:
+            rows = await run_for_size(size, parse_batch, body)
+        except ValidationError as exc:
+            return from_validation_error(exc, _request_id(request))
+        if not len(rows):
+            raise EmptyBatchError()
+        if len(rows) > limit:
+            raise BatchTooLargeError(limit, len(rows))
+        await charge_rows(request, len(rows))
+        core: InferenceCore = request.app.state.core
+
+        def decode(schema: FeatureSchema) -> Batch | Awaitable[Batch]:
+            return now_or_in_thread(size, rows.to_array, schema)
+
+        inference = core.infer(
+            decode,
+            model=model,
+            version=version,
+            caller=caller,
+            top_k=top_k,
+            reservation=reservation,
+        )
+        result = await while_connected(request.receive, inference)
+    finally:
+        if reservation is not None:
+            reservation.release()  # a body refused, or a client gone, before its rows queued
+    declared.observe(result.model, size, len(rows))
     structlog.contextvars.bind_contextvars(
         avg_latency_per_sample_ms=round(result.latency_ms / len(rows), 4)
     )
