@@ -15,8 +15,9 @@ parsed:
   at the limit), where uvicorn itself would answer a text/plain 503 without ``Retry-After``
   and log a warning per request; this one answers with ``Connection: close``;
 * for a request with a body while the process does not keep up with what arrives
-  (:mod:`modelserve.congestion`: the event loop more than ``server.max_loop_lag_ms`` behind,
-  or more than ``server.max_accept_queue`` connections waiting to be accepted): they are
+  (:mod:`modelserve.congestion`: the event loop more than ``server.max_loop_lag_ms`` behind
+  with other requests in progress, or more than ``server.max_accept_queue`` connections
+  waiting to be accepted): they are
   shed at the cheapest point, so the refusals stay fast and the loop catches up, and the
   connection stays open. Bodiless requests (probes, scrapes, reads) are still served.
 
@@ -48,6 +49,11 @@ log = structlog.get_logger(__name__)
 
 _REFUSAL_LOG_INTERVAL_S = 10.0
 _BODY_METHODS = frozenset((b"POST", b"PUT", b"PATCH"))
+_SHED_ON_LAG_IN_PROGRESS = 2
+"""Requests in progress (this one not yet counted) before a lagging loop sheds: a loop that
+lags with less in flight was held by the machine (CPU taken by other processes, a pause), not
+by arrivals, and refusing the lone request frees nothing (a sequential client was refused
+while its machine was busy)."""
 
 
 class _Refusal:
@@ -204,8 +210,9 @@ class ServingProtocol(HttpToolsProtocol):
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
             return _OVER_CONNECTION_LIMIT
         busy = self._congestion
+        lagging = busy.lag_s > self.max_loop_lag_s and len(self.tasks) >= _SHED_ON_LAG_IN_PROGRESS
         if (
-            busy.lag_s > self.max_loop_lag_s or busy.accept_queue > self.max_accept_queue
+            lagging or busy.accept_queue > self.max_accept_queue
         ) and self.parser.get_method() in _BODY_METHODS:
             return _NOT_KEEPING_UP
         return None

@@ -91,3 +91,24 @@ async def test_serving_protocol_refuses_bodies_at_once_while_connections_wait(
     assert int(refused.headers["retry-after"]) >= 1
     assert (probe.status_code, probe.text) == (200, "served")
     assert (served.status_code, served.text) == (200, "served")
+
+
+async def test_serving_protocol_never_sheds_a_lone_request_for_loop_lag() -> None:
+    """A loop that lags with nothing else in flight (a busy machine, not arrivals) serves a
+    sequential client: every POST is answered by the app, none refused."""
+    port = free_port()
+    # Any lag is past this bound: only the requests in progress decide.
+    protocol = serving_protocol(header_timeout_s=10, max_loop_lag_ms=1e-6, max_accept_queue=64)
+    config = uvicorn.Config(_app, host="127.0.0.1", port=port, http=protocol, log_config=None)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:  # noqa: ASYNC110  # uvicorn only sets a flag
+                await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            statuses = [(await client.post("/predict", json={})).status_code for _ in range(20)]
+    finally:
+        server.should_exit = True
+        await task
+    assert statuses == [200] * 20
