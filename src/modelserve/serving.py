@@ -54,6 +54,7 @@ def _uvicorn_options(settings: Settings) -> dict[str, Any]:
         "proxy_headers": False,
         "timeout_graceful_shutdown": max(settings.server.grace_period_s, 0.1),
         "limit_concurrency": settings.server.max_connections,
+        "timeout_keep_alive": settings.server.keep_alive_s,
     }
 
 

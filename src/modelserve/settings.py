@@ -301,6 +301,10 @@ class ServerSettings(_Section):
     body_timeout_s: float = Field(30.0, gt=0)
     """Answer 408 `body_timeout` and close the connection when a request body has not all
     arrived this long after its headers."""
+    keep_alive_s: int = Field(75, ge=1)
+    """Close a kept-alive connection idle this long. Longer than clients keep idle
+    connections (httpx: 5 s), so a client never reuses one the server is closing: with both at
+    5 s a loaded server closed connections its clients were already sending on (a reset)."""
     max_connections: int = Field(1024, ge=1)
     """Open connections (and requests in progress) per process; requests beyond it get 503
     overloaded with Retry-After, before they are read."""

@@ -118,6 +118,7 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
             "proxy_headers": uvicorn_options["proxy_headers"],
             "timeout_graceful_shutdown": uvicorn_options["timeout_graceful_shutdown"],
             "limit_concurrency": uvicorn_options["limit_concurrency"],
+            "timeout_keep_alive": uvicorn_options["timeout_keep_alive"],
         }
         super().__init__()
 
