@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                 WORK_DIR / f"modelserve-{'batched' if batching else 'unbatched'}.yaml",
                 access_log=not args.no_access_log,
             )
-            spec = servers.modelserve_spec(config, free_port(), batching, args.workers)
+            spec = servers.modelserve_spec(
+                config, free_port(), batching, args.workers, probe_port=free_port()
+            )
 
             def run_modelserve(spec: servers.ServerSpec = spec, batching: bool = batching) -> None:
                 with runner.serve(spec):
@@ -176,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                                 "64": round((before[model]["64"] + after[model]["64"]) / 2, 1)
                             }
                         for model in spec.models:
-                            runner.health_under_load(spec, model, conns, args.health_connections)
+                            for on_probe_port in (True, False):
+                                runner.health_under_load(
+                                    spec, model, conns, args.health_connections, on_probe_port
+                                )
 
             _phase(runner, spec.label, run_modelserve)
 

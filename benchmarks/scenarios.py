@@ -47,6 +47,8 @@ class ScenarioResult:
     """With ``--repeats N``: every run's req/s (or /health p99 ms); the median run is kept."""
     in_process_rows_per_s: dict[str, float] | None = None
     """For batch scenarios: the in-process ceiling timed right before and after this run."""
+    health_port: str = ""
+    """For ``health-under-load``: ``probe`` (modelserve's probe listener) or ``main``."""
     note: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -70,6 +72,7 @@ class ScenarioResult:
             out["in_process_rows_per_s"] = self.in_process_rows_per_s
         if self.kind == "health-under-load":
             out["load_connections"] = self.load_connections
+            out["health_port"] = self.health_port
             out["load_result"] = self.load.summary() if self.load else None
         return out
 
@@ -261,12 +264,19 @@ class Runner:
         return self._record(result)
 
     def health_under_load(
-        self, spec: ServerSpec, model: str, load_connections: int, health_connections: int
+        self,
+        spec: ServerSpec,
+        model: str,
+        load_connections: int,
+        health_connections: int,
+        on_probe_port: bool = False,
     ) -> ScenarioResult:
-        """GET /health at a few connections while /predict is saturated by a second wrk."""
+        """GET /health at a few connections while /predict is saturated by a second wrk, on
+        the serving port or (``on_probe_port``) on the spec's probe listener."""
         path = spec.path_for(model)
+        health_port = "probe" if on_probe_port else "main"
         result = ScenarioResult(
-            id=f"{spec.key}/{model}/health-under-load/c{health_connections}",
+            id=f"{spec.key}/{model}/health-under-load/{health_port}-port/c{health_connections}",
             server=spec.key,
             server_label=spec.label,
             model=model,
@@ -274,7 +284,11 @@ class Runner:
             connections=health_connections,
             rows_per_request=0,
             load_connections=load_connections,
+            health_port=health_port,
         )
+        if on_probe_port and spec.probe_port is None:
+            result.status, result.note = "failed", "the server has no probe port"
+            return self._record(result)
         ok, _, why = self._preflight(spec.port, path, spec.sample_body)
         if not ok:
             result.status, result.note = "failed", why
@@ -282,7 +296,7 @@ class Runner:
         url = f"http://127.0.0.1:{spec.port}{path}"
         args = [str(self.rows_csv), path]
         self._warm_up(spec, path, spec.sample_body, spec.predict_script, args, load_connections)
-        health_url = f"http://127.0.0.1:{spec.port}/health"
+        health_url = f"http://127.0.0.1:{spec.probe_port if on_probe_port else spec.port}/health"
 
         def once() -> tuple[WrkResult, WrkResult]:
             # The load runs 2 s longer and /health starts 1 s in, so the whole /health

@@ -40,6 +40,8 @@ class ServerSpec:
     """Further paths that must answer 200 before measuring (per-model readiness)."""
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
+    probe_port: int | None = None
+    """modelserve's probe listener (``--probe-port``), the port the shipped manifests probe."""
 
     def path_for(self, model: str) -> str:
         return self.predict_path.format(model=model)
@@ -82,7 +84,9 @@ def modelserve_config(
     return path
 
 
-def modelserve_spec(config: Path, port: int, batching: bool, workers: int = 1) -> ServerSpec:
+def modelserve_spec(
+    config: Path, port: int, batching: bool, workers: int = 1, probe_port: int | None = None
+) -> ServerSpec:
     argv = [
         str(VENV_BIN / "modelserve"),
         "serve",
@@ -95,6 +99,8 @@ def modelserve_spec(config: Path, port: int, batching: bool, workers: int = 1) -
     ]
     if workers > 1:
         argv += ["--workers", str(workers)]
+    if probe_port is not None:
+        argv += ["--probe-port", str(probe_port)]
     state = "on" if batching else "off"
     return ServerSpec(
         key=f"modelserve-{'batched' if batching else 'unbatched'}",
@@ -104,6 +110,7 @@ def modelserve_spec(config: Path, port: int, batching: bool, workers: int = 1) -
         ready_path="/ready",
         models=("logreg", "forest"),
         batch_path="/predict-batch?model={model}",
+        probe_port=probe_port,
     )
 
 
