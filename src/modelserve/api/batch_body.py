@@ -43,6 +43,10 @@ class BatchRows:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def converts(self, schema: FeatureSchema) -> bool:
+        """Whether :meth:`to_array` builds the batch row by row (else it is ready)."""
+        return self.matrix is None or isinstance(schema, TypedFeatureSchema)
+
     def to_array(self, schema: FeatureSchema) -> Batch:
         """The (n, n_features) batch for ``schema`` (errors as ``schema.rows_to_array``)."""
         if isinstance(schema, TypedFeatureSchema):

@@ -36,6 +36,7 @@ def test_parse_batch_reads_numbers_as_pydantic_does(body: bytes) -> None:
     rows = parse_batch(body)
 
     assert not rows.validated
+    assert rows.converts(SCHEMA) is (rows.matrix is None)  # named rows are ordered by name
     expected = SCHEMA.rows_to_array(parse_validated(body).rows)
     np.testing.assert_array_equal(rows.to_array(SCHEMA), expected)
     assert rows.to_array(SCHEMA).dtype == np.float64
@@ -103,6 +104,7 @@ def test_parse_batch_gives_typed_features_the_validated_rows() -> None:
 
     expected = schema.rows_to_array(parse_validated(body).rows)
 
+    assert parse_batch(body).converts(schema)
     np.testing.assert_array_equal(parse_batch(body).to_array(schema), expected)
 
 

@@ -199,6 +199,8 @@ async def predict_batch(request: Request) -> Response:
         core: InferenceCore = request.app.state.core
 
         def decode(schema: FeatureSchema) -> Batch | Awaitable[Batch]:
+            if not rows.converts(schema):
+                return rows.to_array(schema)  # no thread hop for an array already built
             return now_or_in_thread(size, rows.to_array, schema)
 
         inference = core.infer(
