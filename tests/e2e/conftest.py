@@ -37,7 +37,13 @@ class RunningServer:
         return f"http://127.0.0.1:{self.port}"
 
     def log_lines(self) -> list[dict[str, object]]:
-        """Every line the server wrote to stdout, parsed (fails on a non-JSON line)."""
+        """Every line the server wrote to stdout, parsed (fails on a non-JSON line).
+
+        The server writes its lines from a thread that drains a queue every 20 ms, so a line
+        logged before a response can reach the file just after it: while the process runs,
+        wait (at most a second) until the file has stopped growing for several drains."""
+        if self.proc.poll() is None:
+            _wait_until_quiet(self.log_path)
         text = self.log_path.read_bytes().splitlines()
         return [orjson.loads(line) for line in text if line.strip()]
 
@@ -45,6 +51,18 @@ class RunningServer:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout_s)
+
+
+def _wait_until_quiet(path: Path, quiet_s: float = 0.15, timeout_s: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    size, since = path.stat().st_size, time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        now_size = path.stat().st_size
+        if now_size != size:
+            size, since = now_size, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
 
 
 def wait_ready(server: RunningServer, timeout_s: float = 60, path: str = "/ready") -> None:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from modelserve.demo import FEATURES
-from tests.e2e.conftest import ModuleServers, RunningServer
+from tests.e2e.conftest import ModuleServers, RunningServer, wait_for_log_events
 
 pytestmark = pytest.mark.e2e
 
@@ -252,12 +252,7 @@ def test_model_exception_traceback_is_in_the_log(server: RunningServer) -> None:
     """The model's exception and its frames are logged as structured JSON (batch_failed)."""
     response = post(server, "/predict", json={"features": POISON}, params={"model": "failing"})
     assert response.status_code == 500
-    failures = [
-        line
-        for line in server.log_lines()
-        if line["event"] == "batch_failed" and line.get("model") == "failing"
-    ]
-    assert failures, "no batch_failed line"
+    failures = wait_for_log_events(server, 1, timeout_s=10, event="batch_failed", model="failing")
     exception = failures[-1]["exception"]
     assert isinstance(exception, list)
     assert exception[0]["exc_type"] == "RuntimeError"

@@ -9,7 +9,7 @@ import pytest
 
 from modelserve.demo import FEATURES, LABELS
 from modelserve.observability.monitor import RANGE_LOG_INTERVAL_S
-from tests.e2e.conftest import ModuleServers, RunningServer
+from tests.e2e.conftest import ModuleServers, RunningServer, wait_for_log_events
 
 pytestmark = pytest.mark.e2e
 
@@ -29,6 +29,8 @@ def server(module_servers: ModuleServers) -> RunningServer:
 
 
 def _lines(server: RunningServer, request_id: str) -> list[dict[str, object]]:
+    """The request's lines, once its access line (logged last) is in the file."""
+    wait_for_log_events(server, 1, timeout_s=10, event="request_completed", request_id=request_id)
     return [line for line in server.log_lines() if line.get("request_id") == request_id]
 
 
