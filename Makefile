@@ -37,10 +37,11 @@ services:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium unavailable: browser tests will fail"
 
-# Most tests wait on real processes, so TEST_WORKERS pytest-xdist workers beat one even on 2
-# cores; each test file runs on one worker (its module's servers start once), the cluster
-# files together (see tests/conftest.py). TEST_WORKERS=0 runs everything in this process.
-TEST_WORKERS ?= 3
+# TEST_WORKERS=N runs the test files on N pytest-xdist workers: each test file on one worker
+# (its module's servers start once), the cluster files together (see tests/conftest.py).
+# On a 2-core machine the servers of three workers compete for the cores (start-ups ran
+# past their timeouts), so the default runs everything in this process.
+TEST_WORKERS ?= 0
 
 test: $(VENV)/.dev services
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)

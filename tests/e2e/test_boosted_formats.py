@@ -137,7 +137,12 @@ def served(
             "sha256": pin(path),
             "labels": case.labels,
             "profile": str(write_profile(directory, case, expected[case.name])),
-            "batching": {"max_batch_size": MAX_BATCH_SIZE},
+            # A request over max_batch_size is computed alone in calls of up to
+            # max_request_rows_per_call: at the batch size, it is split like small ones.
+            "batching": {
+                "max_batch_size": MAX_BATCH_SIZE,
+                "max_request_rows_per_call": MAX_BATCH_SIZE,
+            },
         }
         if case.name == "mlflow-skops":
             entry["skops_trusted_types"] = ["sklearn.tree._tree.Tree"]

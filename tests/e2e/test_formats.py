@@ -135,4 +135,6 @@ def test_single_row_predict_equals_library_output(
     body = response.json()
     assert body["model"] == model
     served = np.array([body["probabilities"][label] for label in LABELS])
-    np.testing.assert_allclose(served, expected, rtol=0, atol=tolerance)
+    # The reference predicts every row in one call; a one-row call (or one coalesced with
+    # other requests) may round the last bit of a float64 differently (seen: 8e-17).
+    np.testing.assert_allclose(served, expected, rtol=0, atol=max(tolerance, 1e-15))
