@@ -12,7 +12,6 @@ of many numbers, ``{"batch": [[1, 1, ...]]}`` (all of it must be parsed)::
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import threading
@@ -21,12 +20,7 @@ from pathlib import Path
 
 import httpx
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from benchmarks.processes import free_port
 
 
 def _status_kib(pid: int, field: str) -> int:
@@ -51,7 +45,7 @@ def main() -> None:
     parser.add_argument("--bytes", type=int, required=True, help="body size to send")
     parser.add_argument("--shape", choices=["rows", "wide"], default="rows")
     args = parser.parse_args()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "modelserve", "serve", "--config", str(args.config)]
     proc = subprocess.Popen(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from benchmarks.processes import free_port
 from modelserve.settings import ModelConfig, Settings, load_settings
 
 
@@ -41,13 +41,6 @@ class KindResult:
     stall_ms: list[float]
     rss_before_mb: float
     rss_peak_mb: float
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _status_mb(pid: int, field: str) -> float:
@@ -111,7 +104,7 @@ def measure(
     config: Path, settings: Settings, model: ModelConfig, kind: str, repeat: int
 ) -> KindResult:
     """Start a server, send ``repeat`` largest bodies of ``kind`` while polling; the figures."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "modelserve", "serve", "--config", str(config)]
     proc = subprocess.Popen(
