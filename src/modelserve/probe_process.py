@@ -36,6 +36,7 @@ import structlog
 from modelserve.api.auth import ApiKeyring, AuthGate
 from modelserve.api.lockout import FailedAuthLimiter
 from modelserve.probes import (
+    KeptRendering,
     ProbeAnswers,
     ProbeListener,
     Render,
@@ -108,18 +109,12 @@ class MetricsRenderer:
         self._thread.join(5)
 
     def _run(self) -> None:
-        failing, rendered_at = False, 0.0
+        rendering, rendered_at = KeptRendering(self._render, self._file.write), 0.0
         while not self._stopped.wait(_RENDER_POLL_S):
             if time.monotonic() - rendered_at < RENDER_INTERVAL_S or not self._file.wanted():
                 continue
             rendered_at = time.monotonic()
-            try:
-                self._file.write(*self._render())
-                failing = False
-            except Exception as exc:  # keep serving the last good rendering; log once
-                if not failing:
-                    log.error("metrics_render_failed", exc_info=exc)
-                failing = True
+            rendering.refresh()
 
 
 class ProbeProcess:

@@ -110,6 +110,31 @@ def _error(
     return ProbeAnswer(status, orjson.dumps(body), headers=headers or {})
 
 
+class KeptRendering:
+    """Renders /metrics into a sink on each :meth:`refresh`; a failing render leaves the sink
+    with the last good rendering and is logged once until rendering works again.
+
+    The one shape of both renderers: the gunicorn master's (:class:`PrerenderedMetrics`) and
+    the single serving process's, which writes for its probe process
+    (:class:`~modelserve.probe_process.MetricsRenderer`).
+    """
+
+    def __init__(self, render: Render, sink: Callable[[bytes, str], None]) -> None:
+        self._render = render
+        self._sink = sink
+        self._failing = False
+
+    def refresh(self) -> None:
+        try:
+            self._sink(*self._render())
+        except Exception as exc:  # keep serving the last good rendering; log once
+            if not self._failing:
+                log.error("metrics_render_failed", exc_info=exc)
+            self._failing = True
+        else:
+            self._failing = False
+
+
 class PrerenderedMetrics:
     """The /metrics text rendered every ``interval_s`` by a thread of its own, once scraped.
 
@@ -135,16 +160,13 @@ class PrerenderedMetrics:
             return self._latest
 
     def _run(self) -> None:
-        failing = False
+        rendering = KeptRendering(self._render, self._keep)
         while True:
             time.sleep(self._interval_s)
-            try:
-                self._latest = self._render()
-                failing = False
-            except Exception as exc:  # keep serving the last good rendering; log once
-                if not failing:
-                    log.error("metrics_render_failed", exc_info=exc)
-                failing = True
+            rendering.refresh()
+
+    def _keep(self, body: bytes, content_type: str) -> None:
+        self._latest = (body, content_type)
 
 
 class ProbeAnswers:

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from modelserve import probes
 from modelserve.api.auth import ApiKeyring, AuthGate
@@ -19,6 +20,7 @@ from modelserve.api.lockout import FailedAuthLimiter
 from modelserve.probe_process import MetricsFile, MetricsRenderer
 from modelserve.probes import (
     MAX_HEADER_BYTES,
+    KeptRendering,
     ProbeAnswers,
     ProbeListener,
     ProbeSnapshot,
@@ -248,6 +250,26 @@ def test_metrics_renderer_writes_only_while_scraped(tmp_path: Path) -> None:
         assert file.read() == METRICS
     finally:
         renderer.stop()
+
+
+def test_kept_rendering_keeps_the_last_good_one_and_logs_a_failure_once() -> None:
+    """A failing render leaves the sink with the last good rendering and logs one line until
+    rendering works again; the next failure after that is logged again."""
+    outcomes: list[tuple[bytes, str] | None] = [METRICS, None, None, METRICS, None]
+    sunk: list[tuple[bytes, str]] = []
+
+    def render() -> tuple[bytes, str]:
+        outcome = outcomes.pop(0)
+        if outcome is None:
+            raise RuntimeError("collector failed")
+        return outcome
+
+    rendering = KeptRendering(render, lambda body, content_type: sunk.append((body, content_type)))
+    with capture_logs() as logs:
+        for _ in range(5):
+            rendering.refresh()
+    assert sunk == [METRICS, METRICS]
+    assert [entry["event"] for entry in logs] == ["metrics_render_failed"] * 2
 
 
 def test_snapshot_directory_reads_only_live_workers(tmp_path: Path) -> None:
