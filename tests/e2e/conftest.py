@@ -23,6 +23,11 @@ from tests.conftest import free_port, pythonpath_env
 
 MODELSERVE = [sys.executable, "-m", "modelserve"]
 
+IRIS_ONNX = "iris.onnx"
+"""The demo's iris pipeline as ONNX, for servers whose model format is irrelevant to what a
+test proves: its runtime imports in a fraction of a second, scikit-learn's takes seconds of
+every start-up (tests of the sklearn path serve ``iris.joblib``)."""
+
 
 @dataclass
 class RunningServer:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import RunningServer
+from tests.e2e.conftest import IRIS_ONNX, RunningServer
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +34,7 @@ def test_kept_alive_connection_idle_past_the_client_expiry_is_served(
     """A connection left idle a little longer than httpx's idle expiry still carries the next
     request: the server's keep-alive (server.keep_alive_s) is longer, so a client reusing a
     connection it still trusts never races the server closing it."""
-    server = serve_modelserve(demo_models_dir / "iris.joblib")
+    server = serve_modelserve(demo_models_dir / IRIS_ONNX)
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
         conn.sendall(REQUEST)
         assert read_head(conn).startswith(b"HTTP/1.1 200 ")

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -27,22 +27,24 @@ def _auth(**extra: object) -> dict[str, object]:
     return {"enabled": True, "keys": keys, **extra}
 
 
-@pytest.fixture
+def _iris(demo_models_dir: Path) -> dict[str, object]:
+    return {"name": "iris", "path": str(demo_models_dir / IRIS_ONNX)}
+
+
+@pytest.fixture(scope="module")
 def broken_server(
-    serve_modelserve: Callable[..., RunningServer],
-    tmp_path: Path,
+    serve_modelserve_module: Callable[..., RunningServer],
+    tmp_path_factory: pytest.TempPathFactory,
     demo_models_dir: Path,
 ) -> RunningServer:
     """iris serves; `broken` (required) fails to load: its file under HIDDEN_DIR is missing,
-    and the reason names that full path."""
-    hidden = tmp_path / HIDDEN_DIR
+    and the reason names that full path. Its tests only read it."""
+    directory = tmp_path_factory.mktemp("broken")
+    hidden = directory / HIDDEN_DIR
     hidden.mkdir()
-    models = [
-        {"name": "iris", "path": str(demo_models_dir / "iris.joblib")},
-        {"name": "broken", "path": str(hidden / "broken.joblib")},
-    ]
-    config = write_config(tmp_path, {"models": models, "auth": _auth()})
-    server = serve_modelserve(config, wait="/health")
+    models = [_iris(demo_models_dir), {"name": "broken", "path": str(hidden / "broken.joblib")}]
+    config = write_config(directory, {"models": models, "auth": _auth()})
+    server = serve_modelserve_module(config, wait="/health")
     deadline = time.monotonic() + 60
     while "broken:1 is failed" not in httpx.get(server.base_url + "/ready").text:
         assert time.monotonic() < deadline, "the broken model never finished failing"
@@ -81,19 +83,31 @@ def auth_server(
     serve_modelserve: Callable[..., RunningServer], tmp_path: Path, demo_models_dir: Path
 ) -> Callable[..., RunningServer]:
     def start(**auth: object) -> RunningServer:
-        models = [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}]
+        models = [_iris(demo_models_dir)]
         return serve_modelserve(write_config(tmp_path, {"models": models, "auth": _auth(**auth)}))
 
     return start
 
 
+@pytest.fixture(scope="module")
+def default_auth_server(
+    serve_modelserve_module: Callable[..., RunningServer],
+    tmp_path_factory: pytest.TempPathFactory,
+    demo_models_dir: Path,
+) -> RunningServer:
+    """Auth on with every other setting left at its default, shared by tests that only read
+    (three keyless requests stay far below the default failed-authentication limit)."""
+    config = {"models": [_iris(demo_models_dir)], "auth": _auth()}
+    return serve_modelserve_module(write_config(tmp_path_factory.mktemp("auth"), config))
+
+
 @pytest.mark.parametrize("path", ["/metrics", "/stats", "/dashboard"])
 def test_operational_views_need_a_key_by_default_when_auth_is_on(
-    auth_server: Callable[..., RunningServer], path: str
+    default_auth_server: RunningServer, path: str
 ) -> None:
     """With auth on and protect_metrics left unset, /metrics, /stats and /dashboard answer 401
     without a key and 200 with one."""
-    server = auth_server()
+    server = default_auth_server
     anonymous = httpx.get(server.base_url + path)
     with_key = httpx.get(server.base_url + path, headers={"X-API-Key": KEY})
     assert [anonymous.status_code, with_key.status_code] == [401, 200]
@@ -135,7 +149,7 @@ def test_docs_can_be_turned_off(
     serve_modelserve: Callable[..., RunningServer], tmp_path: Path, demo_models_dir: Path
 ) -> None:
     """server.docs_enabled: false serves neither the pages nor their assets (404)."""
-    models = [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}]
+    models = [_iris(demo_models_dir)]
     server = serve_modelserve(
         write_config(tmp_path, {"models": models, "server": {"docs_enabled": False}})
     )

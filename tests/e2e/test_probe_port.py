@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.e2e.conftest import RunningServer, poll_status, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, poll_status, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +61,7 @@ def test_probe_port_answers_health_ready_and_metrics(
     serve_modelserve: Callable[..., RunningServer], tmp_path: Path, demo_models_dir: Path
 ) -> None:
     """One process: the probe port serves /health, /ready and the Prometheus text."""
-    server, probes = start(serve_modelserve, tmp_path, demo_models_dir / "iris.joblib")
+    server, probes = start(serve_modelserve, tmp_path, demo_models_dir / IRIS_ONNX)
     httpx.post(server.base_url + "/predict", json={"features": [5.1, 3.5, 1.4, 0.2]}, timeout=5)
     health = poll(probes + "/health", 200).json()
     assert (health["status"], health["models"]) == ("ok", {"iris:1": "ready"})
@@ -106,7 +106,7 @@ def test_probe_port_process_ends_with_the_serving_process(
 ) -> None:
     """A serving process killed with SIGKILL leaves no probe process behind: the port is
     free again."""
-    server, probes = start(serve_modelserve, tmp_path, demo_models_dir / "iris.joblib")
+    server, probes = start(serve_modelserve, tmp_path, demo_models_dir / IRIS_ONNX)
     poll(probes + "/health", 200)
     server.proc.kill()
     server.proc.wait(timeout=10)
@@ -127,7 +127,7 @@ def test_probe_port_fails_readiness_at_once_on_sigterm(
 ) -> None:
     """During the pre-stop delay the probe port says not ready while liveness stays 200."""
     server, probes = start(
-        serve_modelserve, tmp_path, demo_models_dir / "iris.joblib", server={"prestop_delay_s": 30}
+        serve_modelserve, tmp_path, demo_models_dir / IRIS_ONNX, server={"prestop_delay_s": 30}
     )
     poll(probes + "/ready", 200)
     server.proc.send_signal(signal.SIGTERM)
@@ -142,7 +142,7 @@ def test_probe_port_readiness_reflects_a_killed_worker(
     """gunicorn: a SIGKILLed worker fails readiness until its replacement is ready, and
     predictions sent before and after the kill all succeed on the other workers."""
     server, probes = start(
-        serve_modelserve, tmp_path, demo_models_dir / "iris.joblib", "--workers", "2"
+        serve_modelserve, tmp_path, demo_models_dir / IRIS_ONNX, "--workers", "2"
     )
     ready = poll(probes + "/ready", 200)
     assert ready.json()["workers"] == 2

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from modelserve.settings import Settings
-from tests.e2e.conftest import RunningServer, wait_for_log_events, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, wait_for_log_events, write_config
 
 ROW = {"features": [5.1, 3.5, 1.4, 0.2]}
 CLIENTS = 8
@@ -135,7 +135,7 @@ async def test_shutdown_prestop_delay_fails_readiness_while_still_serving(
 ) -> None:
     """During the pre-stop delay /ready is 503 shutting down, predictions are still served."""
     server = serve_modelserve(
-        demo_models_dir / "iris.joblib", env={"MODELSERVE_SERVER__PRESTOP_DELAY_S": "1"}
+        demo_models_dir / IRIS_ONNX, env={"MODELSERVE_SERVER__PRESTOP_DELAY_S": "1"}
     )
     async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as client:
         server.proc.send_signal(signal.SIGTERM)
@@ -154,7 +154,7 @@ async def test_shutdown_prestop_delay_closes_keep_alive_connections_after_each_r
 ) -> None:
     """Once draining, answers carry Connection: close so pooled clients reconnect elsewhere."""
     server = serve_modelserve(
-        demo_models_dir / "iris.joblib", env={"MODELSERVE_SERVER__PRESTOP_DELAY_S": "1"}
+        demo_models_dir / IRIS_ONNX, env={"MODELSERVE_SERVER__PRESTOP_DELAY_S": "1"}
     )
     async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as client:
         before = await client.post("/predict", json=ROW)

@@ -21,7 +21,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from modelserve.rpc import inference_pb2 as pb
 from tests.conftest import free_port
-from tests.e2e.conftest import RunningServer
+from tests.e2e.conftest import IRIS_ONNX, RunningServer
 
 pytestmark = pytest.mark.e2e
 
@@ -94,7 +94,7 @@ def test_tracing_exports_request_spans_over_otlp_http(
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "600000",  # nothing leaves before shutdown flushes it
     }
-    server = serve_modelserve(demo_models_dir / "iris.joblib", env=env)
+    server = serve_modelserve(demo_models_dir / IRIS_ONNX, env=env)
     response = httpx.post(
         server.base_url + "/predict",
         json={"features": [5.1, 3.5, 1.4, 0.2]},
@@ -189,7 +189,7 @@ def test_tracing_grpc_call_gets_the_span_of_an_http_request(
     queue_wait and inference as children; a NOT_FOUND call is its 404, not an error span."""
     grpc_port = free_port()
     server = serve_modelserve(
-        demo_models_dir / "iris.joblib",
+        demo_models_dir / IRIS_ONNX,
         "--grpc-port",
         str(grpc_port),
         env=_traced_env(otlp_receiver),
