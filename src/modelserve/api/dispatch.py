@@ -55,7 +55,7 @@ class ModelserveApp(FastAPI):
                 scope["router"] = self.router
                 scope["route"] = matched.route
                 scope["endpoint"] = matched.spec.endpoint
-                scope["path_params"] = matched.path_params
+                scope["path_params"] = dict(matched.path_params)
                 await self._direct_stack(scope, receive, send)
                 return
         if scope["type"] == "lifespan":

@@ -144,8 +144,11 @@ def _convert(
         return array.astype(dtype)
     if kind not in "iuf":
         raise InvalidTensorError(name, f"{datatype} data must be numbers")
-    with np.errstate(over="ignore"):  # an overflow is refused just below
-        converted = array.astype(dtype)
+    if array.dtype == dtype:  # JSON numbers parsed as float64 for FP64: nothing to cast
+        converted = array
+    else:
+        with np.errstate(over="ignore"):  # an overflow is refused just below
+            converted = array.astype(dtype)
     if not np.isfinite(converted).all():
         raise InvalidTensorError(name, f"a value overflows {datatype}")
     return converted

@@ -58,6 +58,56 @@ def test_route_table_matches_templates_and_gives_parameters() -> None:
     assert (matched.spec, matched.path_params) == (INFER, {"name": "iris"})
 
 
+def test_route_table_remembered_match_is_the_same_as_the_first() -> None:
+    """A path matched again gives the same declaration and parameters as the first time."""
+    table = RouteTable([FIXED, INFER, PLAIN])
+    paths = ["/v2/models/iris/infer", "/plain/b", "/v2/models/wine/infer", "/fixed"]
+    first = [table.match("POST", p) for p in paths]
+    again = [table.match("POST", p) for p in reversed(paths)][::-1]
+    assert [(m.spec, m.path_params) for m in again if m] == [
+        (m.spec, m.path_params) for m in first if m
+    ]
+    assert [m.path_params for m in again if m][:3] == [
+        {"name": "iris"},
+        {"name": "b"},
+        {"name": "wine"},
+    ]
+
+
+def test_route_table_memory_of_matches_stays_bounded() -> None:
+    """Paths come from clients: however many distinct ones match, the table keeps a bounded
+    number, and still matches each correctly."""
+    table = RouteTable([INFER])
+    for n in range(3000):
+        matched = table.match("POST", f"/v2/models/m{n}/infer")
+        assert matched is not None
+        assert matched.path_params == {"name": f"m{n}"}
+    assert len(table._remembered) <= 1024
+
+
+async def test_direct_route_parameters_are_each_requests_own() -> None:
+    """An endpoint changing its path parameters changes nothing for the next request of the
+    same path (the remembered match hands each request a copy)."""
+
+    async def mutating(request: Request) -> Response:
+        answer = dict(request.path_params)
+        request.path_params["name"] = "changed"
+        return JSONResponse(answer)
+
+    spec = RouteSpec(
+        path="/v2/models/{name}/infer",
+        methods=("POST",),
+        endpoint=mutating,
+        direct=True,
+        protocol=Protocol.OPEN_INFERENCE,
+    )
+    app, _ = _app(spec)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        answers = [(await client.post("/v2/models/iris/infer")).json() for _ in range(2)]
+    assert answers == [{"name": "iris"}, {"name": "iris"}]
+
+
 def test_route_table_picks_the_declaration_of_the_method() -> None:
     """Two declarations of one path: each method gets its own (and its own operation)."""
     get = RouteSpec(path="/things/{name}", endpoint=echo, access=Access.ADMIN)

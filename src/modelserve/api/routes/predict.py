@@ -12,12 +12,13 @@ from collections.abc import Awaitable, Sequence
 import orjson
 import structlog
 from pydantic import ValidationError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from modelserve.api.batch_body import parse_batch
 from modelserve.api.content_type import require_json
 from modelserve.api.declared_rows import DeclaredRows, admit_declared
+from modelserve.api.direct_io import RawResponse, header, query, read_body
 from modelserve.api.disconnect import while_connected
 from modelserve.api.errors import from_validation_error
 from modelserve.api.offload import now_or_in_thread, run_for_size
@@ -34,36 +35,11 @@ _ENVELOPE_BRACKETS = 2
 """``{"batch": [`` around the rows."""
 
 
-async def _body(request: Request) -> bytes:
-    """The request body, read straight from ``receive``.
-
-    ``Request.body()`` goes through an async generator and ``aclosing`` for every request:
-    ~7% of the single-row /predict path in py-spy, for what is nearly always one message.
-    """
-    chunks: list[bytes] = []
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.request":
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        elif message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-
-
-def _header(request: Request, name: bytes) -> str | None:
-    """One request header by its lower-case name (no Headers object for a single lookup)."""
-    for key, value in request.scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 def _selection(request: Request) -> tuple[str | None, str | None, int | None]:
     if not request.scope["query_string"]:  # the common case: no parameters to parse
-        return None, _header(request, b"x-model-version"), None
-    params = request.query_params
-    version = params.get("model_version") or _header(request, b"x-model-version")
+        return None, header(request.scope, b"x-model-version"), None
+    params = query(request.scope)
+    version = params.get("model_version") or header(request.scope, b"x-model-version")
     top_k_text = params.get("top_k")
     top_k = None
     if top_k_text is not None:
@@ -77,7 +53,7 @@ def _selection(request: Request) -> tuple[str | None, str | None, int | None]:
 def _caller(request: Request) -> str | None:
     """Who is asking, for sticky routing: the API key's name, else X-Client-ID."""
     caller: str | None = request.scope["state"].get("caller")
-    return caller or _header(request, b"x-client-id")
+    return caller or header(request.scope, b"x-client-id")
 
 
 def _request_id(request: Request) -> str:
@@ -85,22 +61,21 @@ def _request_id(request: Request) -> str:
     return request_id
 
 
-class _JSONAnswer(Response):
-    """A 200 JSON response whose raw headers are built directly (no header normalisation)."""
+class _JSONAnswer(RawResponse):
+    """A 200 JSON answer naming the version that computed it (and the cache's part)."""
 
     media_type = "application/json"
 
     def __init__(self, content: dict[str, object] | bytes, result: InferenceResult) -> None:
-        self.status_code = 200
-        self.background = None
-        self.body = content if isinstance(content, bytes) else orjson.dumps(content)
-        self.raw_headers = [
-            (b"content-length", str(len(self.body)).encode()),
-            (b"content-type", b"application/json"),
-            (b"x-model-version", result.model_version.encode()),
-        ]
-        if result.cache_status is not None:
-            self.raw_headers.append((b"x-cache", result.cache_status.encode()))
+        body = content if isinstance(content, bytes) else orjson.dumps(content)
+        super().__init__(body, b"application/json", _result_headers(result))
+
+
+def _result_headers(result: InferenceResult) -> list[tuple[bytes, bytes]]:
+    headers = [(b"x-model-version", result.model_version.encode())]
+    if result.cache_status is not None:
+        headers.append((b"x-cache", result.cache_status.encode()))
+    return headers
 
 
 def _json(content: dict[str, object], result: InferenceResult) -> Response:
@@ -131,7 +106,7 @@ async def _infer_rows(
 async def predict(request: Request) -> Response:
     """Predict one row."""
     require_json(request.scope)
-    body = await _body(request)
+    body = await read_body(request)
     try:
         payload = PredictRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -184,7 +159,7 @@ async def predict_batch(request: Request) -> Response:
         request, declared, model=model, version=version, caller=caller, limit=limit
     )
     try:
-        body = await _body(request)
+        body = await read_body(request)
         size = len(body)
         _bound_batch(body, limit, settings.widest_model())
         try:
@@ -226,7 +201,7 @@ async def predict_batch(request: Request) -> Response:
         "timestamp": utc_timestamp(),
         "request_id": _request_id(request),
     }
-    probabilities = request.query_params.get("probabilities") in ("1", "true")
+    probabilities = query(request.scope).get("probabilities") in ("1", "true")
     answer = await run_for_size(size, _batch_answer, result, top_k, probabilities, envelope)
     return _JSONAnswer(answer, result)
 

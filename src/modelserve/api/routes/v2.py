@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modelserve.api.content_type import require_json, require_v2_infer_body
+from modelserve.api.direct_io import RawResponse, header, read_body
 from modelserve.api.disconnect import client_closed_request, while_connected
 from modelserve.api.errors import v2_error_response
 from modelserve.api.offload import run_for_size
@@ -39,6 +40,9 @@ from modelserve.v2.statistics import Duration, VersionStatistics
 log = structlog.get_logger(__name__)
 
 _JSON: Final = "application/json"
+_JSON_TYPE: Final = _JSON.encode("ascii")
+_BINARY_TYPE: Final = BINARY_CONTENT_TYPE.encode("ascii")
+_HEADER_LENGTH_KEY: Final = HEADER_LENGTH.encode("ascii")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -138,13 +142,14 @@ async def infer(request: Request) -> Response:
     """Inference: JSON, or JSON followed by binary tensors (``Inference-Header-Content-Length``)."""
     require_v2_infer_body(request.scope)
     name, version = _model(request)
-    body = await request.body()
-    header = request.headers.get(HEADER_LENGTH)
+    body = await read_body(request)
+    header_length_text = header(request.scope, _HEADER_LENGTH_KEY)
     header_length = None
-    if header is not None:
-        if not (header.isascii() and header.isdigit()):  # '²' is a digit int() refuses
-            raise InvalidInputError(f"Inference-Header-Content-Length must be a number: {header!r}")
-        header_length = int(header)
+    if header_length_text is not None:
+        text = header_length_text
+        if not (text.isascii() and text.isdigit()):  # '²' is a digit int() refuses
+            raise InvalidInputError(f"Inference-Header-Content-Length must be a number: {text!r}")
+        header_length = int(text)
     size = len(body)
     infer_request = await run_for_size(size, decode_infer_request, body, header_length)
     answer = await while_connected(
@@ -156,11 +161,9 @@ async def infer(request: Request) -> Response:
         model=answer.model_name, model_version=answer.model_version
     )
     if json_length is None:
-        return Response(content, media_type=_JSON)
-    return Response(
-        content,
-        media_type=BINARY_CONTENT_TYPE,
-        headers={"Inference-Header-Content-Length": str(json_length)},
+        return RawResponse(content, _JSON_TYPE)
+    return RawResponse(
+        content, _BINARY_TYPE, [(_HEADER_LENGTH_KEY, str(json_length).encode("ascii"))]
     )
 
 
