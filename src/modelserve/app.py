@@ -25,6 +25,7 @@ from modelserve.api.auth import (
 from modelserve.api.declared_rows import DeclaredRows
 from modelserve.api.dispatch import ModelserveApp
 from modelserve.api.errors import install_error_handlers
+from modelserve.api.fleet_lockout import build_fleet_failures
 from modelserve.api.lockout import FailedAuthLimiter
 from modelserve.api.middleware import RequestContextMiddleware
 from modelserve.api.openapi import build_openapi
@@ -58,11 +59,18 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    run_dir: Path | None = None,
+    failed_auth: FailedAuthLimiter | None = None,
+) -> FastAPI:
     """Build the application for ``settings``. Models load in the lifespan, not here.
 
     ``run_dir``: a directory shared by every worker of this server (gunicorn), where the
     control state lives when no Redis is configured (see :mod:`modelserve.control`).
+    ``failed_auth``: the server's failed-authentication count, built before the server forked
+    so that its other processes share it (:mod:`modelserve.api.lockout`); default: this
+    process's own.
     """
     registry = ModelRegistry(settings)
     state = HealthState()
@@ -121,6 +129,8 @@ def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
             await core.close(0.0 if forced else drain_s)
             if limiter is not None:
                 await limiter.close()
+            if fleet_failures is not None:
+                await fleet_failures.close()
             log.info("server_stopped", drain_ms=round((time.perf_counter() - started) * 1000, 3))
 
     app = ModelserveApp(
@@ -140,11 +150,12 @@ def create_app(settings: Settings, run_dir: Path | None = None) -> FastAPI:
     app.state.health = state
     app.state.dataplane = DataPlane(core, settings.server.max_batch_rows)
     app.state.api_keys = ApiKeyring(settings.auth)
-    # One gate (and one failed-authentication count) for HTTP and gRPC; the probe port's
-    # process (or the gunicorn master) applies the same rules with a count of its own.
-    app.state.auth_gate = AuthGate(
-        app.state.api_keys, FailedAuthLimiter(settings.auth.failed_auth_limit)
-    )
+    # One gate for HTTP and gRPC, one failed-authentication count for every process of the
+    # server (the probe port's too), and the fleet's in Redis when one is configured.
+    if failed_auth is None:
+        failed_auth = FailedAuthLimiter(settings.auth.failed_auth_limit)
+    fleet_failures = build_fleet_failures(settings, failed_auth)
+    app.state.auth_gate = AuthGate(app.state.api_keys, failed_auth, fleet_failures)
     app.state.rate_limiter = limiter
     app.state.stats_sampler = StatsSampler()
     app.state.stats_cache = StatsCache()

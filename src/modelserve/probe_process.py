@@ -120,12 +120,13 @@ class MetricsRenderer:
 class ProbeProcess:
     """The forked probe listener of one serving process (see the module docstring)."""
 
-    def __init__(self, settings: Settings, directory: Path) -> None:
+    def __init__(self, settings: Settings, directory: Path, failed_auth: FailedAuthLimiter) -> None:
         self.snapshots = SnapshotDirectory(directory)
         self.metrics_file = MetricsFile(directory)
         server = settings.server
         assert server.probe_port is not None  # noqa: S101 (the caller checks)
         self._settings = settings
+        self._failed_auth = failed_auth
         # Bound here, before the fork: a port in use fails the serving process at once.
         self._listener = ProbeListener(server.host, server.probe_port, self._answers(), None)
         self._pid: int | None = None
@@ -155,9 +156,8 @@ class ProbeProcess:
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            # Built here: the failed-authentication limiter may start threads of its own.
-            auth = self._settings.auth
-            gate = AuthGate(ApiKeyring(auth), FailedAuthLimiter(auth.failed_auth_limit))
+            # The serving process's count (shared memory): guesses here count there too.
+            gate = AuthGate(ApiKeyring(self._settings.auth), self._failed_auth)
             self._listener.authorize = gate_authorizer(gate)
             self._listener.serve(until=orphaned)
         except BaseException as exc:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import uvicorn
 
+from modelserve.api.lockout import FailedAuthLimiter
 from modelserve.draining import DrainingServer, leave_stuck_model_calls_behind
 from modelserve.http_protocol import serving_protocol
 from modelserve.settings import Settings
@@ -62,15 +63,17 @@ def _run_uvicorn(settings: Settings) -> None:
     # One process needs no multiprocess metrics; an inherited directory could hold another
     # run's files, which would be added to this run's counts.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    # Built before the probe process forks: both count failed authentications in it.
+    failed_auth = FailedAuthLimiter(settings.auth.failed_auth_limit)
     probes, probe_dir = None, None
     if settings.server.probe_port is not None:
         from modelserve.probe_process import ProbeProcess
 
         (probe_dir,) = _run_directories("modelserve-probes-")
-        probes = ProbeProcess(settings, probe_dir)
+        probes = ProbeProcess(settings, probe_dir, failed_auth)
         probes.start()  # forked before the app starts any thread
     try:
-        _serve_one_process(settings, probes)
+        _serve_one_process(settings, probes, failed_auth)
     finally:
         if probes is not None:
             probes.stop()
@@ -78,12 +81,14 @@ def _run_uvicorn(settings: Settings) -> None:
             shutil.rmtree(probe_dir, ignore_errors=True)
 
 
-def _serve_one_process(settings: Settings, probes: ProbeProcess | None) -> None:
+def _serve_one_process(
+    settings: Settings, probes: ProbeProcess | None, failed_auth: FailedAuthLimiter
+) -> None:
     from modelserve.app import create_app
     from modelserve.observability.metrics import render_latest
     from modelserve.probe_process import MetricsRenderer
 
-    app = create_app(settings)
+    app = create_app(settings, failed_auth=failed_auth)
     config = uvicorn.Config(
         app, host=settings.server.host, port=settings.server.port, **_uvicorn_options(settings)
     )

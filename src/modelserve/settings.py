@@ -459,7 +459,13 @@ class AuthSettings(_Section):
     (/v2/models/stats, /v2/models/{name}/stats, /v2/models/{name}/versions/{version}/stats),
     with auth on."""
     failed_auth_limit: str = "30/minute"
-    """Failed authentications allowed per client address; then 429 until the window ends."""
+    """Failed authentications allowed per client address; then 429 until the window ends.
+    Counted once per server (every port, every worker)."""
+    failed_auth_store: Literal["auto", "redis", "server"] = "auto"
+    """Where failed authentications are counted: `redis` (at `redis_url`, one count for every
+    replica; `rate_limit.fail_open` and `redis_timeout_ms` decide when it is unreachable),
+    `server` (shared by the processes of one server only); `auto`: redis when `redis_url` is
+    set."""
 
     @field_validator("failed_auth_limit")
     @classmethod
@@ -603,6 +609,8 @@ class Settings(BaseSettings):
                 raise ValueError("rate_limit.storage is 'redis' but redis_url is not set")
             if self.control.store == "redis":
                 raise ValueError("control.store is 'redis' but redis_url is not set")
+            if self.auth.failed_auth_store == "redis":
+                raise ValueError("auth.failed_auth_store is 'redis' but redis_url is not set")
         if self.cache.backend == "redis" and self.cache.key_secret is None:
             raise ValueError(
                 "cache.backend redis needs cache.key_secret (MODELSERVE_CACHE__KEY_SECRET), "

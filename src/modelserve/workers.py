@@ -109,6 +109,9 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
         self.control_dir = control_dir
         self.probe_snapshots = SnapshotDirectory(probe_dir) if probe_dir is not None else None
         self.probe_listener: ProbeListener | None = None
+        # Built in the master before any fork: the master's probe port and every worker
+        # (their main port and gRPC) count failed authentications in the same table.
+        self.failed_auth = FailedAuthLimiter(settings.auth.failed_auth_limit)
         ModelserveWorker.CONFIG_KWARGS = {
             "loop": "uvloop",
             "http": uvicorn_options["http"],
@@ -158,8 +161,7 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
             stall_s=server.liveness_stall_s,
             metrics=PrerenderedMetrics(_render_workers_metrics) if server.metrics_enabled else None,
         )
-        auth = self.settings.auth
-        gate = AuthGate(ApiKeyring(auth), FailedAuthLimiter(auth.failed_auth_limit))
+        gate = AuthGate(ApiKeyring(self.settings.auth), self.failed_auth)
         self.probe_listener = ProbeListener(
             server.host, server.probe_port, answers, gate_authorizer(gate)
         )
@@ -180,7 +182,7 @@ class GunicornApplication(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from modelserve.app import create_app
 
-        app = create_app(self.settings, run_dir=self.control_dir)
+        app = create_app(self.settings, run_dir=self.control_dir, failed_auth=self.failed_auth)
         if self.probe_snapshots is not None:
             server = self.settings.server
             app.state.process_group = ProcessGroup(

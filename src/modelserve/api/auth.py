@@ -42,6 +42,7 @@ from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelserve.api.errors import answer_error
+from modelserve.api.fleet_lockout import FleetFailures
 from modelserve.api.lockout import FailedAuthLimiter, RefusalLog
 from modelserve.api.route_table import Access, RouteTable
 from modelserve.errors import (
@@ -160,14 +161,22 @@ class AuthGate:
     Given what a request needs (its declared :class:`Access`), the client address and the
     presented credentials: an address over ``auth.failed_auth_limit`` is refused with 429
     before its key is even looked at, a missing or unknown key is 401 (and counts as a
-    failure of that address), a key without the scope is 403. Sharing one
-    :class:`FailedAuthLimiter` between listeners means guesses spread over ports still count
-    once per address.
+    failure of that address), a key without the scope is 403. The :class:`FailedAuthLimiter`
+    is one count for every process of the server, so guesses spread over ports and workers
+    count once per address; with ``fleet`` (Redis) every replica's guesses count too, checked
+    by :meth:`admit_async` (the probe port's :meth:`admit` uses the server's count, into which
+    lockouts learnt from Redis are written).
     """
 
-    def __init__(self, keyring: ApiKeyring, failures: FailedAuthLimiter) -> None:
+    def __init__(
+        self,
+        keyring: ApiKeyring,
+        failures: FailedAuthLimiter,
+        fleet: FleetFailures | None = None,
+    ) -> None:
         self.keyring = keyring
         self.failures = failures
+        self.fleet = fleet
 
     def admit(
         self,
@@ -177,19 +186,50 @@ class AuthGate:
     ) -> ApiKey | None:
         """The caller's key (``None`` when none was presented to an open route), or raise
         :class:`AuthLockedOutError`, :class:`UnauthorizedError` or :class:`ForbiddenError`."""
-        keyring = self.keyring
-        needed = keyring.required_scope(access)
-        address = ""
-        if needed is not None:
-            address = client_address()
-            retry_after_s = self.failures.retry_after_s(address)
-            if retry_after_s is not None:
-                raise AuthLockedOutError(self.failures.limit, retry_after_s)
-        key = keyring.identify(presented_key(headers))
-        if needed is not None:
-            if key is None:
-                self.failures.failed(address)
-            keyring.check(key, needed)
+        needed = self.keyring.required_scope(access)
+        if needed is None:
+            return self.keyring.identify(presented_key(headers))
+        address = client_address()
+        self._refuse_locked_out(self.failures.retry_after_s(address))
+        key = self._identified(headers, address)
+        self.keyring.check(key, needed)
+        return key
+
+    async def admit_async(
+        self,
+        access: Access | None,
+        headers: list[tuple[bytes, bytes]],
+        client_address: Callable[[], str],
+    ) -> ApiKey | None:
+        """:meth:`admit`, with the fleet's count too when Redis holds one (also raises
+        :class:`~modelserve.errors.RateLimitUnavailableError` when it cannot be read and
+        ``rate_limit.fail_open`` is false)."""
+        fleet = self.fleet
+        if fleet is None:
+            return self.admit(access, headers, client_address)
+        needed = self.keyring.required_scope(access)
+        if needed is None:
+            return self.keyring.identify(presented_key(headers))
+        address = client_address()
+        retry_after_s = self.failures.retry_after_s(address)
+        if retry_after_s is None:
+            retry_after_s = await fleet.retry_after_s(address)
+        self._refuse_locked_out(retry_after_s)
+        key = self._identified(headers, address)
+        if key is None:
+            await fleet.failed(address)
+        self.keyring.check(key, needed)
+        return key
+
+    def _refuse_locked_out(self, retry_after_s: int | None) -> None:
+        if retry_after_s is not None:
+            raise AuthLockedOutError(self.failures.limit, retry_after_s)
+
+    def _identified(self, headers: list[tuple[bytes, bytes]], address: str) -> ApiKey | None:
+        """The presented key, counting a failure of ``address`` when it is missing or unknown."""
+        key = self.keyring.identify(presented_key(headers))
+        if key is None:
+            self.failures.failed(address)
         return key
 
 
@@ -250,7 +290,9 @@ class AuthMiddleware:
         matched = self.table.route_for(scope)
         access = matched.spec.access if matched is not None else None
         try:
-            key = self.gate.admit(access, scope["headers"], lambda: self.client_address(scope))
+            key = await self.gate.admit_async(
+                access, scope["headers"], lambda: self.client_address(scope)
+            )
         except ModelserveError as exc:
             await self._refuse(exc, access, scope, receive, send)
             return

@@ -174,7 +174,9 @@ class GrpcServer:
         them)."""
         if len(raw) > self._max_bytes:
             raise BodyTooLargeError(self._max_bytes)
-        key = self._authorize(method, metadata_as_headers(context.invocation_metadata()), context)
+        key = await self._authorize(
+            method, metadata_as_headers(context.invocation_metadata()), context
+        )
         try:
             request = method.request.FromString(raw)
         except DecodeError:
@@ -184,7 +186,7 @@ class GrpcServer:
             self._plane, request, Call(caller, self._charger(caller, context))
         )
 
-    def _authorize(
+    async def _authorize(
         self,
         method: Method,
         metadata: list[tuple[bytes, bytes]],
@@ -194,7 +196,9 @@ class GrpcServer:
         limit per client address, counted with the other listeners'."""
         if not self._gate.keyring.enabled:
             return None
-        key = self._gate.admit(method.access, metadata, lambda: _peer_ip(context.peer()))
+        key = await self._gate.admit_async(
+            method.access, metadata, lambda: _peer_ip(context.peer())
+        )
         if key is not None:
             structlog.contextvars.bind_contextvars(api_key_name=key.name)
         return key
