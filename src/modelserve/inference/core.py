@@ -202,15 +202,19 @@ class InferenceCore:
                 entry.monitor.observe_failure(code, client_fault=client_fault)
                 raise
         elapsed = time.perf_counter() - started
-        labels, confidences = outputs.labels, outputs.confidences()
+        labels, ids, names = outputs.labels, outputs.label_ids, outputs.label_names
+        confidences = outputs.confidence_values()
         if labels is not None:
-            metrics.record_predictions(entry.name, entry.version, labels, confidences or [])
+            metrics.record_predictions(
+                entry.name, entry.version, labels, () if confidences is None else confidences,
+                ids, names,
+            )  # fmt: skip
         elif outputs.values is not None:
             values = outputs.values
             metrics.record_regression(
                 entry.name, entry.version, values.tolist() if values.ndim == 1 else []
             )
-        entry.monitor.observe(entry.schema.numeric(batch), elapsed, labels, confidences)
+        entry.monitor.observe(entry.schema.numeric(batch), elapsed, labels, confidences, ids, names)
         self.shadow.mirror(entry, batch, outputs)
         structlog.contextvars.bind_contextvars(
             model=entry.name, model_version=entry.version, batch_size=len(batch)

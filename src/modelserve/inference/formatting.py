@@ -72,7 +72,7 @@ def format_batch(
     matrix = outputs.probabilities
     if matrix is None or spec.class_labels is None:
         return BatchAnswer(outputs.labels, None, [None] * n if probabilities else None)
-    confidences = matrix.max(axis=1)
+    confidences = outputs.confidence_array()
     if not probabilities:
         return BatchAnswer(outputs.labels, confidences, None)
     k = top_k if top_k is not None else spec.default_top_k

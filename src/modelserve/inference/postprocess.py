@@ -90,10 +90,14 @@ class Postprocessor:
         _require_finite(probabilities)
         if values is not None:
             return Outputs(labels=self._labels_of_values(values), probabilities=probabilities)
-        columns = np.array(self.column_labels(probabilities.shape[1]), dtype=object)
+        columns = tuple(self.column_labels(probabilities.shape[1]))
         # argmax picks the first of equal maxima, as row.index(max(row)) does.
-        best: list[str] = columns[np.argmax(probabilities, axis=1)].tolist()
-        return Outputs(labels=best, probabilities=probabilities)
+        ids = np.argmax(probabilities, axis=1)
+        best: list[str] = np.array(columns, dtype=object)[ids].tolist()
+        top = probabilities[np.arange(len(ids)), ids]  # cheaper than max(axis=1) on few columns
+        return Outputs(
+            best, probabilities, label_ids=ids, label_names=columns, top_probabilities=top
+        )
 
     def _labels_of_values(self, values: npt.NDArray[np.generic]) -> list[str]:
         """The label of each predicted class value, computed once per distinct value."""

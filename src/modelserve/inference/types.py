@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
 TypedBatch = npt.NDArray[np.object_]
 """A checked batch of typed rows: a 2-D object array of canonical Python values (strings,
 numbers, booleans, ``None``), one column per typed feature (see :mod:`.typed`)."""
@@ -117,6 +118,13 @@ class Outputs:
     labels: list[str] | None = None
     probabilities: FloatArray | None = None
     values: FloatArray | None = None
+    label_ids: IntArray | None = None
+    """Optionally the labels as indices into ``label_names`` (``labels[i] ==
+    label_names[label_ids[i]]``), so a large answer is counted, remembered and encoded per
+    distinct label with array operations instead of per row."""
+    label_names: tuple[str, ...] = ()
+    top_probabilities: FloatArray | None = None
+    """Optionally the top-1 probability of each row, when postprocess computed it already."""
 
     def __len__(self) -> int:
         if self.labels is not None:
@@ -129,8 +137,24 @@ class Outputs:
             return None
         if len(self.probabilities) < _NUMPY_FROM_ROWS:
             return [max(row) for row in self.probabilities.tolist()]
-        confidences: list[float] = self.probabilities.max(axis=1).tolist()
+        confidences: list[float] = self.confidence_array().tolist()
         return confidences
+
+    def confidence_values(self) -> list[float] | FloatArray | None:
+        """:meth:`confidences`, as an array from a few rows on (what the metrics and the
+        drift window take without a per-row conversion)."""
+        if self.probabilities is None or len(self.probabilities) < _NUMPY_FROM_ROWS:
+            return self.confidences()
+        return self.confidence_array()
+
+    def confidence_array(self) -> FloatArray:
+        """Top-1 probability per row as an array (empty without probabilities)."""
+        if self.top_probabilities is not None:
+            return self.top_probabilities
+        if self.probabilities is None:
+            return np.empty(0)
+        top: FloatArray = self.probabilities.max(axis=1)
+        return top
 
 
 @dataclass(frozen=True, slots=True)

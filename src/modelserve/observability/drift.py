@@ -84,9 +84,14 @@ class DriftWindow:
         self,
         matrix: FloatArray,
         labels: Sequence[str] | None = None,
-        confidences: Sequence[float | None] | None = None,
+        confidences: Sequence[float | None] | FloatArray | None = None,
+        label_ids: npt.NDArray[np.intp] | None = None,
+        label_names: Sequence[str] = (),
     ) -> None:
-        """Remember ``matrix``'s rows (and their predicted labels/confidences) as the newest."""
+        """Remember ``matrix``'s rows (and their predicted labels/confidences) as the newest.
+
+        ``label_ids`` (each row's label as an index into ``label_names``), when given, let
+        the labels be mapped per distinct label and taken with one array operation."""
         n, width = len(matrix), self._rows.shape[1]
         if n == 0 or matrix.shape[1] < width:
             return
@@ -102,9 +107,12 @@ class DriftWindow:
             return
         skip = max(0, n - self.capacity)  # only the newest rows can stay
         rows = matrix[skip:]
-        label_ids = (
-            self._ids(labels[skip:]) if labels is not None else np.full(len(rows), -1, np.int16)
-        )
+        if label_ids is not None:
+            window_ids = self._ids_of(label_ids[skip:], label_names)
+        elif labels is not None:
+            window_ids = self._ids(labels[skip:])
+        else:
+            window_ids = np.full(len(rows), -1, np.int16)
         confidence_values = (
             # float64 conversion turns None into NaN
             np.array(confidences[skip:], dtype=np.float64)
@@ -118,7 +126,7 @@ class DriftWindow:
             (slice(0, count - first), slice(first, count)),
         ):
             self._rows[target] = rows[source]
-            self._labels[target] = label_ids[source]
+            self._labels[target] = window_ids[source]
             self._confidences[target] = confidence_values[source]
         self._next = (start + count) % self.capacity
         self._filled = min(self.capacity, self._filled + count)
@@ -164,6 +172,18 @@ class DriftWindow:
         (the order in which new labels get their ids)."""
         ids = {label: self._id(label) for label in dict.fromkeys(labels)}
         return np.fromiter(map(ids.__getitem__, labels), dtype=np.int16, count=len(labels))
+
+    def _ids_of(
+        self, label_ids: npt.NDArray[np.intp], label_names: Sequence[str]
+    ) -> npt.NDArray[np.int16]:
+        """:meth:`_ids` of ``label_names[i] for i in label_ids``, with array operations: the
+        labels present get their ids in order of first appearance, as there."""
+        present, first = np.unique(label_ids, return_index=True)
+        table = np.full(len(label_names), -1, dtype=np.int16)
+        for position in np.argsort(first, kind="stable").tolist():
+            label = int(present[position])
+            table[label] = self._id(label_names[label])
+        return table[label_ids]
 
     def _id(self, label: str) -> int:
         found = self._label_index.get(label)

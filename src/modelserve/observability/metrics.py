@@ -11,12 +11,13 @@ from __future__ import annotations
 import collections
 import functools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -271,13 +272,25 @@ def record_cancelled(model: str, version: str, rows: int) -> None:
 
 
 def record_predictions(
-    model: str, version: str, labels: list[str], confidences: list[float]
+    model: str,
+    version: str,
+    labels: Sequence[str],
+    confidences: Sequence[float] | npt.NDArray[np.float64],
+    label_ids: npt.NDArray[np.intp] | None = None,
+    label_names: Sequence[str] = (),
 ) -> None:
     """Requests and rows answered by a classifier: one counter update per distinct label and
-    one histogram update per bucket, whatever the number of rows."""
+    one histogram update per bucket, whatever the number of rows. With ``label_ids`` (each
+    row's label as an index into ``label_names``) the labels are counted with one
+    ``bincount`` instead of per row."""
     _request_counters(model, version)(len(labels))
     if len(labels) == 1:  # a single row: building a Counter cost more than the counting
         _child(PREDICTED_CLASS, model, version, labels[0]).inc()
+    elif label_ids is not None:
+        counts = np.bincount(label_ids, minlength=len(label_names)).tolist()
+        for label, count in zip(label_names, counts, strict=True):
+            if count:
+                _child(PREDICTED_CLASS, model, version, label).inc(count)
     else:
         for label, count in collections.Counter(labels).items():
             _child(PREDICTED_CLASS, model, version, label).inc(count)
@@ -289,7 +302,7 @@ def record_regression(model: str, version: str, values: list[float]) -> None:
     _observe_all(_child(REGRESSION_OUTPUT, model, version), values)
 
 
-def _observe_all(histogram: Histogram, amounts: list[float]) -> None:
+def _observe_all(histogram: Histogram, amounts: Sequence[float] | npt.NDArray[np.float64]) -> None:
     """``histogram.observe(a)`` for every ``a``, as one update per bucket and one to the sum.
 
     prometheus-client has no bulk observation, so this writes the child's own bucket and sum
@@ -309,7 +322,8 @@ def _observe_all(histogram: Histogram, amounts: list[float]) -> None:
     for bucket, count in zip(histogram._buckets, per_bucket[: len(bounds)].tolist(), strict=True):
         if count:
             bucket.inc(count)
-    histogram._sum.inc(sum(amounts, 0.0))
+    # cumsum adds in order, as sum() and one observe() after another do (np.sum pairs).
+    histogram._sum.inc(float(np.cumsum(values)[-1]))
 
 
 @functools.cache

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 
 from modelserve.observability import metrics
@@ -64,14 +66,17 @@ class VersionMonitor:
         matrix: FloatArray,
         seconds: float,
         labels: Sequence[str] | None = None,
-        confidences: Sequence[float] | None = None,
+        confidences: Sequence[float] | FloatArray | None = None,
+        label_ids: npt.NDArray[np.intp] | None = None,
+        label_names: Sequence[str] = (),
     ) -> None:
         """One successful request: its validated rows, server time, and (classifiers) the
-        predicted label and confidence of each row."""
+        predicted label and confidence of each row (``label_ids``: see
+        :meth:`DriftWindow.add`)."""
         self._record_duration(seconds)
         self.latency.add(seconds)
         if self.is_classifier:
-            self.drift.add(matrix, labels, confidences)
+            self.drift.add(matrix, labels, confidences, label_ids, label_names)
         else:
             self.drift.add(matrix)
 

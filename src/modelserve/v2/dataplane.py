@@ -108,6 +108,8 @@ class DataPlane:
             probabilities=outputs.probabilities,
             class_labels=result.spec.class_labels or (),
             values=outputs.values,
+            label_ids=outputs.label_ids,
+            label_names=outputs.label_names,
         )
         return InferResponse(
             result.model,

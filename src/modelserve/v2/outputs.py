@@ -17,10 +17,10 @@ from typing import Final
 import numpy as np
 
 from modelserve.errors import InvalidTensorError, UnknownTensorError
-from modelserve.inference.types import FloatArray
+from modelserve.inference.types import FloatArray, IntArray
 from modelserve.v2.datatypes import BYTES
 from modelserve.v2.messages import RequestedOutput
-from modelserve.v2.tensor import Tensor
+from modelserve.v2.tensor import Codes, Tensor
 
 LABEL: Final = "label"
 PROBABILITIES: Final = "probabilities"
@@ -39,6 +39,9 @@ class ModelAnswer:
     class_labels: Sequence[str] = ()
     values: FloatArray | None = None
     """(rows,) or (rows, targets) (regressors)."""
+    label_ids: IntArray | None = None
+    """Optionally ``labels`` as indices into ``label_names`` (see ``Outputs.label_ids``)."""
+    label_names: Sequence[str] = ()
 
 
 def available_outputs(answer: ModelAnswer) -> list[str]:
@@ -73,6 +76,10 @@ def output_tensors(
 def _tensor(answer: ModelAnswer, name: str) -> Tensor:
     if name == LABEL:
         assert answer.labels is not None  # noqa: S101 - listed only when present
+        if answer.label_ids is not None:  # each label encoded once, taken by index
+            codes = Codes(tuple(label.encode() for label in answer.label_names), answer.label_ids)
+            labels = codes.array(codes.table)
+            return Tensor(LABEL, BYTES, labels.shape, labels, codes=codes)
         # A batch holds few distinct labels: each is encoded once.
         encoded = {label: label.encode() for label in dict.fromkeys(answer.labels)}
         labels = np.empty(len(answer.labels), dtype=object)

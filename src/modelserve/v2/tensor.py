@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from modelserve.errors import InvalidTensorError
 from modelserve.v2.datatypes import BYTES, is_float, is_integer, numpy_dtype
@@ -26,15 +27,40 @@ Parameters = Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
+class Codes:
+    """A BYTES tensor's elements as indices into a table of its distinct elements (an
+    answer's labels), so it is framed or decoded per distinct element, not per element."""
+
+    table: tuple[bytes, ...]
+    ids: npt.NDArray[np.intp]
+    """Row-major, one per element: ``data.ravel()[i] == table[ids[i]]``."""
+
+    def array(self, elements: Sequence[Any]) -> npt.NDArray[np.object_]:
+        """``elements[i]`` (one per table entry) for every element, row-major, as an object
+        array."""
+        column = np.empty(len(elements), dtype=object)
+        column[:] = elements
+        taken: npt.NDArray[np.object_] = column[self.ids]
+        return taken
+
+    def take(self, elements: Sequence[Any]) -> list[Any]:
+        """:meth:`array` as a list."""
+        taken: list[Any] = self.array(elements).tolist()
+        return taken
+
+
+@dataclass(frozen=True, slots=True)
 class Tensor:
     """A named, typed, shaped array. ``data`` has the shape and the datatype's numpy dtype;
-    BYTES tensors hold ``bytes`` objects in an object array."""
+    BYTES tensors hold ``bytes`` objects in an object array (and may carry their
+    :class:`Codes`)."""
 
     name: str
     datatype: str
     shape: tuple[int, ...]
     data: np.ndarray
     parameters: Parameters = field(default_factory=dict)
+    codes: Codes | None = None
 
 
 def check_shape(name: str, shape: object) -> tuple[int, ...]:
@@ -215,6 +241,9 @@ def _bytes_from_raw(name: str, raw: memoryview | bytes, count: int) -> np.ndarra
 def to_raw(tensor: Tensor) -> bytes:
     """The raw form: row-major little-endian elements, BYTES with 4-byte length prefixes."""
     if tensor.datatype == BYTES:
+        if tensor.codes is not None:
+            table = tensor.codes.table
+            return b"".join(tensor.codes.take([_LENGTH_PREFIX.pack(len(t)) + t for t in table]))
         items = _as_bytes(tensor.data)
         framed = {item: _LENGTH_PREFIX.pack(len(item)) + item for item in dict.fromkeys(items)}
         return b"".join(map(framed.__getitem__, items))
@@ -224,6 +253,8 @@ def to_raw(tensor: Tensor) -> bytes:
 def to_json_data(tensor: Tensor) -> list[Any]:
     """The flat row-major ``data`` list (BYTES as UTF-8 strings)."""
     if tensor.datatype == BYTES:
+        if tensor.codes is not None:
+            return tensor.codes.take([item.decode() for item in tensor.codes.table])
         items = _as_bytes(tensor.data)
         text = {item: item.decode() for item in dict.fromkeys(items)}
         return list(map(text.__getitem__, items))

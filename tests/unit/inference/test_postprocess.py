@@ -199,6 +199,9 @@ def test_postprocess_batch_labels_equal_the_per_row_rule(rows: int) -> None:
     expected = [LABELS[row.index(max(row))] for row in probabilities.tolist()]
     assert outputs.labels == expected
     assert outputs.confidences() == [max(row) for row in probabilities.tolist()]
+    if outputs.label_ids is not None:  # the indexed form says the same
+        assert [outputs.label_names[i] for i in outputs.label_ids] == expected
+        assert outputs.confidence_array().tolist() == outputs.confidences()
 
 
 @pytest.mark.parametrize(

@@ -176,3 +176,17 @@ def test_window_measures_category_shift_by_psi() -> None:
     assert report.category_shares == {
         "city": {"Oslo": 0.75, "Bergen": 0.0, "(other)": 0.25, "(missing)": 0.0}
     }
+
+
+def test_window_label_ids_keep_what_the_labels_keep() -> None:
+    """Labels given as indices into the label names fill the window exactly as the labels do,
+    new labels taking their ids in order of first appearance."""
+    names = ("a", "b", "c", "never")
+    ids = np.array([2, 0, 2, 1] * 10, dtype=np.intp)
+    labels = [names[i] for i in ids]
+    confidences = np.linspace(0.1, 1.0, 40)
+    by_labels, by_ids = DriftWindow(2, 100), DriftWindow(2, 100)
+    by_labels.add(np.zeros((40, 2)), labels, confidences.tolist())
+    by_ids.add(np.zeros((40, 2)), labels, confidences, ids, names)
+    assert by_ids.report(None, 1) == by_labels.report(None, 1)
+    assert list(by_ids.report(None, 1).class_mix) == ["c", "a", "b"]

@@ -70,6 +70,21 @@ def test_record_predictions_batch_equals_rows_one_by_one() -> None:
     assert batched_series[("modelserve_prediction_confidence_count", version)] == ROWS
 
 
+def test_record_predictions_by_label_ids_equals_rows_one_by_one() -> None:
+    """Labels given as indices into the label names count exactly as the labels themselves."""
+    labels, confidences = _classifier_rows(np.random.default_rng(3))
+    ids = np.array([LABELS.index(label) for label in labels], dtype=np.intp)
+    by_ids, one_by_one = f"ids-{uuid.uuid4().hex}", f"rows-{uuid.uuid4().hex}"
+
+    metrics.record_predictions(by_ids, "1", labels, np.array(confidences), ids, LABELS)
+    _count_request(one_by_one, ROWS)
+    for label, confidence in zip(labels, confidences, strict=True):
+        metrics.PREDICTED_CLASS.labels(one_by_one, "1", label).inc()
+        metrics.CONFIDENCE.labels(one_by_one, "1").observe(confidence)
+
+    _assert_same_samples(_series_of(by_ids), _series_of(one_by_one))
+
+
 def test_record_regression_batch_equals_rows_one_by_one() -> None:
     """A 1000-row regressor answer adds the same buckets, count and sum as its rows."""
     values = _regression_rows(np.random.default_rng(2))

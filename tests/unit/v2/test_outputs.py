@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from modelserve.errors import InvalidTensorError, UnknownTensorError
+from modelserve.v2 import tensor
 from modelserve.v2.messages import RequestedOutput
 from modelserve.v2.outputs import ModelAnswer, output_tensors
 
@@ -67,3 +68,18 @@ def test_outputs_regressor_answers_value() -> None:
     """A regressor answers one FP64 ``value`` tensor."""
     (value,) = output_tensors(ModelAnswer(values=np.array([1.5, -2.0])), None)
     assert (value.name, value.datatype, value.shape) == ("value", "FP64", (2,))
+
+
+def test_outputs_labels_by_index_encode_as_the_labels_do() -> None:
+    """An answer whose labels come as indices into the label names gives the same label
+    tensor, raw bytes and JSON data as the labels themselves."""
+    names = ("setosa", "versicolor", "virginica")
+    ids = np.array([1, 0, 1, 2, 1], dtype=np.intp)
+    labels = [names[i] for i in ids]
+    indexed = ModelAnswer(labels=labels, label_ids=ids, label_names=names)
+    (by_index,) = output_tensors(indexed, None)
+    (by_label,) = output_tensors(ModelAnswer(labels=labels), None)
+    assert by_index.codes is not None
+    assert by_index.data.tolist() == by_label.data.tolist()
+    assert tensor.to_raw(by_index) == tensor.to_raw(by_label)
+    assert tensor.to_json_data(by_index) == tensor.to_json_data(by_label) == labels
