@@ -14,9 +14,10 @@ import asyncio
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelserve.api.body_deadline import receive_by
 from modelserve.api.errors import PROTOCOL_KEY, answer_error, answer_status
 from modelserve.api.route_table import RouteTable
-from modelserve.errors import BodyTimeoutError, BodyTooLargeError
+from modelserve.errors import BodyTooLargeError
 from modelserve.observability.context import RequestContext
 from modelserve.observability.health import HealthState
 
@@ -109,11 +110,7 @@ class RequestContextMiddleware:
             nonlocal body_done
             if body_done:  # later receives wait for the disconnect, which is not the body
                 return await receive()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise BodyTimeoutError(timeout_s) from None
+            message = await receive_by(receive, deadline, timeout_s)
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
