@@ -11,7 +11,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.e2e.conftest import RunningServer
+from tests.e2e.conftest import IRIS_ONNX, RunningServer
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ def auth_server(
     serve_modelserve: Callable[..., RunningServer], tmp_path: Path, demo_models_dir: Path
 ) -> RunningServer:
     """A debug-logging server whose keys come only from MODELSERVE_AUTH__* variables."""
-    model = {"name": "iris", "path": str(demo_models_dir / "iris.joblib")}
+    model = {"name": "iris", "path": str(demo_models_dir / IRIS_ONNX)}
     config = tmp_path / "modelserve.yaml"
     config.write_text(yaml.safe_dump({"models": [model]}))
     keys = [

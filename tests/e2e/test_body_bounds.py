@@ -10,7 +10,7 @@ import pytest
 
 from modelserve.demo import FEATURES
 from modelserve.settings import load_settings
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +21,7 @@ SETOSA = [5.1, 3.5, 1.4, 0.2]
 def config(demo_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = {
         "name": "iris",
-        "path": str(demo_models_dir / "iris.joblib"),
+        "path": str(demo_models_dir / IRIS_ONNX),
         "feature_names": FEATURES,
     }
     return write_config(

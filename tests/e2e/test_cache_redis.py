@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import start_redis
-from tests.e2e.conftest import RunningServer, wait_ready
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, wait_ready
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -26,7 +26,7 @@ def _config(tmp_path: Path, demo_models_dir: Path, redis_url: str) -> Path:
     """A config serving the demo classifier with the Redis prediction cache."""
     model = {
         "name": "iris",
-        "path": str(demo_models_dir / "iris.joblib"),
+        "path": str(demo_models_dir / IRIS_ONNX),
         "labels": ["setosa", "versicolor", "virginica"],
     }
     path = tmp_path / "modelserve.yaml"

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from modelserve.demo import LABELS
-from tests.e2e.conftest import RunningServer, wait_for_log_events, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, wait_for_log_events, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -19,7 +19,7 @@ SECRET = "e2e cache key secret, at least 32 characters"  # noqa: S105 - a test f
 
 
 def _config(directory: Path, demo_models_dir: Path, redis_url: str, secret: str) -> Path:
-    model = {"name": "iris", "path": str(demo_models_dir / "iris.joblib"), "labels": LABELS}
+    model = {"name": "iris", "path": str(demo_models_dir / IRIS_ONNX), "labels": LABELS}
     settings = {
         "models": [model],
         "redis_url": redis_url,

@@ -21,7 +21,7 @@ import pytest
 
 from modelserve.cache.base import WARN_INTERVAL_S
 from tests.conftest import free_port
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
@@ -72,7 +72,7 @@ def redis(tmp_path: Path) -> Iterator[OwnRedis]:
 def _config(directory: Path, demo_models_dir: Path, url: str, *, fail_open: bool) -> Path:
     """iris with the Redis cache and Redis rate limits (a budget no test reaches)."""
     settings = {
-        "models": [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}],
+        "models": [{"name": "iris", "path": str(demo_models_dir / IRIS_ONNX)}],
         "redis_url": url,
         "cache": {"backend": "redis", "key_secret": KEY_SECRET, "redis_timeout_ms": 200},
         "rate_limit": {

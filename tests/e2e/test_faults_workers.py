@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.conftest import free_port, pythonpath_env
-from tests.e2e.conftest import MODELSERVE, RunningServer, write_config
+from tests.e2e.conftest import IRIS_ONNX, MODELSERVE, RunningServer, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ def test_workers_without_a_writable_temp_dir_exit_with_one_clear_line(
     command = [
         *MODELSERVE,
         "serve",
-        str(demo_models_dir / "iris.joblib"),
+        str(demo_models_dir / IRIS_ONNX),
         "--port",
         str(port),
         "--workers",
@@ -151,7 +151,7 @@ def test_worker_sigkilled_under_load_only_its_own_requests_fail(
     and the replacement serves."""
     probe_port = free_port()
     config = {
-        "models": [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}],
+        "models": [{"name": "iris", "path": str(demo_models_dir / IRIS_ONNX)}],
         "server": {"probe_port": probe_port},
         "cache": {"backend": "none"},  # every request reaches a worker's model
     }

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningServer, poll_status, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, poll_status, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -39,7 +39,7 @@ def test_main_port_ready_fails_while_a_sibling_worker_is_wedged(
     """With one of two workers stopped (SIGSTOP), the other answers /ready 503 naming it once
     it has been silent for liveness_stall_s, and 200 again once it runs."""
     config = {
-        "models": [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}],
+        "models": [{"name": "iris", "path": str(demo_models_dir / IRIS_ONNX)}],
         "server": {"liveness_stall_s": STALL_S},
     }
     server = serve_modelserve(write_config(tmp_path, config), "--workers", "2")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from sklearn.datasets import load_iris
 
-from tests.e2e.conftest import RunningServer
+from tests.e2e.conftest import IRIS_ONNX, RunningServer
 from tests.prometheus import Samples, parse, value
 
 pytestmark = pytest.mark.e2e
@@ -26,10 +26,14 @@ VIRGINICA = [7.7, 3.0, 6.1, 2.3]
 IRIS = {"model": "iris", "model_version": "1"}
 
 
-def iris_config(demo_models_dir: Path, out: Path, **sections: Any) -> Path:
-    """A config serving only the demo's iris model (fast to start), with its profile."""
+def iris_config(
+    demo_models_dir: Path, out: Path, model_file: str = "iris.joblib", **sections: Any
+) -> Path:
+    """A config serving one demo file of the iris pipeline as model ``iris`` (fast to
+    start), with its pin and profile."""
     demo = yaml.safe_load((demo_models_dir / "modelserve.yaml").read_text())
-    (entry,) = [m for m in demo["models"] if m["name"] == "iris"]
+    (entry,) = [m for m in demo["models"] if m["path"] == model_file]
+    entry["name"] = "iris"
     entry["path"] = str(demo_models_dir / entry["path"])
     entry["profile"] = str(demo_models_dir / entry["profile"])
     path = out / "iris.yaml"
@@ -72,7 +76,8 @@ def test_real_server_logs_drift_warning_and_latency_stats(
 ) -> None:
     """Shifted traffic gets a drift_detected warning; the period's latency_stats line follows."""
     server = serve_modelserve(
-        iris_config(demo_models_dir, tmp_path), env={"MODELSERVE_DRIFT__INTERVAL_S": "0.5"}
+        iris_config(demo_models_dir, tmp_path, IRIS_ONNX),
+        env={"MODELSERVE_DRIFT__INTERVAL_S": "0.5"},
     )
     shifted = (load_iris().data + np.array([0.0, 0.0, 2.0, 0.0])).tolist()  # longer petals
     response = httpx.post(server.base_url + "/predict-batch", json={"batch": shifted}, timeout=10)
@@ -119,7 +124,8 @@ def test_real_server_ignores_stale_multiprocess_files(
     )
     assert list(stale.glob("counter_*.db"))
     server = serve_modelserve(
-        iris_config(demo_models_dir, tmp_path), env={"PROMETHEUS_MULTIPROC_DIR": str(stale)}
+        iris_config(demo_models_dir, tmp_path, IRIS_ONNX),
+        env={"PROMETHEUS_MULTIPROC_DIR": str(stale)},
     )
     httpx.post(server.base_url + "/predict", json={"features": SETOSA}, timeout=10)
 

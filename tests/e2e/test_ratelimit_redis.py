@@ -10,7 +10,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.conftest import RunningServer, wait_ready
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +24,7 @@ REDIS_LIMITS = {"storage": "redis", "redis_timeout_ms": 5000}
 def _config(tmp_path: Path, demo_models_dir: Path, **settings: Any) -> Path:
     """A config serving the demo classifier with /predict limited to 3 per minute."""
     limits = {"enabled": True, "predict": "3/minute", **settings.pop("rate_limit", {})}
-    model = {"name": "iris", "path": str(demo_models_dir / "iris.joblib")}
+    model = {"name": "iris", "path": str(demo_models_dir / IRIS_ONNX)}
     path = tmp_path / "modelserve.yaml"
     path.write_text(yaml.safe_dump({"models": [model], "rate_limit": limits, **settings}))
     return path

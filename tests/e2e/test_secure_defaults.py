@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tests.conftest import free_port, pythonpath_env
-from tests.e2e.conftest import MODELSERVE, RunningServer, write_config
+from tests.e2e.conftest import IRIS_ONNX, MODELSERVE, RunningServer, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,7 @@ UNASSIGNED_ADDRESS = "192.0.2.1"
 
 def _config(directory: Path, demo_models_dir: Path) -> Path:
     return write_config(
-        directory, {"models": [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}]}
+        directory, {"models": [{"name": "iris", "path": str(demo_models_dir / IRIS_ONNX)}]}
     )
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from modelserve.demo import FEATURES
-from tests.e2e.conftest import RunningServer, wait_for_log_events, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, wait_for_log_events, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ WAIT_S = 20.0
 def _config(directory: Path, server: Mapping[str, object], demo_models_dir: Path) -> Path:
     model = {
         "name": "iris",
-        "path": str(demo_models_dir / "iris.joblib"),
+        "path": str(demo_models_dir / IRIS_ONNX),
         "feature_names": FEATURES,
     }
     return write_config(

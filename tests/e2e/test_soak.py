@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from modelserve.demo import FEATURES
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -41,7 +41,7 @@ def test_soak_descriptors_and_threads_return_to_their_level_after_load(
     holds no more file descriptors or threads than it did before the load."""
     model: dict[str, object] = {
         "name": "iris",
-        "path": str(demo_models_dir / "iris.joblib"),
+        "path": str(demo_models_dir / IRIS_ONNX),
         "feature_names": FEATURES,
     }
     config = {"models": [model], "cache": {"backend": "none"}, "server": {"access_log": False}}

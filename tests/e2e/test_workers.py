@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import RunningServer, wait_for_log_events
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, wait_for_log_events
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +20,7 @@ def server(
     serve_modelserve_module: Callable[..., RunningServer], demo_models_dir: Path
 ) -> RunningServer:
     """One gunicorn server with two workers, every worker's model loaded."""
-    running = serve_modelserve_module(demo_models_dir / "iris.joblib", "--workers", str(WORKERS))
+    running = serve_modelserve_module(demo_models_dir / IRIS_ONNX, "--workers", str(WORKERS))
     wait_for_log_events(running, WORKERS, event="models_loaded", ready=True)
     return running
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import math
 
-import redis.asyncio as aioredis
-
 from modelserve.api.lockout import FailedAuthLimiter
 from modelserve.cache.base import OutageTracker
 from modelserve.errors import RateLimitUnavailableError
@@ -49,6 +47,9 @@ class FleetFailures:
         timeout_s: float,
         fail_open: bool,
     ) -> None:
+        # Imported here: redis-py costs every start-up a fraction of a second.
+        import redis.asyncio as aioredis
+
         self._client = aioredis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )

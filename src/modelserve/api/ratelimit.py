@@ -29,6 +29,7 @@ import ipaddress
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from limits import RateLimitItem, parse_many
@@ -38,7 +39,6 @@ from limits.aio.strategies import (
     MovingWindowRateLimiter,
     RateLimiter,
 )
-from redis.asyncio import ConnectionPool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,6 +53,9 @@ from modelserve.errors import (
 )
 from modelserve.observability import metrics
 from modelserve.settings import RateLimitSettings
+
+if TYPE_CHECKING:
+    from redis.asyncio import ConnectionPool
 
 log = structlog.get_logger(__name__)
 
@@ -94,6 +97,9 @@ class RouteLimiter:
         if settings.storage == "redis":
             if redis_url is None:
                 raise ValueError("rate_limit.storage is redis but redis_url is not set")
+            # Imported here: redis-py costs every start-up a fraction of a second.
+            from redis.asyncio import ConnectionPool
+
             self._pool = ConnectionPool.from_url(
                 redis_url,
                 socket_timeout=self._timeout_s,

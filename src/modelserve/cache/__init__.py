@@ -6,10 +6,9 @@ import secrets
 
 from modelserve.cache.base import Cache, OutageTracker
 from modelserve.cache.memory import MemoryCache
-from modelserve.cache.redis import RedisCache
 from modelserve.settings import Settings
 
-__all__ = ["Cache", "MemoryCache", "OutageTracker", "RedisCache", "build_cache", "key_secret"]
+__all__ = ["Cache", "MemoryCache", "OutageTracker", "build_cache", "key_secret"]
 
 
 def build_cache(settings: Settings) -> Cache | None:
@@ -18,6 +17,9 @@ def build_cache(settings: Settings) -> Cache | None:
     if config.backend == "memory":
         return MemoryCache(maxsize=config.maxsize, ttl_s=config.ttl_s)
     if config.backend == "redis":
+        # Imported here: redis-py costs every start-up a fraction of a second.
+        from modelserve.cache.redis import RedisCache
+
         assert settings.redis_url is not None  # noqa: S101 - the settings validator ensures it
         return RedisCache(
             settings.redis_url.get_secret_value(),
