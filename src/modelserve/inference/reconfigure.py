@@ -17,7 +17,7 @@ import structlog
 
 from modelserve.errors import ModelLoadError
 from modelserve.inference.registry import ModelRegistry, in_daemon_thread, load_failure
-from modelserve.inference.version import PreparedVersion, build_version
+from modelserve.inference.version import ModelVersion, PreparedVersion, build_version
 from modelserve.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -31,6 +31,8 @@ class StagedConfig:
 
     settings: Settings
     built: dict[Key, PreparedVersion]
+    kept: dict[Key, ModelVersion] = field(default_factory=dict)
+    """The versions ``settings`` lists unchanged, as they served when staged."""
     added: list[Key] = field(default_factory=list)
     changed: list[Key] = field(default_factory=list)
     removed: list[Key] = field(default_factory=list)
@@ -46,7 +48,8 @@ async def stage(registry: ModelRegistry, new: Settings) -> StagedConfig:
     A version counts as changed when its configuration differs (path, pin, batching, outputs,
     ...); an unchanged one keeps its artifact (an admin reload replaces that).
     """
-    current = {(v.name, v.version): v.config for v in registry.versions()}
+    serving = {(v.name, v.version): v for v in registry.versions()}
+    current = {key: v.config for key, v in serving.items()}
     wanted = {(m.name, m.version): m for m in new.models}
     added = [key for key in wanted if key not in current]
     changed = [key for key in wanted if key in current and current[key] != wanted[key]]
@@ -62,4 +65,5 @@ async def stage(registry: ModelRegistry, new: Settings) -> StagedConfig:
             failures.append(f"{key[0]}:{key[1]}: {load_failure(exc, config)}")
     if failures:
         raise ModelLoadError("; ".join(failures))
-    return StagedConfig(new, built, added, changed, removed)
+    kept = {key: serving[key] for key in wanted if key not in built}
+    return StagedConfig(new, built, kept, added, changed, removed)

@@ -263,16 +263,18 @@ class ModelRegistry:
         for config in new.models:
             key = (config.name, config.version)
             prepared = staged.built.get(key)
-            entry = self._models.get(config.name, {}).get(config.version)
-            if prepared is not None:
-                if entry is not None:
-                    replaced.append(entry)
+            current = self._models.get(config.name, {}).get(config.version)
+            entry: ModelVersion
+            if prepared is None:  # unchanged: what serves now (an admin reload may be newer)
+                entry = current if current is not None else staged.kept[key]
+            else:
+                if current is not None:
+                    replaced.append(current)
                 entry = LoadedVersion.serve(prepared, new.drift)
                 metrics.record_load(
                     *key, (entry.info.load_ms or 0) / 1000, (entry.info.warmup_ms or 0) / 1000
                 )
                 self._publish(entry)
-            assert entry is not None  # noqa: S101  (staged: every added version was built)
             models.setdefault(config.name, {})[config.version] = entry
         dropped = [self._models[name][version] for name, version in staged.removed]
         self._settings, self._drift = new, new.drift
