@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -36,6 +36,19 @@ class Cache(Protocol):
 
     async def close(self) -> None:
         """Release connections (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class LocalCache(Cache, Protocol):
+    """A back-end in this process, whose reads and writes are safe from any thread."""
+
+    def read(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """:meth:`Cache.get_many`, synchronously."""
+        ...
+
+    def write(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """:meth:`Cache.set_many`, synchronously."""
         ...
 
 

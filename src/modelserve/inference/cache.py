@@ -17,8 +17,10 @@ in ``modelserve_cache_rejected_total`` and logged at most once per interval. Tra
 the core decides what to do with HIT, MISS or PARTIAL.
 
 The per-row stages (hashing keys, decoding and checking values read, encoding values to
-write) of a request of :data:`THREAD_FROM_ROWS` rows or more run in a worker thread, so a
-large request never holds the event loop for them; the back-end calls stay on the loop.
+write, merging) of a request of :data:`THREAD_FROM_ROWS` rows or more run in a worker thread,
+so a large request never holds the event loop for them. With a local back-end (memory) the
+reads and writes run there too, and each side of the model call is one job: hash + read +
+decode before it, encode + write + merge after it. A remote back-end's calls stay on the loop.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 import orjson
 import structlog
 
-from modelserve.cache.base import WARN_INTERVAL_S, Cache
+from modelserve.cache.base import WARN_INTERVAL_S, Cache, LocalCache
 from modelserve.inference.types import Batch, Outputs, OutputSpec, is_typed
 from modelserve.observability import metrics
 from modelserve.observability.throttle import LogThrottle
@@ -161,12 +163,29 @@ class PredictionCache:
     ) -> CacheLookup:
         """Look every row up in one back-end call; a value that does not fit is a miss."""
         rows = len(matrix)
+        if rows >= THREAD_FROM_ROWS and isinstance(self.backend, LocalCache):
+            # One worker-thread job: hash, read (a local back-end needs no loop) and decode.
+            local = self.backend
+            return await asyncio.to_thread(
+                self._lookup_local, local, model, version, fingerprint, spec, matrix
+            )
         keys = await per_rows(rows, self.row_keys, model, version, fingerprint, matrix)
         values = await self.backend.get_many(keys)
         stored = rows - values.count(None)
         found = await per_rows(stored, self._found, model, version, spec, values)
-        missing = [i for i, row in enumerate(found) if row is None]
-        return CacheLookup(keys, found, missing, spec)
+        return _lookup_of(keys, found, spec)
+
+    def _lookup_local(
+        self,
+        local: LocalCache,
+        model: str,
+        version: str,
+        fingerprint: str,
+        spec: OutputSpec,
+        matrix: Batch,
+    ) -> CacheLookup:
+        keys = self.row_keys(model, version, fingerprint, matrix)
+        return _lookup_of(keys, self._found(model, version, spec, local.read(keys)), spec)
 
     def _found(
         self, model: str, version: str, spec: OutputSpec, values: list[bytes | None]
@@ -197,8 +216,30 @@ class PredictionCache:
         items = await per_rows(len(lookup.missing), _encoded, lookup, computed)
         await self.backend.set_many(items)
 
+    async def complete(self, lookup: CacheLookup, computed: Outputs) -> Outputs:
+        """:meth:`fill` (when rows were computed), then every row's outputs
+        (:meth:`CacheLookup.merge`); for a large request on a local back-end both in one
+        worker-thread job."""
+        rows = len(lookup.keys)
+        if rows >= THREAD_FROM_ROWS and isinstance(self.backend, LocalCache):
+            return await asyncio.to_thread(_complete_local, self.backend, lookup, computed)
+        if lookup.missing:
+            await self.fill(lookup, computed)
+        # Cached rows are rebuilt into arrays row by row; with no hit the computed rows are it.
+        return await per_rows(rows if lookup.hits else 0, lookup.merge, computed)
+
     async def close(self) -> None:
         await self.backend.close()
+
+
+def _lookup_of(keys: list[bytes], found: list[Row | None], spec: OutputSpec) -> CacheLookup:
+    return CacheLookup(keys, found, [i for i, row in enumerate(found) if row is None], spec)
+
+
+def _complete_local(local: LocalCache, lookup: CacheLookup, computed: Outputs) -> Outputs:
+    if lookup.missing:
+        local.write(_encoded(lookup, computed))
+    return lookup.merge(computed)
 
 
 def _encoded(lookup: CacheLookup, computed: Outputs) -> list[tuple[bytes, bytes]]:

@@ -34,7 +34,7 @@ import structlog
 
 from modelserve.errors import ModelserveError, ShuttingDownError
 from modelserve.inference.batcher import Reservation
-from modelserve.inference.cache import PredictionCache, per_rows
+from modelserve.inference.cache import PredictionCache
 from modelserve.inference.coordination import Coordinator
 from modelserve.inference.formatting import check_top_k
 from modelserve.inference.metadata import (
@@ -270,12 +270,10 @@ async def _compute_cached(
     if lookup.missing:
         missing = batch if not lookup.hits else batch[lookup.missing]
         computed = await entry.compute(missing, reservation)
-        await cache.fill(lookup, computed)
+    merged = await cache.complete(lookup, computed)
     status = lookup.status
     metrics.record_cache(entry.name, entry.version, lookup.hits, len(lookup.missing))
     structlog.contextvars.bind_contextvars(
         cache=status.value, cache_hits=lookup.hits, cache_misses=len(lookup.missing)
     )
-    # Cached rows are rebuilt into arrays row by row; with no hit the computed rows are it.
-    merged = await per_rows(len(batch) if lookup.hits else 0, lookup.merge, computed)
     return merged, status.value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -267,3 +268,48 @@ async def test_cache_hashes_and_decodes_a_large_requests_rows_off_the_event_loop
     }
     assert lookup.status is CacheStatus.HIT
     assert _same(lookup.merge(Outputs()), values)
+
+
+class _ThreadRecordingMemory(MemoryCache):
+    """Records the thread of every read and write of the memory back-end."""
+
+    def __init__(self) -> None:
+        super().__init__(maxsize=10_000, ttl_s=60)
+        self.threads: list[tuple[str, str]] = []
+
+    def read(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        self.threads.append(("read", threading.current_thread().name))
+        return super().read(keys)
+
+    def write(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        self.threads.append(("write", threading.current_thread().name))
+        super().write(items)
+
+
+@pytest.mark.parametrize(
+    ("rows", "off_loop"),
+    [(THREAD_FROM_ROWS - 1, False), (THREAD_FROM_ROWS, True)],
+    ids=["small-request", "large-request"],
+)
+async def test_cache_reads_and_writes_a_large_requests_rows_in_its_worker_jobs(
+    rows: int, off_loop: bool
+) -> None:
+    """From THREAD_FROM_ROWS rows the memory back-end is read in the job that hashes the keys
+    and written in the job that merges the answer, never on the event loop; the second
+    request is answered from the cache, every row as stored."""
+    backend = _ThreadRecordingMemory()
+    cache = PredictionCache(backend, SECRET)
+    matrix = np.arange(rows * 2, dtype=np.float64).reshape(rows, 2)
+    values = Outputs(values=np.arange(rows, dtype=np.float64))
+    first = await cache.lookup("m", "1", "f", REGRESSOR, matrix)
+    assert _same(await cache.complete(first, values), values)
+    second = await cache.lookup("m", "1", "f", REGRESSOR, matrix)
+    assert second.status is CacheStatus.HIT
+    assert _same(await cache.complete(second, Outputs()), values)
+
+    loop_thread = threading.current_thread().name
+    assert [(call, name != loop_thread) for call, name in backend.threads] == [
+        ("read", off_loop),
+        ("write", off_loop),
+        ("read", off_loop),
+    ]
