@@ -34,12 +34,13 @@ of the batcher on the hot path).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -429,10 +430,9 @@ class DynamicBatcher:
             rows = np.concatenate([s.request.rows[s.start : s.stop] for s in batch])
         self._busy += 1
         self._computing_rows += len(rows)
-        call = loop.run_in_executor(self._executor, self._timed_predict, rows)
-        call.add_done_callback(
-            functools.partial(self._finish, loop, batch, len(rows), time.perf_counter())
-        )
+        call = self._executor.submit(self._timed_predict, rows)
+        finish = functools.partial(self._finish, loop, batch, len(rows), time.perf_counter())
+        call.add_done_callback(functools.partial(_finish_on_loop, loop, finish))
 
     def _finish(
         self,
@@ -440,7 +440,7 @@ class DynamicBatcher:
         batch: list[_Slice],
         size: int,
         started: float,
-        call: asyncio.Future[RawOutput],
+        call: Future[RawOutput],
     ) -> None:
         self._busy -= 1
         self._computing_rows -= size
@@ -482,6 +482,21 @@ class DynamicBatcher:
         for piece in batch:
             if not piece.request.future.done():
                 piece.request.future.set_exception(error())
+
+
+def _finish_on_loop(
+    loop: asyncio.AbstractEventLoop,
+    finish: Callable[[Future[RawOutput]], None],
+    call: Future[RawOutput],
+) -> None:
+    """Hand a finished model call to the loop in one ``call_soon_threadsafe``.
+
+    ``loop.run_in_executor`` wraps the call in an asyncio future that the thread completes
+    through the loop, whose done callbacks then run one loop iteration later: an asyncio
+    future and an extra iteration per model call, on the single-row latency path."""
+    # A closed loop: the server stopped, and nobody waits for the answer.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(finish, call)
 
 
 def _wrong_shape(output: RawOutput, size: int) -> str | None:
