@@ -24,6 +24,7 @@ within 0.25 s when the serving process dies.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import threading
@@ -154,6 +155,9 @@ class ProbeProcess:
     def _serve_in_child(self, orphaned: Callable[[], bool]) -> None:
         code = 0
         try:
+            # Everything inherited is the serving process's: never scanned by this process's
+            # collector (a full collection of it took tens of milliseconds, a probe's wait).
+            gc.freeze()
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             # The serving process's count (shared memory): guesses here count there too.

@@ -289,6 +289,10 @@ class ProbeListener:
         self.authorize = authorize
         self._sock = socket.create_server((host, port), backlog=MAX_CONNECTIONS)
         self._sock.setblocking(False)
+        if hasattr(socket, "TCP_DEFER_ACCEPT"):
+            # Linux: a connection is handed over once its request has arrived, so one wake-up
+            # accepts, reads and answers it.
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
         self.port: int = self._sock.getsockname()[1]
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._sock, selectors.EVENT_READ)
@@ -337,16 +341,18 @@ class ProbeListener:
         self.serve()
 
     def _accept(self) -> None:
-        try:
-            conn, peer = self._sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        if len(self._pending) >= MAX_CONNECTIONS:
-            conn.close()
-            return
-        conn.setblocking(False)
-        self._pending[conn] = (bytearray(), time.monotonic() + READ_TIMEOUT_S, str(peer[0]))
-        self._selector.register(conn, selectors.EVENT_READ)
+        for _ in range(MAX_CONNECTIONS):  # every connection waiting, within a bound
+            try:
+                conn, peer = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            if len(self._pending) >= MAX_CONNECTIONS:
+                conn.close()
+                continue
+            conn.setblocking(False)
+            self._pending[conn] = (bytearray(), time.monotonic() + READ_TIMEOUT_S, str(peer[0]))
+            self._selector.register(conn, selectors.EVENT_READ)
+            self._read(conn)  # its request is nearly always there already: answer it now
 
     def _read(self, conn: socket.socket) -> None:
         buffer, _, address = self._pending[conn]
@@ -390,10 +396,15 @@ class ProbeListener:
                 self._close(conn)  # a prober that never finished its request head
 
     def _reply(self, conn: socket.socket, answer: ProbeAnswer) -> None:
+        data = _encode(answer)
         try:
-            conn.setblocking(True)
-            conn.settimeout(READ_TIMEOUT_S)  # probe answers are small: one send, nearly always
-            conn.sendall(_encode(answer))
+            try:
+                sent = conn.send(data)  # probe answers are small: one send, nearly always
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                conn.settimeout(READ_TIMEOUT_S)
+                conn.sendall(data[sent:])
         except OSError:
             pass  # the prober went away: nothing to answer
         self._close(conn)
@@ -443,12 +454,19 @@ def _encode(answer: ProbeAnswer) -> bytes:
 
 
 class SnapshotDirectory:
-    """Worker snapshots as ``worker-<pid>.json`` files in a directory private to one run."""
+    """Worker snapshots as ``worker-<pid>.json`` files in a directory private to one run.
+
+    A reader keeps each snapshot it parsed with the file's identity (inode, modification time,
+    size) and parses again only when a ``stat`` shows another file: a probe then costs one
+    ``stat`` per worker instead of an open, a read and a parse (a writer replaces the file,
+    so a new snapshot is always a new inode).
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._written: bytes | None = None
         self._written_at = 0.0
+        self._parsed: dict[int, tuple[tuple[int, int, int], ProbeSnapshot]] = {}
 
     def publish(self, snapshot: ProbeSnapshot) -> None:
         """Write when the content changes, and at least every second (the file's age is read)."""
@@ -465,12 +483,25 @@ class SnapshotDirectory:
     def read(self, pids: set[int]) -> list[ProbeSnapshot]:
         """The snapshots of the live workers ``pids`` (files of dead workers are ignored)."""
         found = []
+        parsed: dict[int, tuple[tuple[int, int, int], ProbeSnapshot]] = {}
+        directory = str(self.directory)
         for pid in sorted(pids):
+            path = os.path.join(directory, f"worker-{pid}.json")
             try:
-                data = (self.directory / f"worker-{pid}.json").read_bytes()
-                found.append(ProbeSnapshot.from_json(data))
+                stat = os.stat(path)
+                identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+                kept = self._parsed.get(pid)
+                if kept is not None and kept[0] == identity:
+                    snapshot = kept[1]
+                else:
+                    with open(path, "rb") as file:
+                        snapshot = ProbeSnapshot.from_json(file.read())
             except (OSError, ValueError, TypeError):
                 continue  # not written yet, or being replaced: that worker is not ready
+            # Replaced between the stat and the read: the next stat differs, and reads again.
+            parsed[pid] = (identity, snapshot)
+            found.append(snapshot)
+        self._parsed = parsed
         return found
 
     def read_all(self) -> list[ProbeSnapshot]:

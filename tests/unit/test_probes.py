@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -280,3 +281,35 @@ def test_snapshot_directory_reads_only_live_workers(tmp_path: Path) -> None:
     assert [s.pid for s in directory.read({11, 13})] == [11]
     directory.forget(11)
     assert directory.read({11, 12}) == [directory.read({12})[0]]
+
+
+def test_snapshot_directory_parses_a_snapshot_once_and_a_replaced_one_again(
+    tmp_path: Path,
+) -> None:
+    """An unchanged file (same inode, modification time and size) is not read again, even if
+    its bytes were changed in place; a published replacement is read at once."""
+    writer, reader = SnapshotDirectory(tmp_path), SnapshotDirectory(tmp_path)
+    writer.publish(snapshot(pid=21, ready=False))
+    assert [s.ready for s in reader.read({21})] == [False]
+    path = tmp_path / "worker-21.json"
+    before = path.stat()
+    path.write_bytes(path.read_bytes().replace(b'"ready":false', b'"ready":true '))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert [s.ready for s in reader.read({21})] == [False]  # kept: no read, no parse
+    writer.publish(snapshot(pid=21, ready=True))
+    assert [s.ready for s in reader.read({21})] == [True]
+
+
+def test_listener_sends_an_answer_larger_than_the_socket_buffer(holder: SnapshotHolder) -> None:
+    """A /metrics text of several megabytes (more than one send takes) arrives whole."""
+    body = b"# metrics\n" + b"modelserve_x_total 1\n" * 200_000
+    answers = ProbeAnswers(
+        holder.read, expected=1, stall_s=STALL_S, metrics=lambda: (body, METRICS[1])
+    )
+    running = ProbeListener("127.0.0.1", 0, answers)
+    running.start()
+    try:
+        response = httpx.get(f"http://127.0.0.1:{running.port}/metrics", timeout=10)
+    finally:
+        running.stop()
+    assert (response.status_code, len(response.content)) == (200, len(body))
