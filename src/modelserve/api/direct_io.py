@@ -40,8 +40,19 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 def query(scope: Scope) -> dict[str, str]:
     """The query parameters, the last value of a repeated name winning, exactly as
-    ``request.query_params.get`` reads them (without the multi-dict it builds)."""
-    return dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+    ``request.query_params.get`` reads them (without the multi-dict it builds).
+
+    A query with nothing escaped (no ``%``, no ``+``: ``model=iris``) is split here: what
+    ``parse_qsl`` does with it, at a fraction of its cost on the hot path."""
+    text = scope["query_string"].decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    params: dict[str, str] = {}
+    for part in text.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            params[name] = value
+    return params
 
 
 class RawResponse(Response):
