@@ -23,6 +23,7 @@ rest are only counted, then reported in the next line (``refused_since_last``).
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import math
 import mmap
@@ -74,6 +75,11 @@ class FailedAuthLimiter:
     def retry_after_s(self, address: str) -> int | None:
         """Seconds until ``address`` may try again, or ``None`` when it is not locked out."""
         key = _key(address)
+        first = (key % self._buckets) * self._ways
+        if key not in self._keys[first : first + self._ways].tolist():
+            # The common case (every request that needs a key asks), read without the locks:
+            # a failure being counted at this instant is as if counted just after.
+            return None
         with self._locked():
             slot = self._find(key)
             if slot is None or self._failures[slot] < self.max_failures:
@@ -161,6 +167,7 @@ def _shared_file() -> int:
     return descriptor
 
 
+@functools.lru_cache(maxsize=4096)
 def _key(address: str) -> int:
     """64 bits of the address's digest (never 0, which marks an empty entry)."""
     digest = hashlib.blake2b(address.encode("utf-8", "replace"), digest_size=8).digest()
