@@ -166,9 +166,10 @@ class ModuleServers:
     start: Callable[..., RunningServer]
     _configs: Iterator[int] = field(default_factory=itertools.count)
 
-    def iris(self, **fields: object) -> dict[str, object]:
-        """The demo's iris model as a config entry, with ``fields`` added."""
-        return {"name": "iris", "path": str(self.demo_models / "iris.joblib"), **fields}
+    def iris(self, model_file: str = "iris.joblib", **fields: object) -> dict[str, object]:
+        """The demo's iris model (``model_file``: another demo file of it, e.g. IRIS_ONNX) as
+        a config entry, with ``fields`` added."""
+        return {"name": "iris", "path": str(self.demo_models / model_file), **fields}
 
     def serve(
         self, config: dict[str, Any], *extra: str, wait: str | None = "/ready"

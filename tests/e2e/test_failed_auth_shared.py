@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.e2e.conftest import RunningServer, wait_ready, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, wait_ready, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,7 @@ def _config(directory: Path, demo_models_dir: Path, limit: str, **sections: obje
         "keys": [{"name": "ops", "key": KEY}],
         "failed_auth_limit": limit,
     }
-    models = [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}]
+    models = [{"name": "iris", "path": str(demo_models_dir / IRIS_ONNX)}]
     return write_config(directory, {"models": models, "auth": auth, **sections})
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import RunningServer
+from tests.e2e.conftest import IRIS_ONNX, RunningServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,7 +26,7 @@ def test_locustfile_smoke_run_has_no_failures(
     serve_modelserve: Callable[..., RunningServer], demo_models_dir: Path, tmp_path: Path
 ) -> None:
     """A 5 s headless run (8 users) sends single, batch and health requests, none failing."""
-    server = serve_modelserve(demo_models_dir / "modelserve.yaml")
+    server = serve_modelserve(demo_models_dir / IRIS_ONNX)
     prefix = tmp_path / "locust"
     command = [
         sys.executable,

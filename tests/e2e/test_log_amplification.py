@@ -9,7 +9,7 @@ import pytest
 
 from modelserve.demo import FEATURES, LABELS
 from modelserve.observability.monitor import RANGE_LOG_INTERVAL_S
-from tests.e2e.conftest import ModuleServers, RunningServer, wait_for_log_events
+from tests.e2e.conftest import IRIS_ONNX, ModuleServers, RunningServer, wait_for_log_events
 
 pytestmark = pytest.mark.e2e
 
@@ -20,6 +20,7 @@ OUTSIDE = [100.0, 100.0, 100.0, 100.0]  # every feature above its declared range
 @pytest.fixture(scope="module")
 def server(module_servers: ModuleServers) -> RunningServer:
     model = module_servers.iris(
+        IRIS_ONNX,
         labels=LABELS,
         feature_names=FEATURES,
         feature_ranges={name: [0.0, 10.0] for name in FEATURES},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.conftest import ModuleServers, RunningServer
+from tests.e2e.conftest import IRIS_ONNX, ModuleServers, RunningServer
 
 pytestmark = pytest.mark.e2e
 
@@ -17,7 +17,7 @@ MAX_ROWS = 5
 def server(module_servers: ModuleServers) -> RunningServer:
     """Loopback is the trusted proxy, so each test picks its client with X-Forwarded-For."""
     config = {
-        "models": [module_servers.iris()],
+        "models": [module_servers.iris(IRIS_ONNX)],
         "cache": {"backend": "none"},
         "server": {"max_batch_rows": MAX_ROWS},
         "rate_limit": {
