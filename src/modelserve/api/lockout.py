@@ -12,9 +12,10 @@ the server shares it: the serving process and its probe process, or the gunicorn
 probe port) and every worker, so guesses spread over ports and workers count once. A
 cross-process lock (``lockf`` on the table's file, released by the kernel if its holder dies)
 and a lock per process (threads: the main port, gRPC, the probe listener) guard it. The table
-is bounded: an address hashes to one bucket of :data:`WAYS` entries, and a new address in a
-full bucket evicts the entry whose window started first, so a flood of addresses cannot grow
-it. Replicas share their counts through Redis on top of this (:mod:`modelserve.api.fleet_lockout`).
+is bounded: an address hashes (keyed by a secret made at import) to one bucket of
+:data:`WAYS` entries, and a new address in a full bucket evicts the entry whose window started
+first, so a flood of addresses cannot grow it. Replicas share their counts through Redis on
+top of this (:mod:`modelserve.api.fleet_lockout`).
 
 Each refusal used to write a log line; now the first refusal of an interval is logged and the
 rest are only counted, then reported in the next line (``refused_since_last``).
@@ -45,6 +46,9 @@ WAYS = 8
 """Entries per bucket: addresses tracked at once are at most ``BUCKETS * WAYS``."""
 REFUSAL_LOG_INTERVAL_S = 10.0
 _EMPTY = 0
+_DIGEST_KEY = os.urandom(16)
+"""Made at import, before any fork, so every process of a server hashes alike, and nobody
+outside can pick addresses that fall into one bucket to evict an entry."""
 
 
 class FailedAuthLimiter:
@@ -169,8 +173,9 @@ def _shared_file() -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _key(address: str) -> int:
-    """64 bits of the address's digest (never 0, which marks an empty entry)."""
-    digest = hashlib.blake2b(address.encode("utf-8", "replace"), digest_size=8).digest()
+    """64 bits of the address's keyed digest (never 0, which marks an empty entry)."""
+    encoded = address.encode("utf-8", "replace")
+    digest = hashlib.blake2b(encoded, digest_size=8, key=_DIGEST_KEY).digest()
     return int.from_bytes(digest, "little") or 1
 
 
