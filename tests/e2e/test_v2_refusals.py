@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,7 @@ def _config(directory: Path, demo_models_dir: Path, failed_auth_limit: str) -> P
     return write_config(
         directory,
         {
-            "models": [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}],
+            "models": [{"name": "iris", "path": str(demo_models_dir / IRIS_ONNX)}],
             "auth": {"enabled": True, "keys": _keys(), "failed_auth_limit": failed_auth_limit},
             "rate_limit": {"enabled": True, "admin": "2/minute"},
             "server": {

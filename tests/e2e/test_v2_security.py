@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 
 from modelserve.rpc import inference_pb2 as pb
 from tests.conftest import free_port, pythonpath_env
-from tests.e2e.conftest import MODELSERVE, RunningServer, write_config
+from tests.e2e.conftest import IRIS_ONNX, MODELSERVE, RunningServer, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +41,7 @@ def _config(directory: Path, demo_models_dir: Path, **sections: object) -> Path:
         "keys": [{"name": "ops", "key": KEY, "scopes": ["predict", "admin"]}],
         **sections.pop("auth", {}),  # type: ignore[dict-item]
     }
-    models = [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}]
+    models = [{"name": "iris", "path": str(demo_models_dir / IRIS_ONNX)}]
     return write_config(directory, {"models": models, "auth": auth, **sections})
 
 
@@ -306,7 +306,7 @@ def test_v2_readiness_fails_while_draining(
 def test_a_model_named_stats_is_refused_at_startup(tmp_path: Path, demo_models_dir: Path) -> None:
     """GET /v2/models/stats is the statistics of every model: a model of that name could never
     have its metadata read there, so serve refuses the name and says why."""
-    models = [{"name": "stats", "path": str(demo_models_dir / "iris.joblib")}]
+    models = [{"name": "stats", "path": str(demo_models_dir / IRIS_ONNX)}]
     config = write_config(tmp_path, {"models": models})
     finished = subprocess.run(
         [*MODELSERVE, "serve", "--config", str(config), "--port", str(free_port())],
