@@ -6,14 +6,15 @@ alternating run by run (``/predict``, V2, ``/predict``, V2, ...) so that both se
 moments of a shared machine, the median of ``repeats`` runs each, with the server's CPU time
 per request beside the req/s (a figure the other processes on the machine move much less);
 then 1000-row requests as V2 JSON, V2 binary tensors and gRPC ``raw_input_contents``
-(tritonclient), in rows/s beside the model's own in-process rows/s for 1000-row calls.
+(tritonclient), the three in turn round by round, the median of ``repeats`` runs each, in
+rows/s beside the model's own in-process rows/s for 1000-row calls.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from benchmarks.processes import free_ports, start_server
 
 BATCH_ROWS = 1000
 MODEL = "logreg"
+BATCH_SCENARIOS = ("v2-json-batch", "v2-binary-batch", "grpc-raw-batch")
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,9 @@ def _wrk(
 
 def _grpc_rows_per_s(
     port: int, rows: np.ndarray[Any, Any], connections: int, duration_s: float
-) -> V2Result:
+) -> tuple[V2Result, int]:
     """tritonclient.grpc infer with raw contents from ``connections`` threads, each its own
-    channel, for ``duration_s``."""
+    channel, for ``duration_s``; the result and the number of calls answered."""
     import tritonclient.grpc as grpcclient
 
     batch = rows[:BATCH_ROWS]
@@ -136,10 +138,11 @@ def _grpc_rows_per_s(
     elapsed = time.monotonic() - started
     ms = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
     rps = len(latencies) / elapsed
-    return V2Result(
+    result = V2Result(
         "grpc-raw-batch", connections, BATCH_ROWS, round(rps, 1), round(rps * BATCH_ROWS, 1),
         round(float(np.percentile(ms, 50)), 3), round(float(np.percentile(ms, 99)), 3), errors[0],
     )  # fmt: skip
+    return result, len(latencies)
 
 
 def run_v2(
@@ -163,9 +166,7 @@ def run_v2(
         "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port),
     ]  # fmt: skip
     bodies = _bodies(rows, work_dir / "v2-bodies")
-    infer = f"/v2/models/{MODEL}/infer"
-    single = [("predict", f"/predict?model={MODEL}"), ("v2-json", infer)]
-    batched = [] if single_row_only else [("v2-json-batch", infer), ("v2-binary-batch", infer)]
+    single = [("predict", f"/predict?model={MODEL}"), ("v2-json", f"/v2/models/{MODEL}/infer")]
     results: list[V2Result] = []
     server = start_server("modelserve-v2", argv, port, work_dir / "logs")
     try:
@@ -186,17 +187,10 @@ def run_v2(
             return {"model": MODEL, "in_process_rows_per_s_1000": None, "results": [
                 r.to_json() for r in results
             ]}  # fmt: skip
-        for name, path in batched:
-            _wrk(wrk, port, path, bodies[name], batch_connections, warmup_s, BATCH_ROWS)
-            measured = _wrk(
-                wrk, port, path, bodies[name], batch_connections, duration_s, BATCH_ROWS
-            )
-            results.append(_result(name, batch_connections, BATCH_ROWS, measured))
-            print(f"  {name} c{batch_connections}: {measured.rows_per_s:,.0f} rows/s")
-        _grpc_rows_per_s(grpc_port, rows, batch_connections, warmup_s)
-        grpc = _grpc_rows_per_s(grpc_port, rows, batch_connections, duration_s)
-        results.append(grpc)
-        print(f"  grpc-raw-batch c{batch_connections}: {grpc.rows_per_s:,.0f} rows/s")
+        results += _run_batches(
+            wrk, (port, grpc_port), rows, bodies, batch_connections, duration_s, warmup_s,
+            repeats, server.proc.pid,
+        )  # fmt: skip
     finally:
         server.stop()
     model = joblib.load(files[MODEL].path)
@@ -239,6 +233,54 @@ def _alternating(
     return out
 
 
+def _run_batches(
+    wrk: str,
+    ports: tuple[int, int],
+    rows: np.ndarray[Any, Any],
+    bodies: dict[str, tuple[Path, int | None]],
+    connections: int,
+    duration_s: float,
+    warmup_s: float,
+    repeats: int,
+    pgid: int,
+) -> list[V2Result]:
+    """The 1000-row scenarios warmed up, then measured ``repeats`` rounds (each scenario in
+    turn per round); the median run of each, with the server's CPU time per request over all
+    of its runs. ``ports``: HTTP, gRPC."""
+    http_port, grpc_port = ports
+    path = f"/v2/models/{MODEL}/infer"
+
+    def measure(name: str, seconds: float) -> tuple[V2Result, int]:
+        if name == "grpc-raw-batch":
+            return _grpc_rows_per_s(grpc_port, rows, connections, seconds)
+        measured = _wrk(wrk, http_port, path, bodies[name], connections, seconds, BATCH_ROWS)
+        return _result(name, connections, BATCH_ROWS, measured), measured.ok_requests
+
+    runs: dict[str, list[V2Result]] = {name: [] for name in BATCH_SCENARIOS}
+    cpu_s = dict.fromkeys(runs, 0.0)
+    answered = dict.fromkeys(runs, 0)
+    for name in runs:
+        measure(name, warmup_s)
+    for _ in range(repeats):
+        for name in runs:
+            before = group_cpu_s(pgid)
+            result, ok = measure(name, duration_s)
+            cpu_s[name] += group_cpu_s(pgid) - before
+            runs[name].append(result)
+            answered[name] += ok
+    out = []
+    for name, measured in runs.items():
+        median = sorted(measured, key=lambda r: r.rps)[(len(measured) - 1) // 2]
+        cpu_us = round(cpu_s[name] / answered[name] * 1e6, 1) if answered[name] else None
+        result = replace(median, runs=tuple(r.rps for r in measured), cpu_us_per_request=cpu_us)
+        out.append(result)
+        print(
+            f"  {name} c{connections}: {result.rows_per_s:,.0f} rows/s ({_runs(result)} req/s; "
+            f"{cpu_us or float('nan'):.0f} us CPU/req)"
+        )
+    return out
+
+
 def _runs(result: V2Result) -> str:
     return " / ".join(f"{v:,.0f}" for v in result.runs)
 
@@ -268,8 +310,9 @@ def markdown(v2: dict[str, Any]) -> str:
         "",
         f"Model `{v2['model']}`; in-process 1000-row calls: "
         + (f"{in_process:,.0f} rows/s." if in_process else "not measured."),
-        "Single-row rows: the median of the runs listed, `/predict` and V2 alternating run by "
-        "run; CPU is the server's CPU time per answered request over all the runs.",
+        "Every row: the median of the runs listed (single rows: `/predict` and V2 alternating "
+        "run by run; 1000-row requests: JSON, binary and gRPC in turn round by round); CPU is "
+        "the server's CPU time per answered request over all the runs.",
         "",
         "| scenario | conns | rows/req | req/s | rows/s | p50 ms | p99 ms | errors | vs "
         "| runs (req/s) | server CPU us/req |",
