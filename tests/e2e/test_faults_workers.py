@@ -151,7 +151,8 @@ def test_worker_sigkilled_under_load_only_its_own_requests_fail(
     and the replacement serves."""
     probe_port = free_port()
     config = {
-        "models": [{"name": "iris", "path": str(demo_models_dir / IRIS_ONNX)}],
+        # scikit-learn: a replacement loading in a few ms would leave no "1 of 2" to observe
+        "models": [{"name": "iris", "path": str(demo_models_dir / "iris.joblib")}],
         "server": {"probe_port": probe_port},
         "cache": {"backend": "none"},  # every request reaches a worker's model
     }
