@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,10 @@ def run_v2(
     }
 
 
+Measure = Callable[[str, float], tuple[V2Result, int]]
+"""One run of a scenario for some seconds: its result and the number of requests answered."""
+
+
 def _alternating(
     wrk: str,
     port: int,
@@ -213,24 +218,14 @@ def _alternating(
     repeats: int,
     pgid: int,
 ) -> list[V2Result]:
-    """Each of ``scenarios`` warmed up, then measured ``repeats`` times in turn; the median
-    run of each, with the server's CPU time per request over all of its runs."""
-    runs: dict[str, list[WrkResult]] = {name: [] for name, _ in scenarios}
-    cpu_s = dict.fromkeys(runs, 0.0)
-    for name, path in scenarios:
-        _wrk(wrk, port, path, bodies[name], connections, warmup_s, 1)
-    for _ in range(repeats):
-        for name, path in scenarios:
-            before = group_cpu_s(pgid)
-            runs[name].append(_wrk(wrk, port, path, bodies[name], connections, duration_s, 1))
-            cpu_s[name] += group_cpu_s(pgid) - before
-    out = []
-    for name, measured in runs.items():
-        median = sorted(measured, key=lambda r: r.rps)[(len(measured) - 1) // 2]
-        answered = sum(r.ok_requests for r in measured)
-        cpu_us = round(cpu_s[name] / answered * 1e6, 1) if answered else None
-        out.append(_result(name, connections, 1, median, tuple(r.rps for r in measured), cpu_us))
-    return out
+    """Single-row ``scenarios`` (name, path), measured in turn run by run (see ``_rounds``)."""
+    paths = dict(scenarios)
+
+    def measure(name: str, seconds: float) -> tuple[V2Result, int]:
+        measured = _wrk(wrk, port, paths[name], bodies[name], connections, seconds, 1)
+        return _result(name, connections, 1, measured), measured.ok_requests
+
+    return _rounds(list(paths), measure, duration_s, warmup_s, repeats, pgid)
 
 
 def _run_batches(
@@ -244,9 +239,8 @@ def _run_batches(
     repeats: int,
     pgid: int,
 ) -> list[V2Result]:
-    """The 1000-row scenarios warmed up, then measured ``repeats`` rounds (each scenario in
-    turn per round); the median run of each, with the server's CPU time per request over all
-    of its runs. ``ports``: HTTP, gRPC."""
+    """The 1000-row scenarios, measured in turn round by round (see ``_rounds``), each printed.
+    ``ports``: HTTP, gRPC."""
     http_port, grpc_port = ports
     path = f"/v2/models/{MODEL}/infer"
 
@@ -256,13 +250,34 @@ def _run_batches(
         measured = _wrk(wrk, http_port, path, bodies[name], connections, seconds, BATCH_ROWS)
         return _result(name, connections, BATCH_ROWS, measured), measured.ok_requests
 
-    runs: dict[str, list[V2Result]] = {name: [] for name in BATCH_SCENARIOS}
-    cpu_s = dict.fromkeys(runs, 0.0)
-    answered = dict.fromkeys(runs, 0)
-    for name in runs:
+    out = _rounds(list(BATCH_SCENARIOS), measure, duration_s, warmup_s, repeats, pgid)
+    for result in out:
+        cpu = result.cpu_us_per_request
+        print(
+            f"  {result.scenario} c{connections}: {result.rows_per_s:,.0f} rows/s "
+            f"({_runs(result)} req/s; {float('nan') if cpu is None else cpu:.0f} us CPU/req)"
+        )
+    return out
+
+
+def _rounds(
+    names: list[str],
+    measure: Measure,
+    duration_s: float,
+    warmup_s: float,
+    repeats: int,
+    pgid: int,
+) -> list[V2Result]:
+    """Each scenario warmed up, then ``repeats`` rounds measuring each in turn (so all of them
+    see the same moments of a shared machine); the median run of each, with every run's
+    req/s and the server's CPU time per answered request over all of its runs."""
+    runs: dict[str, list[V2Result]] = {name: [] for name in names}
+    cpu_s = dict.fromkeys(names, 0.0)
+    answered = dict.fromkeys(names, 0)
+    for name in names:
         measure(name, warmup_s)
     for _ in range(repeats):
-        for name in runs:
+        for name in names:
             before = group_cpu_s(pgid)
             result, ok = measure(name, duration_s)
             cpu_s[name] += group_cpu_s(pgid) - before
@@ -272,12 +287,7 @@ def _run_batches(
     for name, measured in runs.items():
         median = sorted(measured, key=lambda r: r.rps)[(len(measured) - 1) // 2]
         cpu_us = round(cpu_s[name] / answered[name] * 1e6, 1) if answered[name] else None
-        result = replace(median, runs=tuple(r.rps for r in measured), cpu_us_per_request=cpu_us)
-        out.append(result)
-        print(
-            f"  {name} c{connections}: {result.rows_per_s:,.0f} rows/s ({_runs(result)} req/s; "
-            f"{cpu_us or float('nan'):.0f} us CPU/req)"
-        )
+        out.append(replace(median, runs=tuple(r.rps for r in measured), cpu_us_per_request=cpu_us))
     return out
 
 
@@ -285,19 +295,11 @@ def _runs(result: V2Result) -> str:
     return " / ".join(f"{v:,.0f}" for v in result.runs)
 
 
-def _result(
-    name: str,
-    connections: int,
-    rows: int,
-    measured: WrkResult,
-    runs: tuple[float, ...] = (),
-    cpu_us_per_request: float | None = None,
-) -> V2Result:
+def _result(name: str, connections: int, rows: int, measured: WrkResult) -> V2Result:
     latency = measured.latency_ms
     return V2Result(
         name, connections, rows, round(measured.rps, 1), round(measured.rows_per_s, 1),
         round(latency["p50"], 3), round(latency["p99"], 3), measured.error_total,
-        tuple(round(v, 1) for v in runs), cpu_us_per_request,
     )  # fmt: skip
 
 
