@@ -255,3 +255,15 @@ class FileGatedClassifier(SlowClassifier):
                     raise RuntimeError("the test never opened the gate")
                 time.sleep(0.005)
         return super().predict_proba(x)
+
+
+class LoadGatedClassifier(FileGatedClassifier):
+    """A :class:`FileGatedClassifier` whose unpickling waits while ``hold-load`` is in its
+    gate directory: a test holds a model process's restart and sees the version unready."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        hold = Path(state["gate_dir"]) / "hold-load"
+        deadline = time.monotonic() + GATE_HOLD_LIMIT_S
+        while hold.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.__dict__.update(state)

@@ -180,6 +180,11 @@ class ModelConfig(_Section):
     """Reference profile JSON (made by `modelserve profile`) for drift signals."""
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     """Batching and backpressure."""
+    isolation: Literal["thread", "process"] = "thread"
+    """Where model calls run: `thread`, the serving process's inference threads; `process`, a
+    child process per inference thread, built from the verified bytes, so a model whose
+    predict holds the GIL (a scikit-learn forest) leaves the event loop its own core. Float
+    features only; not with `format: python`."""
 
     @field_validator("sha256", "artifacts_sha256")
     @classmethod
@@ -196,6 +201,8 @@ class ModelConfig(_Section):
             if self.artifacts is not None or self.artifacts_sha256 or self.code_dir is not None:
                 raise ValueError("artifacts, artifacts_sha256 and code_dir are for format python")
             return self
+        if self.isolation == "process":
+            raise ValueError("format python loads its own files: isolation process needs a file")
         if not CLASS_PATH.match(str(self.path)):
             raise ValueError(f"format python needs path package.module:ClassName, not {self.path}")
         if self.preprocessor is not None:

@@ -345,3 +345,14 @@ def test_settings_failed_auth_limit_takes_one_limit() -> None:
     for bad in ("lots", "5/minute; 1/second"):
         with pytest.raises(ValidationError, match="30/minute"):
             AuthSettings(failed_auth_limit=bad)
+
+
+def test_model_config_refuses_process_isolation_for_user_code() -> None:
+    """`format: python` finds its own files, so it cannot be handed verified bytes."""
+    with pytest.raises(ValidationError, match="isolation process needs a file"):
+        ModelConfig(name="m", path=Path("pkg.mod:Model"), format="python", isolation="process")
+
+
+def test_model_config_isolation_defaults_to_thread() -> None:
+    """A version runs in the serving process's threads unless it asks for a process."""
+    assert ModelConfig(name="m", path=Path("m.joblib")).isolation == "thread"

@@ -153,16 +153,43 @@ def detect_format(path: Path, configured: str = "auto") -> str:
         ) from None
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedFiles:
+    """A version's files, read once and checked against their pins, not yet deserialized."""
+
+    format: str
+    artifact: Artifact
+    preprocessor: Artifact | None
+
+    @property
+    def sha256(self) -> tuple[str, ...]:
+        """The digest of every file, model first."""
+        if self.preprocessor is None:
+            return (self.artifact.sha256,)
+        return (self.artifact.sha256, self.preprocessor.sha256)
+
+
 def load_runtime(config: ModelConfig, *, require_sha256: bool) -> LoadedRuntime:
     """Load the model (and its pre-processor, if any) that ``config`` describes.
 
     Every file is read and checked before any is deserialized. With ``require_sha256``, a file
-    whose format runs code on load is refused unless pinned.
+    whose format runs code on load is refused unless pinned. With ``isolation: process`` the
+    verified bytes are handed to a child process that builds and runs the model there.
     """
     fmt = FORMATS[detect_format(config.path, config.format)]
     if fmt.reads_itself is not None:  # the config refuses a pre-processor for these
         runtime, digests = fmt.reads_itself(config, require_sha256)
         return LoadedRuntime(runtime, tuple(digests))
+    files = verify_files(fmt, config, require_sha256=require_sha256)
+    if config.isolation == "process":
+        from modelserve.inference.model_process import ProcessRuntime
+
+        return LoadedRuntime(ProcessRuntime.start(files, config), files.sha256)
+    return LoadedRuntime(build_runtime(files, config), files.sha256)
+
+
+def verify_files(fmt: FormatSpec, config: ModelConfig, *, require_sha256: bool) -> VerifiedFiles:
+    """Read the model's file (or directory) and its pre-processor's, each checked."""
     read = read_directory if fmt.directory else read_artifact
     artifact = read(
         config.path, config.sha256, runs_code=fmt.runs_code, require_sha256=require_sha256
@@ -173,8 +200,14 @@ def load_runtime(config: ModelConfig, *, require_sha256: bool) -> LoadedRuntime:
         pre_artifact = read_artifact(
             pre.path, pre.sha256, runs_code=not _is_skops(pre.path), require_sha256=require_sha256
         )
+    return VerifiedFiles(fmt.name, artifact, pre_artifact)
+
+
+def build_runtime(files: VerifiedFiles, config: ModelConfig) -> Runtime:
+    """Deserialize verified files with the format's builder (in this process)."""
+    artifact = files.artifact
     try:
-        runtime = fmt.build(artifact, config)
+        runtime = FORMATS[files.format].build(artifact, config)
     except ModelLoadError:
         raise
     except ModuleNotFoundError as exc:
@@ -184,12 +217,10 @@ def load_runtime(config: ModelConfig, *, require_sha256: bool) -> LoadedRuntime:
         raise ModelLoadError(
             f"could not load {artifact.name}: {type(exc).__name__}: {exc}"
         ) from exc
-    if pre is None or pre_artifact is None:
-        return LoadedRuntime(runtime, (artifact.sha256,))
-    transformer = _load_transformer(pre, pre_artifact)
-    return LoadedRuntime(
-        PreprocessedRuntime(transformer, runtime), (artifact.sha256, pre_artifact.sha256)
-    )
+    pre = config.preprocessor
+    if pre is None or files.preprocessor is None:
+        return runtime
+    return PreprocessedRuntime(_load_transformer(pre, files.preprocessor), runtime)
 
 
 def _missing_module(name: str, exc: ModuleNotFoundError) -> ModelLoadError:

@@ -28,7 +28,13 @@ from modelserve.errors import (
 )
 from modelserve.inference.routing import VersionRouter
 from modelserve.inference.types import ModelInfo, ModelStatus
-from modelserve.inference.version import LoadedVersion, ModelVersion, build_version, format_name
+from modelserve.inference.version import (
+    MODEL_STATUSES,
+    LoadedVersion,
+    ModelVersion,
+    build_version,
+    format_name,
+)
 from modelserve.observability import metrics
 from modelserve.settings import ModelConfig, RoutingConfig, Settings, reread_pins
 
@@ -37,7 +43,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-_STATUSES = tuple(s.value for s in ModelStatus)
 
 
 class ModelRegistry:
@@ -300,6 +305,7 @@ class ModelRegistry:
                 "retire_timed_out", model=old.name, model_version=old.version, left=old.in_flight
             )
         await old.batcher.close(max(deadline - loop.time(), 0.0))
+        old.prepared.close()
 
     def _lock(self, name: str, version: str) -> asyncio.Lock:
         """One load/unload at a time per version (a routing change needs none: it never waits)."""
@@ -309,12 +315,14 @@ class ModelRegistry:
     async def close(self, timeout_s: float) -> None:
         """Drain every batcher (queued work finishes) within ``timeout_s`` in total."""
         self._closing = True
-        batchers = [v.batcher for v in self.loaded()]
-        await asyncio.gather(*(b.close(timeout_s) for b in batchers))
+        loaded = self.loaded()
+        await asyncio.gather(*(v.batcher.close(timeout_s) for v in loaded))
+        for version in loaded:
+            version.prepared.close()  # after the drain: queued batches were computed
 
     def _publish(self, entry: ModelVersion) -> None:
         metrics.record_model_state(
-            entry.name, entry.version, entry.info.format, entry.info.status.value, _STATUSES
+            entry.name, entry.version, entry.info.format, entry.info.status.value, MODEL_STATUSES
         )
 
 

@@ -10,6 +10,7 @@ too) into a :class:`PreparedVersion`; the registry then gives it a batcher and a
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,15 +22,25 @@ from modelserve.errors import InvalidInputError, ModelLoadError
 from modelserve.inference.batcher import DynamicBatcher, Reservation
 from modelserve.inference.cache import artifact_fingerprint
 from modelserve.inference.formatting import check_top_k
-from modelserve.inference.loader import declared_width, detect_format, load_runtime
+from modelserve.inference.loader import (
+    LoadedRuntime,
+    declared_width,
+    detect_format,
+    load_runtime,
+)
+from modelserve.inference.model_process import ProcessRuntime
 from modelserve.inference.postprocess import Postprocessor
 from modelserve.inference.preprocess import FeatureSchema, integer_columns
 from modelserve.inference.runtimes.base import Runtime
 from modelserve.inference.typed import FrameRuntime, TypedFeatureSchema, model_call, typed_features
 from modelserve.inference.types import Batch, ModelInfo, ModelStatus, Outputs, OutputSpec, RawOutput
+from modelserve.observability import metrics
 from modelserve.observability.monitor import VersionMonitor
 from modelserve.observability.profile import ReferenceProfile, load_profile
 from modelserve.settings import DriftSettings, ModelConfig
+
+MODEL_STATUSES = tuple(s.value for s in ModelStatus)
+"""Every status, for the model-state metric (one series per status)."""
 
 
 @dataclass(eq=False)
@@ -72,6 +83,11 @@ class PreparedVersion:
         """The batch → raw output call (see :func:`~modelserve.inference.typed.model_call`)."""
         return model_call(self.runtime)
 
+    def close(self) -> None:
+        """Release what the runtime holds outside this process (its model processes)."""
+        if isinstance(self.runtime, ProcessRuntime):
+            self.runtime.close()
+
 
 @dataclass(eq=False)
 class LoadedVersion(ModelVersion):
@@ -98,6 +114,8 @@ class LoadedVersion(ModelVersion):
             profile=prepared.profile,
             settings=drift,
         )
+        if isinstance(prepared.runtime, ProcessRuntime):
+            prepared.runtime.set_listener(functools.partial(_on_availability, prepared.info))
         return cls(prepared.config, prepared.info, prepared, batcher, monitor)
 
     @property
@@ -158,6 +176,21 @@ class LoadedVersion(ModelVersion):
         return True
 
 
+def _on_availability(info: ModelInfo, reason: str | None) -> None:
+    """A served version's model processes stopped answering (``reason``) or are back."""
+    info.status, info.reason = (
+        (ModelStatus.READY, None)
+        if reason is None
+        else (
+            ModelStatus.LOADING,
+            reason,
+        )
+    )
+    metrics.record_model_state(
+        info.name, info.version, info.format, info.status.value, MODEL_STATUSES
+    )
+
+
 def format_name(config: ModelConfig) -> str:
     """The version's format: configured, or detected from the file name."""
     try:
@@ -180,8 +213,20 @@ def build_version(config: ModelConfig, *, require_sha256: bool) -> PreparedVersi
     )
     started = time.perf_counter()
     loaded = load_runtime(config, require_sha256=require_sha256)
-    runtime = loaded.runtime
     load_s = time.perf_counter() - started
+    try:
+        return _prepare(config, info, loaded, load_s)
+    except BaseException:
+        if isinstance(loaded.runtime, ProcessRuntime):
+            loaded.runtime.close()
+        raise
+
+
+def _prepare(
+    config: ModelConfig, info: ModelInfo, loaded: LoadedRuntime, load_s: float
+) -> PreparedVersion:
+    """Check and warm up a loaded runtime (see :func:`build_version`)."""
+    runtime = loaded.runtime
     meta = runtime.metadata
     n_features = config.n_features or meta.n_features or declared_width(config)
     if n_features is None:

@@ -128,6 +128,12 @@ CANCELLED_ROWS = Counter(
     "Queued rows dropped before computing because their client went away.",
     _MODEL,
 )
+MODEL_PROCESS_EXITS = Counter(
+    "modelserve_model_process_exits_total",
+    "Model processes (isolation: process) that exited while their version served; each is "
+    "restarted, the version unready until it answers.",
+    _MODEL,
+)
 PREDICTED_CLASS = Counter(
     "modelserve_predicted_class_total", "Predicted labels.", (*_MODEL, "label")
 )
@@ -376,6 +382,10 @@ def record_model_state(
     for other in all_statuses:
         MODEL_INFO.labels(model, version, fmt, other).set(1 if other == status else 0)
     MODEL_READY.labels(model, version).set(1 if status == "ready" else 0)
+
+
+def record_model_process_exit(model: str, version: str) -> None:
+    MODEL_PROCESS_EXITS.labels(model, version).inc()
 
 
 def record_load(model: str, version: str, load_s: float, warmup_s: float) -> None:
