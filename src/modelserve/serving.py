@@ -79,6 +79,8 @@ def _run_uvicorn(settings: Settings) -> None:
             probes.stop()
         if probe_dir is not None:
             shutil.rmtree(probe_dir, ignore_errors=True)
+    # Only now: a stuck model call ends the process with os._exit, past every finally.
+    leave_stuck_model_calls_behind()
 
 
 def _serve_one_process(
@@ -104,7 +106,6 @@ def _serve_one_process(
             renderer.stop()
     if not server.started:
         raise SystemExit(3)
-    leave_stuck_model_calls_behind()
 
 
 def _run_gunicorn(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,8 @@ class RunningServer:
     proc: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    tmp_dir: Path
+    """The server's TMPDIR (unless the test gave its own): where it makes its run directories."""
 
     @property
     def base_url(self) -> str:
@@ -70,17 +73,26 @@ def _wait_until_quiet(path: Path, quiet_s: float = 0.15, timeout_s: float = 1.0)
             return
 
 
+def _polling_client(timeout_s: float) -> httpx.Client:
+    """One client for every poll of a wait: ``httpx.get`` builds a TLS context per call (about
+    60 ms of CPU), which every 50 ms took a core from the server starting on a 2-core machine.
+    No keep-alive, so each poll is a new connection as with ``httpx.get`` (under gunicorn any
+    worker may answer it)."""
+    return httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def wait_ready(server: RunningServer, timeout_s: float = 60, path: str = "/ready") -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"server exited with {server.proc.returncode}:\n{_tail(server)}")
-        try:
-            if httpx.get(server.base_url + path, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
+    with _polling_client(timeout_s=1) as client:
+        while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {server.proc.returncode}:\n{_tail(server)}")
+            try:
+                if client.get(server.base_url + path).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
     raise TimeoutError(f"server not ready after {timeout_s} s:\n{_tail(server)}")
 
 
@@ -115,16 +127,17 @@ def poll_status(
     killed worker gives); fail naming the last answer after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     last: object = None
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(url, timeout=request_timeout_s)
-        except httpx.HTTPError as exc:
-            last = exc
-        else:
-            if response.status_code == status:
-                return response
-            last = (response.status_code, response.text)
-        time.sleep(interval_s)
+    with _polling_client(request_timeout_s) as client:
+        while time.monotonic() < deadline:
+            try:
+                response = client.get(url)
+            except httpx.HTTPError as exc:
+                last = exc
+            else:
+                if response.status_code == status:
+                    return response
+                last = (response.status_code, response.text)
+            time.sleep(interval_s)
     raise AssertionError(f"{url} never answered {status}; last: {last!r}")
 
 
@@ -210,6 +223,8 @@ def _server_factory(directory: Path) -> Iterator[Callable[..., RunningServer]]:
     ) -> RunningServer:
         port = free_port()
         log_path = directory / f"server-{port}.log"
+        tmp_dir = directory / f"tmp-{port}"
+        tmp_dir.mkdir()
         source = ["--config", str(target)] if target.suffix in (".yaml", ".yml") else [str(target)]
         command = [
             *MODELSERVE,
@@ -226,10 +241,10 @@ def _server_factory(directory: Path) -> Iterator[Callable[..., RunningServer]]:
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**pythonpath_env(), **(env or {})},
+                env={**pythonpath_env(), "TMPDIR": str(tmp_dir), **(env or {})},
                 start_new_session=True,  # its own process group: teardown reaps gunicorn workers
             )
-        server = RunningServer(proc, port, log_path)
+        server = RunningServer(proc, port, log_path, tmp_dir)
         started.append(server)
         if wait is not None:
             wait_ready(server, path=wait)
@@ -241,3 +256,5 @@ def _server_factory(directory: Path) -> Iterator[Callable[..., RunningServer]]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.proc.pid, signal.SIGKILL)
         server.proc.wait(timeout=10)
+        # A killed server cannot remove its run directories (metrics, probe and control files).
+        shutil.rmtree(server.tmp_dir, ignore_errors=True)

@@ -163,3 +163,28 @@ def test_probe_port_readiness_reflects_a_killed_worker(
     after = set(httpx.get(probes + "/health", timeout=5).json()["workers"])
     assert str(victim) not in after
     assert len(after) == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+@pytest.mark.parametrize("workers", [1, 2], ids=["uvicorn", "gunicorn-2-workers"])
+def test_probe_port_server_removes_its_run_directories_when_stopped(
+    serve_modelserve: Callable[..., RunningServer],
+    tmp_path: Path,
+    demo_models_dir: Path,
+    workers: int,
+    sig: signal.Signals,
+) -> None:
+    """Stopped by SIGTERM or SIGINT, a server exits 0 and removes the run directories it made
+    in its temporary directory: the probe files, under gunicorn the metrics and control state."""
+    server, probes = start(
+        serve_modelserve, tmp_path, demo_models_dir / IRIS_ONNX, "--workers", str(workers)
+    )
+    poll(probes + "/ready", 200)
+    made = {path.name.rsplit("-", 1)[0] for path in server.tmp_dir.glob("modelserve-*")}
+    expected = {"modelserve-probes"} | (
+        {"modelserve-metrics", "modelserve-control"} if workers > 1 else set()
+    )
+    assert made == expected
+
+    assert server.stop(sig) == 0
+    assert not list(server.tmp_dir.glob("modelserve-*"))

@@ -13,6 +13,7 @@ import httpx
 import joblib
 import pytest
 
+from tests.conftest import free_port
 from tests.e2e.conftest import RunningServer, wait_for_log_events, write_config
 from tests.fakes import StallingClassifier
 from tests.prometheus import parse
@@ -98,8 +99,17 @@ def test_shutdown_exits_within_the_grace_period_while_a_model_call_is_stuck(
     """SIGTERM with a 60 s model call running: the stuck request is answered 503
     shutting_down (JSON, naming itself) before the grace period ends, and the process (under
     gunicorn the worker holding the call too, which leaves the call behind instead of being
-    killed by the master) is gone within grace_period_s plus teardown, exit 0."""
-    server = _serve(serve_modelserve, tmp_path, stalling_model, workers, grace_period_s=GRACE_S)
+    killed by the master) is gone within grace_period_s plus teardown, exit 0, its run
+    directories (probe files; under gunicorn metrics and control state too) removed."""
+    server = _serve(
+        serve_modelserve,
+        tmp_path,
+        stalling_model,
+        workers,
+        grace_period_s=GRACE_S,
+        probe_port=free_port(),
+    )
+    assert list(server.tmp_dir.glob("modelserve-*"))  # its run directories, while it serves
     stuck = _send_stuck_request(server, pool)
 
     server.proc.send_signal(signal.SIGTERM)
@@ -118,6 +128,7 @@ def test_shutdown_exits_within_the_grace_period_while_a_model_call_is_stuck(
     assert [line["requests"] for line in logged if line["event"] == "requests_abandoned"] == [1]
     assert len([line for line in logged if line["event"] == "model_calls_abandoned"]) == 1
     assert not [line for line in logged if "SIGKILL" in str(line.get("event"))]
+    assert not list(server.tmp_dir.glob("modelserve-*"))
 
 
 def test_shutdown_second_sigterm_cuts_the_prestop_delay_short(
