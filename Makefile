@@ -44,7 +44,7 @@ services:
 TEST_WORKERS ?= 0
 
 test: $(VENV)/.dev services
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 -m "not soak" $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check src tests benchmarks
@@ -66,8 +66,10 @@ bench-quick: $(VENV)/.dev
 overload: $(VENV)/.dev
 	$(PY) -m benchmarks.overload $(OVERLOAD_ARGS)
 
-# 10 minutes of mixed Locust load: RSS growth, failures, descriptors and threads (not in CI).
+# The minute-long soak test (marker `soak`; `make test` runs its 15 s smoke), then 10 minutes
+# of mixed Locust load: RSS growth, failures, descriptors and threads (not in CI).
 soak: $(VENV)/.dev
+	$(PY) -m pytest -m soak -p no:cacheprovider tests/e2e/test_soak.py
 	$(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 # Locust alone (the `loadtest` extra), in its own venv: no models, no torch, no dev tools.

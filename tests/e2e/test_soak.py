@@ -1,7 +1,8 @@
-"""The short soak: a minute of mixed Locust load, then descriptors and threads are back.
+"""The short soak: mixed Locust load, then descriptors and threads are back.
 
-``make soak`` runs the 10-minute version (RSS growth too); this one checks what leaks show
-first: a file descriptor or a thread left behind per connection or per request.
+It checks what leaks show first: a file descriptor or a thread left behind per connection or
+per request. ``make test`` runs 15 s of load (the smoke), ``make soak`` the minute (marker
+``soak``) and then the 10-minute benchmark (RSS growth too).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from tests.e2e.conftest import IRIS_ONNX, RunningServer, write_config
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "benchmarks" / "locustfile.py"
-LOAD_S = 60
 SETTLE_S = 30.0
 """Longest wait for the counts to come back (idle pool threads end after a few seconds)."""
 
@@ -34,11 +34,17 @@ def _descriptors_and_threads(pid: int) -> tuple[int, int]:
     return len(os.listdir(f"/proc/{pid}/fd")), threads
 
 
+@pytest.mark.parametrize(
+    "load_s", [15, pytest.param(60, marks=pytest.mark.soak)], ids=["smoke-15s", "minute"]
+)
 def test_soak_descriptors_and_threads_return_to_their_level_after_load(
-    serve_modelserve: Callable[..., RunningServer], demo_models_dir: Path, tmp_path: Path
+    serve_modelserve: Callable[..., RunningServer],
+    demo_models_dir: Path,
+    tmp_path: Path,
+    load_s: int,
 ) -> None:
-    """After a minute of single-row and batch load from 16 users, none failing, the server
-    holds no more file descriptors or threads than it did before the load."""
+    """After ``load_s`` seconds of single-row and batch load from 16 users, none failing, the
+    server holds no more file descriptors or threads than it did before the load."""
     model: dict[str, object] = {
         "name": "iris",
         "path": str(demo_models_dir / IRIS_ONNX),
@@ -53,11 +59,11 @@ def test_soak_descriptors_and_threads_return_to_their_level_after_load(
     before = _descriptors_and_threads(server.proc.pid)
     prefix = tmp_path / "locust"
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
-    command += ["-u", "16", "-r", "8", "-t", f"{LOAD_S}s", "--stop-timeout", "5"]
+    command += ["-u", "16", "-r", "8", "-t", f"{load_s}s", "--stop-timeout", "5"]
     command += ["--host", server.base_url, "--csv", str(prefix), "--only-summary"]
 
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=LOAD_S + 90, cwd=tmp_path, check=False
+        command, capture_output=True, text=True, timeout=load_s + 90, cwd=tmp_path, check=False
     )
 
     assert done.returncode == 0, done.stderr[-3000:]
