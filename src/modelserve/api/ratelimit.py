@@ -314,6 +314,12 @@ async def charge_infer(request: Request, rows: int) -> None:
     )
 
 
+def rows_charge_pending(scope: Scope) -> bool:
+    """Whether this request still has rows to charge once its body is parsed (``count_rows``,
+    or a route declared ``infer`` under limits): the charge is made on the event loop."""
+    return isinstance(scope.get("state", {}).get(_STATE_KEY), _Deferred | _Infer)
+
+
 async def charge_rows(request: Request, rows: int) -> None:
     """Bring this request's charge to ``rows`` when ``count_rows`` is on; a no-op otherwise.
 

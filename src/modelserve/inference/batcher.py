@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import math
 import time
@@ -42,6 +43,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import structlog
@@ -77,11 +79,20 @@ SHED_CHECK_INTERVAL_S = 0.05
 _RATE_SMOOTHING = 0.2
 """Weight of the latest model call in the moving average of seconds per call."""
 
+_T = TypeVar("_T")
+Job = Callable[[PredictFn], _T]
+"""A large request's whole pipeline, run in an inference thread; it calls the model through
+the function it is given (:meth:`DynamicBatcher.run_job`)."""
+
+
+class _AbandonedError(Exception):
+    """A job's request was answered already (deadline, client gone): nothing more to compute."""
+
 
 @dataclass(eq=False, slots=True)
 class _Request:
     rows: Batch
-    future: asyncio.Future[RawOutput]
+    future: asyncio.Future[Any]  # RawOutput, or a job's result
     enqueued_at: float
     deadline: float
     arrived_idle: bool  # found a thread free and the queue empty: goes at once
@@ -89,6 +100,8 @@ class _Request:
     parts: list[tuple[int, RawOutput]] = field(default_factory=list)
     done_rows: int = 0
     started_at: float = 0.0  # when its first rows went into a model call
+    job: Job[Any] | None = None  # a large request's pipeline; rows only count its size
+    context: contextvars.Context | None = None  # the job's request context (log fields)
 
     @property
     def remaining(self) -> int:
@@ -194,7 +207,7 @@ class DynamicBatcher:
         self._drained.clear()
         self._pump(loop)
         try:
-            output = await request.future
+            output: RawOutput = await request.future
         except asyncio.CancelledError:
             # The client went away: never compute rows nobody will read.
             if request.remaining:
@@ -206,6 +219,42 @@ class DynamicBatcher:
                 self.model, self.version, n, now, request.started_at, loop.time()
             )
         return output
+
+    async def run_job(self, job: Job[_T], rows: int, reservation: Reservation | None = None) -> _T:
+        """Run ``job`` (a large request's whole pipeline) in this batcher's inference thread.
+
+        It is admitted, queued, timed out and shed as a request of ``rows`` rows (an estimate:
+        its body is not parsed yet), never coalesced, and computes in one thread job: the
+        model call it makes through its argument keeps the model's timing, failure handling
+        and metrics. Its own exceptions (bad input) are raised here unchanged.
+        """
+        if self._closing:
+            raise ShuttingDownError()
+        n = max(rows, 1)
+        admitted = reservation is not None and reservation.batcher is self and reservation.release()
+        refusal = self._over_queue_bound(n) if admitted else self._refusal(n)
+        if refusal is not None:
+            raise refusal
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        idle = not self._queue and self._busy < self._threads
+        # An (n, 0) placeholder: the queue counts the job's rows by len() like any request's.
+        placeholder = np.empty((n, 0))
+        request = _Request(placeholder, loop.create_future(), now, now + self._timeout_s, idle)
+        request.job, request.context = job, contextvars.copy_context()
+        self._queue.append(request)
+        self._queued_rows += n
+        self._track_deadline(loop, request)
+        self._drained.clear()
+        self._pump(loop)
+        try:
+            result: _T = await request.future
+        except asyncio.CancelledError:
+            if request.remaining:
+                metrics.record_cancelled(self.model, self.version, request.remaining)
+            self._abandon(request)
+            raise
+        return result
 
     def reserve(self, n: int) -> Reservation:
         """Admit about ``n`` rows that are not parsed yet, or raise the refusal :meth:`submit`
@@ -399,7 +448,7 @@ class DynamicBatcher:
                     request.future.set_exception(QueueTimeoutError(self._config.timeout_ms))
                 request.taken = len(request.rows)
                 continue
-            if capacity is None:  # batching off: the whole request, alone
+            if request.job is not None or capacity is None:  # a job, or batching off: alone
                 alone, take = True, request.remaining
             elif len(request.rows) > capacity:  # a large request: alone, in calls of its own
                 alone, take = True, min(request.remaining, self._max_call)
@@ -424,6 +473,9 @@ class DynamicBatcher:
 
     def _start(self, loop: asyncio.AbstractEventLoop, batch: list[_Slice]) -> None:
         first = batch[0]
+        if first.request.job is not None:
+            self._start_job(loop, first.request)
+            return
         if len(batch) == 1:
             rows = first.request.rows[first.start : first.stop]  # one request's rows: a view
         else:
@@ -433,6 +485,68 @@ class DynamicBatcher:
         call = self._executor.submit(self._timed_predict, rows)
         finish = functools.partial(self._finish, loop, batch, len(rows), time.perf_counter())
         call.add_done_callback(functools.partial(_finish_on_loop, loop, finish))
+
+    def _start_job(self, loop: asyncio.AbstractEventLoop, request: _Request) -> None:
+        size = len(request.rows)
+        self._busy += 1
+        self._computing_rows += size
+        context = request.context or contextvars.copy_context()
+        predict = functools.partial(self._job_predict, request)
+        call = self._executor.submit(context.run, request.job, predict)  # type: ignore[arg-type]  # job is set
+        finish = functools.partial(self._finish_job, loop, request, size)
+        call.add_done_callback(functools.partial(_finish_on_loop, loop, finish))
+
+    def _job_predict(self, request: _Request, rows: Batch) -> RawOutput:
+        """A job's model call, in its inference thread: in calls of up to
+        ``max_request_rows_per_call`` rows, timed, checked and counted as :meth:`_finish`
+        does for a queued request's calls."""
+        if request.future.done():  # answered meanwhile: never compute rows nobody will read
+            raise _AbandonedError()
+        n = len(rows)
+        if n == 0:
+            raise EmptyBatchError()
+        parts = []
+        for start in range(0, n, self._max_call):
+            part = rows[start : start + self._max_call]
+            started = time.perf_counter()
+            try:
+                output = self._timed_predict(part)
+            except ModelserveError as exc:
+                self._log_failure(len(part), exc_info=exc)
+                raise
+            except Exception as exc:
+                self._log_failure(len(part), exc_info=exc)
+                raise PredictionFailedError() from None
+            if (wrong := _wrong_shape(output, len(part))) is not None:
+                self._log_failure(len(part), reason=wrong)
+                raise PredictionFailedError()
+            self._metrics.batch_rows(len(part))
+            self._metrics.inference_seconds(time.perf_counter() - started)
+            parts.append(output)
+        if request.future.done():
+            raise _AbandonedError()
+        return parts[0] if len(parts) == 1 else _concat(parts)
+
+    def _finish_job(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        request: _Request,
+        size: int,
+        call: Future[object],
+    ) -> None:
+        self._busy -= 1
+        self._computing_rows -= size
+        if not request.future.done():
+            if call.cancelled():  # the executor was shut down before the job began
+                request.future.set_exception(ShuttingDownError())
+            elif (exc := call.exception()) is not None:
+                request.future.set_exception(exc)
+            else:
+                request.future.set_result(call.result())
+        if self._queue and loop.time() >= self._next_shed_check:
+            self._next_shed_check = loop.time() + SHED_CHECK_INTERVAL_S
+            self._shed_the_late(loop.time())
+        self._pump(loop)
 
     def _finish(
         self,
@@ -486,8 +600,8 @@ class DynamicBatcher:
 
 def _finish_on_loop(
     loop: asyncio.AbstractEventLoop,
-    finish: Callable[[Future[RawOutput]], None],
-    call: Future[RawOutput],
+    finish: Callable[[Future[Any]], None],
+    call: Future[Any],
 ) -> None:
     """Hand a finished model call to the loop in one ``call_soon_threadsafe``.
 

@@ -132,6 +132,25 @@ class PredictionCache:
         self._secrets: dict[tuple[str, str, str], bytes] = {}
         self._rejections = LogThrottle(WARN_INTERVAL_S)
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the back-end lives in this process (reads and writes from any thread)."""
+        return isinstance(self.backend, LocalCache)
+
+    def lookup_local(
+        self, model: str, version: str, fingerprint: str, spec: OutputSpec, matrix: Batch
+    ) -> CacheLookup:
+        """:meth:`lookup` on a local back-end, synchronously (from a large request's job)."""
+        if not isinstance(self.backend, LocalCache):
+            raise TypeError(f"the {self.backend.name} back-end is not local")
+        return self._lookup_local(self.backend, model, version, fingerprint, spec, matrix)
+
+    def complete_local(self, lookup: CacheLookup, computed: Outputs) -> Outputs:
+        """:meth:`complete` on a local back-end, synchronously (from a large request's job)."""
+        if not isinstance(self.backend, LocalCache):
+            raise TypeError(f"the {self.backend.name} back-end is not local")
+        return _complete_local(self.backend, lookup, computed)
+
     def row_keys(self, model: str, version: str, fingerprint: str, matrix: Batch) -> list[bytes]:
         """One key per row of ``matrix``."""
         scope = (model, version, fingerprint)

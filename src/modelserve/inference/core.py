@@ -25,9 +25,12 @@ adapters map them to their protocol (:mod:`modelserve.api.errors` for HTTP).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import structlog
@@ -37,6 +40,13 @@ from modelserve.inference.batcher import Reservation
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.coordination import Coordinator
 from modelserve.inference.formatting import check_top_k
+from modelserve.inference.large import (
+    LARGE_BODY_BYTES,
+    Pipeline,
+    Progress,
+    record_outputs,
+    run_job,
+)
 from modelserve.inference.metadata import (
     VersionMetadata,
     feature_input_specs,
@@ -47,8 +57,9 @@ from modelserve.inference.metadata import (
 from modelserve.inference.preprocess import FeatureSchema
 from modelserve.inference.registry import ModelRegistry
 from modelserve.inference.repository import ModelRepository
+from modelserve.inference.result import InferenceResult
 from modelserve.inference.shadow import ShadowRunner
-from modelserve.inference.types import Batch, Outputs, OutputSpec
+from modelserve.inference.types import Batch, Outputs
 from modelserve.inference.version import LoadedVersion
 from modelserve.observability import metrics
 from modelserve.observability.health import HealthState
@@ -57,19 +68,8 @@ Decode = Callable[[FeatureSchema], Batch | Awaitable[Batch]]
 """Builds a request's batch for the resolved version's schema (raise InvalidInputError);
 a transport may build a large one off the event loop and return an awaitable."""
 
-
-@dataclass(frozen=True, slots=True)
-class InferenceResult:
-    """The outputs of one request's rows, and which version computed them."""
-
-    model: str
-    model_version: str
-    outputs: Outputs
-    spec: OutputSpec
-    """What the version answers (probability column names, default top_k) for formatting."""
-    latency_ms: float
-    cache_status: str | None = None
-    """HIT, MISS or PARTIAL when a prediction cache is configured."""
+_Parsed = TypeVar("_Parsed")
+_Answer = TypeVar("_Answer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,35 +193,86 @@ class InferenceCore:
                         self.cache, entry, batch, reservation
                     )
             except Exception as exc:
-                if isinstance(exc, ModelserveError):
-                    exc.answered_by(entry.name, entry.version)
-                    code, client_fault = exc.code, exc.kind.is_client_error
-                else:
-                    code, client_fault = "internal_error", False
-                metrics.record_failure(entry.name, entry.version, code)
-                entry.monitor.observe_failure(code, client_fault=client_fault)
+                self._failed(entry, exc)
                 raise
         elapsed = time.perf_counter() - started
+        record_outputs(entry, outputs)
+        self._answered(entry, batch, outputs, elapsed)
+        return InferenceResult(
+            entry.name, entry.version, outputs, entry.spec, elapsed * 1000, cache_status
+        )
+
+    def one_job(self, body_bytes: int) -> bool:
+        """Whether a request of ``body_bytes`` is computed as one job (:meth:`infer_large`):
+        a large body, and no prediction cache or one in this process (a remote cache's calls
+        need the event loop)."""
+        return body_bytes >= LARGE_BODY_BYTES and (self.cache is None or self.cache.is_local)
+
+    async def infer_large(
+        self,
+        pipeline: Pipeline[_Parsed, _Answer],
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        caller: str | None = None,
+        top_k: int | None = None,
+        reservation: Reservation | None = None,
+    ) -> tuple[InferenceResult, _Answer]:
+        """:meth:`infer` for a large request (:meth:`one_job`), as one job in the routed
+        version's inference thread (:mod:`modelserve.inference.large`): the result, and the
+        answer ``pipeline.encode`` serialised. Same errors, metrics and cache as :meth:`infer`;
+        a request whose body is bad and whose model is unknown fails on its body first, as
+        when the body was parsed before routing."""
+        started = time.perf_counter()
+        if not self.health.accepting:
+            raise ShuttingDownError()
+        try:
+            routed = self.registry.route(model, version, caller)
+        except ModelserveError:
+            await asyncio.to_thread(pipeline.parse)
+            raise
+        with routed as entry:
+            progress = Progress()
+            job = functools.partial(run_job, pipeline, entry, self.cache, top_k, started, progress)
+            try:
+                rows = pipeline.estimate_rows(entry.schema)
+                outcome = await entry.batcher.run_job(job, rows, reservation)
+            except Exception as exc:
+                if not progress.parse_failed:  # the body's own fault is not the version's
+                    self._failed(entry, exc)
+                raise
+        if outcome.range_report is not None:
+            entry.monitor.observe_out_of_range(outcome.range_report)
+        if outcome.cache_counts is not None:
+            hits, misses = outcome.cache_counts
+            structlog.contextvars.bind_contextvars(
+                cache=outcome.result.cache_status, cache_hits=hits, cache_misses=misses
+            )
+        self._answered(entry, outcome.batch, outcome.result.outputs, outcome.seconds)
+        return outcome.result, outcome.answer
+
+    def _answered(
+        self, entry: LoadedVersion, batch: Batch, outputs: Outputs, seconds: float
+    ) -> None:
+        """What an answered request adds on the loop: the drift and latency windows, a shadow
+        copy, and the log context."""
         labels, ids, names = outputs.labels, outputs.label_ids, outputs.label_names
         confidences = outputs.confidence_values()
-        if labels is not None:
-            metrics.record_predictions(
-                entry.name, entry.version, labels, () if confidences is None else confidences,
-                ids, names,
-            )  # fmt: skip
-        elif outputs.values is not None:
-            values = outputs.values
-            metrics.record_regression(
-                entry.name, entry.version, values.tolist() if values.ndim == 1 else []
-            )
-        entry.monitor.observe(entry.schema.numeric(batch), elapsed, labels, confidences, ids, names)
+        entry.monitor.observe(entry.schema.numeric(batch), seconds, labels, confidences, ids, names)
         self.shadow.mirror(entry, batch, outputs)
         structlog.contextvars.bind_contextvars(
             model=entry.name, model_version=entry.version, batch_size=len(batch)
         )
-        return InferenceResult(
-            entry.name, entry.version, outputs, entry.spec, elapsed * 1000, cache_status
-        )
+
+    @staticmethod
+    def _failed(entry: LoadedVersion, exc: Exception) -> None:
+        if isinstance(exc, ModelserveError):
+            exc.answered_by(entry.name, entry.version)
+            code, client_fault = exc.code, exc.kind.is_client_error
+        else:
+            code, client_fault = "internal_error", False
+        metrics.record_failure(entry.name, entry.version, code)
+        entry.monitor.observe_failure(code, client_fault=client_fault)
 
     def admit(
         self,

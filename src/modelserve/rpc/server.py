@@ -162,14 +162,16 @@ class GrpcServer:
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
     def _bind(self, method: Method) -> Any:
-        async def handle(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Message:
+        async def handle(
+            raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> Message | bytes:
             return await self._handle(method, raw, context)
 
         return handle
 
     async def _handle(
         self, method: Method, raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Message:
+    ) -> Message | bytes:
         """Size check, API key, decode, call; raises domain errors (the interceptor maps
         them)."""
         if len(raw) > self._max_bytes:
@@ -182,9 +184,10 @@ class GrpcServer:
         except DecodeError:
             raise InvalidInputError(f"the {method.name} message is not valid protobuf") from None
         caller = key.name if key is not None else None
-        return await method.handler(
-            self._plane, request, Call(caller, self._charger(caller, context))
-        )
+        call = Call(caller, self._charger(caller, context))
+        if method.large is not None and call.charge is None and self._plane.one_job(len(raw)):
+            return await method.large(self._plane, request, call)
+        return await method.handler(self._plane, request, call)
 
     async def _authorize(
         self,
@@ -225,7 +228,10 @@ def _reflection_pool() -> DescriptorPool:
     return pool
 
 
-def _serialize(message: Message) -> bytes:
+def _serialize(message: Message | bytes) -> bytes:
+    """A message's bytes; an answer serialised already (off the loop) goes as it is."""
+    if isinstance(message, bytes):
+        return message
     return message.SerializeToString()
 
 

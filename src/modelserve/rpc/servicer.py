@@ -6,6 +6,7 @@ server's generic handler reads that table for auth, limits and the request conte
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -16,6 +17,7 @@ from modelserve.api.route_table import Access
 from modelserve.rpc import convert
 from modelserve.rpc import inference_pb2 as pb
 from modelserve.v2.dataplane import Charge, DataPlane, repository_version
+from modelserve.v2.messages import InferRequest, InferResponse
 
 SERVICE: Final = "inference.GRPCInferenceService"
 
@@ -29,6 +31,8 @@ class Call:
 
 
 Handler = Callable[[DataPlane, Any, Call], Awaitable[Message]]
+LargeHandler = Callable[[DataPlane, Any, Call], Awaitable[bytes]]
+"""A method's handler for a large message without rows to charge: the serialised answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,9 @@ class Method:
     access: Access
     """Who may call it, as for an HTTP route: ``PREDICT``, ``ADMIN``, ``PROBE`` (open unless
     auth.protect_probes) or ``METRICS`` (open unless auth.protect_metrics)."""
+    large: LargeHandler | None = None
+    """For a message of :meth:`DataPlane.one_job` size, the handler that computes it as one
+    job, serialising the answer there too."""
 
 
 async def _server_live(plane: DataPlane, _: pb.ServerLiveRequest, __: Call) -> Message:
@@ -77,6 +84,24 @@ async def _model_infer(plane: DataPlane, request: pb.ModelInferRequest, call: Ca
         request.model_name, request.model_version, infer, call.caller, call.charge
     )
     return convert.infer_response(response, raw=bool(request.raw_input_contents))
+
+
+async def _model_infer_large(plane: DataPlane, request: pb.ModelInferRequest, call: Call) -> bytes:
+    """:func:`_model_infer` as one job: the contents to arrays, the model call, and the answer
+    back to raw contents and serialised, in the model's inference thread."""
+    raw = bool(request.raw_input_contents)
+
+    def encode(response: InferResponse, _: InferRequest) -> bytes:
+        return convert.infer_response(response, raw=raw).SerializeToString()
+
+    return await plane.infer_large(
+        request.model_name,
+        request.model_version,
+        functools.partial(convert.infer_request, request),
+        encode,
+        request.ByteSize(),
+        call.caller,
+    )
 
 
 async def _model_statistics(
@@ -153,7 +178,14 @@ METHODS: Final = (
         _model_metadata,
         Access.PREDICT,
     ),
-    Method("ModelInfer", pb.ModelInferRequest, pb.ModelInferResponse, _model_infer, Access.PREDICT),
+    Method(
+        "ModelInfer",
+        pb.ModelInferRequest,
+        pb.ModelInferResponse,
+        _model_infer,
+        Access.PREDICT,
+        large=_model_infer_large,
+    ),
     Method(
         "ModelStatistics",
         pb.ModelStatisticsRequest,

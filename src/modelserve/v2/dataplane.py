@@ -8,15 +8,18 @@ the core's, and repository calls are the core's repository operations on configu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from modelserve import __version__
 from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
 from modelserve.inference.core import InferenceCore, Readiness
+from modelserve.inference.large import Pipeline
 from modelserve.inference.metadata import VersionMetadata
 from modelserve.inference.preprocess import FeatureSchema
+from modelserve.inference.result import InferenceResult
 from modelserve.inference.typed import TypedFeatureSchema
 from modelserve.inference.types import Batch, ModelStatus
 from modelserve.observability import metrics
@@ -37,6 +40,8 @@ overrides are refused: only configured artifacts load, from their configured pat
 Charge = Callable[[int], Awaitable[None]]
 """Called with the row count once a request is decoded, before any work: the transport's
 rate limiter spends the caller's budget there (and raises to refuse)."""
+
+_Answer = TypeVar("_Answer")
 
 _STATES: Final = {
     ModelStatus.READY: "READY",
@@ -87,36 +92,56 @@ class DataPlane:
         charge: Charge | None = None,
     ) -> InferResponse:
         """Run ``request`` through the core; outputs as the request selects them."""
+        rows = self._checked_rows(request)
+        if charge is not None:
+            await charge(rows)
+        result = await self.core.infer(
+            functools.partial(_decode, request), model=name, version=version or None, caller=caller
+        )
+        return _response(request, result)
+
+    def one_job(self, body_bytes: int) -> bool:
+        """Whether a request of ``body_bytes`` goes through :meth:`infer_large`."""
+        return self.core.one_job(body_bytes)
+
+    async def infer_large(
+        self,
+        name: str,
+        version: str | None,
+        parse: Callable[[], InferRequest],
+        encode: Callable[[InferResponse, InferRequest], _Answer],
+        body_bytes: int,
+        caller: str | None = None,
+    ) -> _Answer:
+        """:meth:`infer` of a large body as one job in the model's inference thread (no rows
+        to charge: the transport has no rate limit): ``parse`` reads the request from the
+        body, ``encode`` serialises the response."""
+
+        def parse_checked() -> InferRequest:
+            request = parse()
+            self._checked_rows(request)
+            return request
+
+        def estimate(schema: FeatureSchema) -> int:
+            # A binary tensor of float64 features: the largest row count the bytes can hold.
+            return min(self.max_rows, max(1, body_bytes // (8 * max(schema.n_features, 1))))
+
+        def encode_result(request: InferRequest, result: InferenceResult) -> _Answer:
+            return encode(_response(request, result), request)
+
+        pipeline = Pipeline(parse_checked, _decode, encode_result, estimate)
+        _, answer = await self.core.infer_large(
+            pipeline, model=name, version=version or None, caller=caller
+        )
+        return answer
+
+    def _checked_rows(self, request: InferRequest) -> int:
         rows = _rows(request.inputs)
         if rows == 0:
             raise EmptyBatchError()
         if rows > self.max_rows:
             raise BatchTooLargeError(self.max_rows, rows)
-        if charge is not None:
-            await charge(rows)
-
-        def decode(schema: FeatureSchema) -> Batch:
-            if isinstance(schema, TypedFeatureSchema) and not is_matrix(request.inputs):
-                names = schema.feature_names or []
-                return schema.rows_to_array(typed_rows(request.inputs, names))
-            return feature_matrix(request.inputs, schema.n_features, schema.feature_names)
-
-        result = await self.core.infer(decode, model=name, version=version or None, caller=caller)
-        outputs = result.outputs
-        answer = ModelAnswer(
-            labels=outputs.labels,
-            probabilities=outputs.probabilities,
-            class_labels=result.spec.class_labels or (),
-            values=outputs.values,
-            label_ids=outputs.label_ids,
-            label_names=outputs.label_names,
-        )
-        return InferResponse(
-            result.model,
-            result.model_version,
-            output_tensors(answer, request.outputs),
-            id=request.id,
-        )
+        return rows
 
     def statistics(self, name: str | None, version: str | None) -> list[VersionStatistics]:
         """Statistics of one version, every version of one model, or every version."""
@@ -148,6 +173,33 @@ class DataPlane:
     async def unload(self, name: str, version: str | None, caller: str | None) -> None:
         entry = self.core.registry.get(name, version or None)
         await self.core.repository.unload(entry.name, entry.version, caller)
+
+
+def _decode(request: InferRequest, schema: FeatureSchema) -> Batch:
+    """The batch of ``request``'s inputs for the version's schema."""
+    if isinstance(schema, TypedFeatureSchema) and not is_matrix(request.inputs):
+        names = schema.feature_names or []
+        return schema.rows_to_array(typed_rows(request.inputs, names))
+    return feature_matrix(request.inputs, schema.n_features, schema.feature_names)
+
+
+def _response(request: InferRequest, result: InferenceResult) -> InferResponse:
+    """The V2 response of ``result``, with the outputs ``request`` selects."""
+    outputs = result.outputs
+    answer = ModelAnswer(
+        labels=outputs.labels,
+        probabilities=outputs.probabilities,
+        class_labels=result.spec.class_labels or (),
+        values=outputs.values,
+        label_ids=outputs.label_ids,
+        label_names=outputs.label_names,
+    )
+    return InferResponse(
+        result.model,
+        result.model_version,
+        output_tensors(answer, request.outputs),
+        id=request.id,
+    )
 
 
 def _rows(inputs: Sequence[Tensor]) -> int:

@@ -8,6 +8,7 @@ route. The same Pydantic models validate the bodies and document them in /docs.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 
 import orjson
 import structlog
@@ -15,19 +16,22 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelserve.api.batch_body import parse_batch
+from modelserve.api.batch_body import BatchRows, parse_batch
 from modelserve.api.content_type import require_json
 from modelserve.api.declared_rows import DeclaredRows, admit_declared
 from modelserve.api.direct_io import RawResponse, header, query, read_body
 from modelserve.api.disconnect import while_connected
 from modelserve.api.errors import from_validation_error
 from modelserve.api.offload import now_or_in_thread, run_for_size
-from modelserve.api.ratelimit import charge_rows
+from modelserve.api.ratelimit import charge_rows, rows_charge_pending
 from modelserve.api.schemas import PredictRequest
 from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
-from modelserve.inference.core import InferenceCore, InferenceResult
+from modelserve.inference.batcher import Reservation
+from modelserve.inference.core import InferenceCore
 from modelserve.inference.formatting import format_batch, format_predictions
+from modelserve.inference.large import Pipeline
 from modelserve.inference.preprocess import FeatureSchema, Row
+from modelserve.inference.result import InferenceResult
 from modelserve.inference.types import Batch, Prediction
 from modelserve.observability.logging import utc_timestamp
 
@@ -162,6 +166,10 @@ async def predict_batch(request: Request) -> Response:
         body = await read_body(request)
         size = len(body)
         _bound_batch(body, limit, settings.widest_model())
+        core: InferenceCore = request.app.state.core
+        if core.one_job(size) and not rows_charge_pending(request.scope):
+            selection = _Selection(model, version, caller, top_k)
+            return await _predict_large_batch(request, body, limit, selection, reservation)
         try:
             rows = await run_for_size(size, parse_batch, body)
         except ValidationError as exc:
@@ -171,7 +179,6 @@ async def predict_batch(request: Request) -> Response:
         if len(rows) > limit:
             raise BatchTooLargeError(limit, len(rows))
         await charge_rows(request, len(rows))
-        core: InferenceCore = request.app.state.core
 
         def decode(schema: FeatureSchema) -> Batch | Awaitable[Batch]:
             if not rows.converts(schema):
@@ -203,6 +210,71 @@ async def predict_batch(request: Request) -> Response:
     }
     probabilities = query(request.scope).get("probabilities") in ("1", "true")
     answer = await run_for_size(size, _batch_answer, result, top_k, probabilities, envelope)
+    return _JSONAnswer(answer, result)
+
+
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    model: str | None
+    version: str | None
+    caller: str | None
+    top_k: int | None
+
+
+async def _predict_large_batch(
+    request: Request,
+    body: bytes,
+    limit: int,
+    selection: _Selection,
+    reservation: Reservation | None,
+) -> Response:
+    """A large batch as one job (:mod:`modelserve.inference.large`): parsing, validation,
+    column ordering, the cache, the model call, formatting and serialising run in the model's
+    inference thread; the loop writes the bytes. Same answers and errors as the staged path."""
+    core: InferenceCore = request.app.state.core
+    request_id = _request_id(request)
+    top_k = selection.top_k
+    probabilities = query(request.scope).get("probabilities") in ("1", "true")
+
+    def parse() -> BatchRows:
+        rows = parse_batch(body)
+        if not len(rows):
+            raise EmptyBatchError()
+        if len(rows) > limit:
+            raise BatchTooLargeError(limit, len(rows))
+        return rows
+
+    def encode(rows: BatchRows, result: InferenceResult) -> bytes:
+        envelope: dict[str, object] = {
+            "model": result.model,
+            "model_version": result.model_version,
+            "latency_ms": round(result.latency_ms, 3),
+            "timestamp": utc_timestamp(),
+            "request_id": request_id,
+        }
+        return _batch_answer(result, top_k, probabilities, envelope)
+
+    # Every row opens with one bracket, the envelope with two (see _bound_batch).
+    estimate = min(limit, max(1, body.count(b"[") + body.count(b"{") - _ENVELOPE_BRACKETS))
+    pipeline = Pipeline(parse, BatchRows.to_array, encode, lambda _: estimate)
+    inference = core.infer_large(
+        pipeline,
+        model=selection.model,
+        version=selection.version,
+        caller=selection.caller,
+        top_k=top_k,
+        reservation=reservation,
+    )
+    try:
+        result, answer = await while_connected(request.receive, inference)
+    except ValidationError as exc:
+        return from_validation_error(exc, request_id)
+    rows = len(result.outputs)
+    declared: DeclaredRows = request.app.state.declared_rows
+    declared.observe(result.model, len(body), rows)
+    structlog.contextvars.bind_contextvars(
+        avg_latency_per_sample_ms=round(result.latency_ms / rows, 4)
+    )
     return _JSONAnswer(answer, result)
 
 

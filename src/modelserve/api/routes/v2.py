@@ -10,6 +10,7 @@ bytes in flight, routing) answer in that body too (:func:`~modelserve.api.errors
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -151,6 +152,20 @@ async def infer(request: Request) -> Response:
             raise InvalidInputError(f"Inference-Header-Content-Length must be a number: {text!r}")
         header_length = int(text)
     size = len(body)
+    plane = _plane(request)
+    if plane.one_job(size) and request.app.state.rate_limiter is None:
+        content, json_length = await while_connected(
+            request.receive,
+            plane.infer_large(
+                name,
+                version,
+                functools.partial(decode_infer_request, body, header_length),
+                encode_infer_response,
+                size,
+                _caller(request),
+            ),
+        )
+        return _infer_answer(content, json_length)
     infer_request = await run_for_size(size, decode_infer_request, body, header_length)
     answer = await while_connected(
         request.receive,
@@ -160,6 +175,10 @@ async def infer(request: Request) -> Response:
     structlog.contextvars.bind_contextvars(
         model=answer.model_name, model_version=answer.model_version
     )
+    return _infer_answer(content, json_length)
+
+
+def _infer_answer(content: bytes, json_length: int | None) -> Response:
     if json_length is None:
         return RawResponse(content, _JSON_TYPE)
     return RawResponse(
