@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from modelserve.observability import metrics
+from modelserve.observability.logging import log_request_completed
 
 log = structlog.get_logger("modelserve.access")
 REQUEST_ID_MAX_LENGTH = 128
@@ -74,14 +75,15 @@ class RequestContext:
         metrics.HTTP_IN_FLIGHT.dec()
         metrics.record_http(route, method, status, elapsed)
         if self._access_log:
-            log.info(
-                "request_completed",
-                method=method,
-                path=path,
-                status=status,
-                latency_ms=round(elapsed * 1000, 3),
-                **extra,
-            )
+            fields = {
+                "method": method,
+                "path": path,
+                "status": status,
+                "latency_ms": round(elapsed * 1000, 3),
+            }
+            if extra:
+                fields.update(extra)
+            log_request_completed(fields)
         structlog.contextvars.clear_contextvars()
 
 

@@ -54,6 +54,10 @@ class LogWriter:
 
     def msg(self, **event: Any) -> None:
         """Queue one event (already through the caller-side processors)."""
+        self.put(event)
+
+    def put(self, event: dict[str, Any]) -> None:
+        """Queue ``event``, a line's complete fields (the writer owns the dict from here)."""
         if self._closed:
             with self._lock:
                 self._write([event])

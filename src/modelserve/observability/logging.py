@@ -2,11 +2,14 @@
 
 JSON lines are rendered and written by :mod:`modelserve.observability.log_writer`'s thread:
 the caller-side processors (context variables, level, the moment as a number, the exception)
-run where a line is logged, the rest off the request path.
+run where a line is logged, the rest off the request path. The access line, one per request,
+skips even those calls when the JSON pipeline is the one configured
+(:func:`log_request_completed`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import sys
@@ -17,7 +20,7 @@ from typing import Any, Literal
 import orjson
 import structlog
 
-from modelserve.observability.log_writer import start_writer
+from modelserve.observability.log_writer import LogWriter, start_writer
 
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 LOG_LEVELS["error"] = logging.ERROR
@@ -67,6 +70,41 @@ def _pass_on(
 
 
 _render_json = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+_CONTEXT_PREFIX = "structlog_"
+"""The name prefix of structlog's context variables (``structlog.contextvars``)."""
+_access_log = structlog.get_logger("modelserve.access")
+_direct: tuple[list[structlog.types.Processor], LogWriter | None] | None = None
+"""The JSON pipeline's processors and writer (None: info lines are off)."""
+
+
+def log_request_completed(fields: dict[str, Any]) -> None:
+    """Log the ``request_completed`` line with ``fields`` (and the request's context).
+
+    With the JSON pipeline configured, the line is built here as one dict, exactly as the
+    pipeline's processors would build it (fields, event, context variables, level, moment),
+    and queued for the writer: this runs once per request, and structlog's bound logger, its
+    processor calls and the keyword repacking were most of the access line's cost on the
+    request path. Otherwise (console format, a test capturing logs, another configuration) it
+    goes through structlog.
+    """
+    direct = _direct
+    if (
+        direct is None
+        or structlog.get_config()["processors"] is not direct[0]
+        or direct[0][-1] is not _pass_on
+    ):
+        _access_log.info("request_completed", **fields)
+        return
+    writer = direct[1]
+    if writer is None:
+        return
+    fields["event"] = "request_completed"
+    for var, value in contextvars.copy_context().items():
+        if value is not Ellipsis and var.name.startswith(_CONTEXT_PREFIX):
+            fields.setdefault(var.name[len(_CONTEXT_PREFIX) :], value)
+    fields["level"] = "info"
+    fields["timestamp"] = time.time()
+    writer.put(fields)
 
 
 def render_json_line(event: dict[str, object]) -> bytes:
@@ -83,6 +121,8 @@ def configure_logging(
     level: Literal["debug", "info", "warning", "error"] = "info",
 ) -> None:
     """Configure structlog once per process; every line has ``timestamp`` and ``level``."""
+    global _direct
+    _direct = None
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -99,6 +139,7 @@ def configure_logging(
         ]
         writer = start_writer(sys.stdout.buffer, render_json_line)
         factory: Callable[..., Any] = lambda *args: writer  # noqa: E731 (structlog's factory)
+        _direct = (processors, writer if LOG_LEVELS[level] <= logging.INFO else None)
     else:
         processors = [
             *shared,

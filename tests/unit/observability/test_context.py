@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
+import orjson
 import pytest
 import structlog
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from modelserve.observability.context import RequestContext, request_id_and_refusal
+from modelserve.observability.log_writer import flush_all
+from modelserve.observability.logging import configure_logging
 
 
 @pytest.mark.parametrize(
@@ -54,3 +60,47 @@ def test_request_context_finish_counts_and_logs_the_request() -> None:
     assert REGISTRY.get_sample_value("modelserve_http_requests_in_flight") == in_flight
     (line,) = [e for e in logs if e["event"] == "request_completed"]
     assert (line["path"], line["status"], line["grpc_code"]) == ("/ctx/a", 404, "NOT_FOUND")
+
+
+def _json_lines(monkeypatch: pytest.MonkeyPatch, level: str = "info") -> io.BytesIO:
+    """configure_logging's JSON pipeline writing into the returned buffer."""
+    stream = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(stream))
+    configure_logging("json", level)  # type: ignore[arg-type]
+    return stream
+
+
+def _written(stream: io.BytesIO) -> list[dict[str, object]]:
+    flush_all()
+    return [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_request_context_access_line_is_the_line_structlog_would_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The access line built directly for the JSON pipeline has the fields, order and values
+    of the same line logged through structlog (all but the moment)."""
+    stream = _json_lines(monkeypatch)
+    context = RequestContext.begin([(b"x-request-id", b"req-7")], access_log=True)
+    structlog.contextvars.bind_contextvars(model="m", model_version="2", prediction="setosa")
+    structlog.get_logger("modelserve.access").info(
+        "request_completed", method="POST", path="/p", status=200, latency_ms=1.5, cached=True
+    )
+    context.finish(route="/p", method="POST", path="/p", status=200, cached=True)
+    via_structlog, direct = _written(stream)
+    for line in (via_structlog, direct):
+        assert isinstance(line.pop("timestamp"), str)
+    via_structlog["latency_ms"] = direct["latency_ms"]
+    assert list(direct.items()) == list(via_structlog.items())
+    assert direct["request_id"] == "req-7"
+
+
+def test_request_context_access_line_respects_the_log_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the level above info no access line is written, as for any info line."""
+    stream = _json_lines(monkeypatch, "warning")
+    RequestContext.begin([], access_log=True).finish(
+        route="/p", method="POST", path="/p", status=200
+    )
+    assert _written(stream) == []
