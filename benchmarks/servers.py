@@ -53,9 +53,11 @@ def modelserve_config(
     path: Path,
     access_log: bool = True,
     batching_options: dict[str, object] | None = None,
+    isolation: dict[str, str] | None = None,
 ) -> Path:
     """Write a modelserve YAML config serving every model, batching on or off
-    (``batching_options`` replace the batching defaults: 64 rows, 2 ms).
+    (``batching_options`` replace the batching defaults: 64 rows, 2 ms; ``isolation`` gives a
+    model's ``isolation`` by name, else the default, ``thread``).
 
     The prediction cache is off: rows repeat over a long run, and a cache hit would measure
     the cache instead of the model.
@@ -73,6 +75,7 @@ def modelserve_config(
                 "path": str(f.path),
                 "labels": list(LABELS),
                 "batching": dict(batching_cfg),
+                "isolation": (isolation or {}).get(f.name, "thread"),
             }
             for f in files.values()
         ],

@@ -17,6 +17,8 @@ process for its own model: nothing here comes from a client.
 
 from __future__ import annotations
 
+import functools
+import math
 import pickle
 import struct
 from typing import TYPE_CHECKING, Any
@@ -138,12 +140,16 @@ def _read_array(view: memoryview, offset: int) -> tuple[Any, int]:
         offset += _DIM.size
         array = pickle.loads(view[offset : offset + size])
         return array, offset + size
-    dtype = np.dtype(bytes(view[offset : offset + dtype_len]).decode())
+    dtype = _dtype(bytes(view[offset : offset + dtype_len]))
     offset += dtype_len
-    shape = tuple(_DIM.unpack_from(view, offset + i * _DIM.size)[0] for i in range(ndim))
+    shape = struct.unpack_from(f"<{ndim}Q", view, offset)
     offset += ndim * _DIM.size
-    count = int(np.prod(shape)) if shape else 1
-    size = count * dtype.itemsize
+    count = math.prod(shape)
     # A copy: the caller may write into its arrays, and the message's buffer is read-only.
-    array = np.frombuffer(view[offset : offset + size], dtype=dtype).reshape(shape).copy()
-    return array, offset + size
+    array = np.frombuffer(view, dtype, count, offset).reshape(shape).copy()
+    return array, offset + count * dtype.itemsize
+
+
+@functools.cache
+def _dtype(name: bytes) -> np.dtype[Any]:
+    return np.dtype(name.decode())
