@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -58,6 +59,7 @@ AB_OPTIONS: dict[str, object] = {"max_batch_size": 64, "max_delay_ms": 2, "infer
 
 
 PATH = "/predict?model=forest"
+MODEL_PROCESS = b"modelserve.inference.process_child"
 
 
 def _python_pace(seconds: float) -> float:
@@ -119,14 +121,32 @@ def _forest_server(
         server.stop()
 
 
+def _model_process_cpu_s(server_pid: int) -> float:
+    """CPU seconds used so far by the server's live model processes (``isolation: process``)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if MODEL_PROCESS not in (entry / "cmdline").read_bytes():
+                continue
+            rest = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(rest[1]) == server_pid:
+            total += (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _measure(
     wrk: str, target: _Server, script_args: list[str], connections: int, seconds: float
-) -> tuple[WrkResult, float]:
-    """One wrk run and the server's CPU seconds during it (its model process included: it is
-    in the server's process group)."""
-    before = group_cpu_s(target.server.proc.pid)
+) -> tuple[WrkResult, float, float]:
+    """One wrk run, the server's CPU seconds during it (its model process included: it is in
+    the server's process group) and the model process's share of them."""
+    pid = target.server.proc.pid
+    before, model_before = group_cpu_s(pid), _model_process_cpu_s(pid)
     result = run_wrk(wrk, target.url, "predict.lua", script_args, connections, seconds)
-    return result, group_cpu_s(target.server.proc.pid) - before
+    return result, group_cpu_s(pid) - before, _model_process_cpu_s(pid) - model_before
 
 
 def _sweep(
@@ -141,15 +161,15 @@ def _sweep(
         if options["isolation"] not in args.isolation:
             continue
         with _forest_server(forest, options, "forest-sweep") as target:
-            single, _ = _measure(wrk, target, script_args, 1, args.duration)
+            single, _, _ = _measure(wrk, target, script_args, 1, args.duration)
             _measure(wrk, target, script_args, 64, args.warmup)
             measured = [
                 _measure(wrk, target, script_args, 64, args.duration) for _ in range(args.repeats)
             ]
-        runs = [r for r, _ in measured]
+        runs = [r for r, _, _ in measured]
         median = sorted(runs, key=lambda r: r.rps)[(len(runs) - 1) // 2]
         answered = sum(r.ok_requests for r in runs)
-        cpu_s = sum(c for _, c in measured)
+        cpu_s = sum(c for _, c, _ in measured)
         figures = " / ".join(f"{r.rps:,.0f}" for r in runs)
         print(
             f"| {options['isolation']} | {options['max_batch_size']} | {options['max_delay_ms']} "
@@ -181,21 +201,27 @@ def _ab(
         }
         for target in targets.values():
             _measure(wrk, target, script_args, 64, args.warmup)
-        measured: dict[str, list[tuple[WrkResult, float]]] = {name: [] for name in names}
+        measured: dict[str, list[tuple[WrkResult, float, float]]] = {name: [] for name in names}
         for _ in range(args.repeats):
             for name in names:
                 measured[name].append(_measure(wrk, targets[name], script_args, 64, args.duration))
-    print("| isolation | req/s @64 (median) | runs | server CPU us/req (median run) | errors |")
-    print("|---|---:|---|---:|---:|")
+    print(
+        "| isolation | req/s @64 (median) | runs | server CPU us/req (median run) "
+        "| of which the model process | errors |"
+    )
+    print("|---|---:|---|---:|---:|---:|")
     medians = {}
     for name in names:
         runs = sorted(measured[name], key=lambda m: m[0].rps)
-        result, cpu_s = runs[(len(runs) - 1) // 2]
+        result, cpu_s, model_cpu_s = runs[(len(runs) - 1) // 2]
         medians[name] = result.rps
-        figures = " / ".join(f"{r.rps:,.0f}" for r, _ in measured[name])
-        per_request = cpu_s / result.ok_requests * 1e6 if result.ok_requests else float("nan")
-        errors = sum(r.error_total for r, _ in measured[name])
-        print(f"| {name} | {result.rps:,.0f} | {figures} | {per_request:,.0f} | {errors} |")
+        figures = " / ".join(f"{r.rps:,.0f}" for r, _, _ in measured[name])
+        answered = max(result.ok_requests, 1)
+        errors = sum(r.error_total for r, _, _ in measured[name])
+        print(
+            f"| {name} | {result.rps:,.0f} | {figures} | {cpu_s / answered * 1e6:,.0f} "
+            f"| {model_cpu_s / answered * 1e6:,.0f} | {errors} |"
+        )
     if medians["thread"]:
         print(f"process / thread: {medians['process'] / medians['thread']:.2f}x")
 

@@ -73,6 +73,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=1, help="modelserve --workers")
     parser.add_argument(
+        "--forest-isolation",
+        choices=("thread", "process"),
+        default=servers.MODEL_ISOLATION["forest"],
+        help="the forest's models[].isolation in modelserve's config",
+    )
+    parser.add_argument(
         "--no-access-log", action="store_true", help="run modelserve without its access log"
     )
     parser.add_argument(
@@ -127,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     load_at_start = [round(v, 2) for v in os.getloadavg()]
     print(f"machine: {machine()}; load average at start: {_load_average()}")
+    print(f"modelserve forest isolation: {args.forest_isolation}")
     print(
         f"{args.repeats} measured run(s) of {args.duration:g} s per scenario after "
         f"{args.warmup:g} s warm-up; the median run counts"
@@ -154,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 batching,
                 WORK_DIR / f"modelserve-{'batched' if batching else 'unbatched'}.yaml",
                 access_log=not args.no_access_log,
+                isolation={**servers.MODEL_ISOLATION, "forest": args.forest_isolation},
             )
             spec = servers.modelserve_spec(
                 config, free_port(), batching, args.workers, probe_port=free_port()

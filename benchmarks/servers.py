@@ -15,6 +15,9 @@ import yaml
 from benchmarks.models import LABELS, ModelFile
 
 VENV_BIN = Path(sys.executable).parent
+MODEL_ISOLATION = {"logreg": "thread", "forest": "thread"}
+"""Each model's ``isolation`` in the harness's modelserve config (``benchmarks/README.md``
+says why: process isolation did not beat the thread for the forest on the shared machine)."""
 
 
 @dataclass(frozen=True)
