@@ -39,8 +39,10 @@ services:
 
 # TEST_WORKERS=N runs the test files on N pytest-xdist workers: each test file on one worker
 # (its module's servers start once), the cluster files together (see tests/conftest.py).
-# On a 2-core machine the servers of three workers compete for the cores (start-ups ran
-# past their timeouts), so the default runs everything in this process.
+# Measured on a 2-core machine (6 e2e files, 45 tests, load average 5-6 from other work):
+# 207 s in one process, 201 s on 2 workers, within the noise; a whole run on 2 workers at load
+# average 8-11 ran a fleet test past its 120 s timeout, as 3 workers did earlier. With no
+# gain measured, the default runs everything in this process.
 TEST_WORKERS ?= 0
 
 test: $(VENV)/.dev services

@@ -73,7 +73,7 @@ def _wait_until_quiet(path: Path, quiet_s: float = 0.15, timeout_s: float = 1.0)
             return
 
 
-def _polling_client(timeout_s: float) -> httpx.Client:
+def polling_client(timeout_s: float) -> httpx.Client:
     """One client for every poll of a wait: ``httpx.get`` builds a TLS context per call (about
     60 ms of CPU), which every 50 ms took a core from the server starting on a 2-core machine.
     No keep-alive, so each poll is a new connection as with ``httpx.get`` (under gunicorn any
@@ -83,7 +83,7 @@ def _polling_client(timeout_s: float) -> httpx.Client:
 
 def wait_ready(server: RunningServer, timeout_s: float = 60, path: str = "/ready") -> None:
     deadline = time.monotonic() + timeout_s
-    with _polling_client(timeout_s=1) as client:
+    with polling_client(timeout_s=1) as client:
         while time.monotonic() < deadline:
             if server.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {server.proc.returncode}:\n{_tail(server)}")
@@ -127,7 +127,7 @@ def poll_status(
     killed worker gives); fail naming the last answer after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     last: object = None
-    with _polling_client(request_timeout_s) as client:
+    with polling_client(request_timeout_s) as client:
         while time.monotonic() < deadline:
             try:
                 response = client.get(url)

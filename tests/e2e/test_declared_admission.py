@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tests import prometheus
-from tests.e2e.conftest import RunningServer, write_config
+from tests.e2e.conftest import RunningServer, polling_client, write_config
 from tests.fakes import SlowClassifier
 
 pytestmark = pytest.mark.e2e
@@ -61,11 +61,12 @@ def post_batch(server: RunningServer, rows: int) -> httpx.Response:
 
 def wait_for_queued_rows(server: RunningServer, rows: float) -> None:
     deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        samples = prometheus.parse(httpx.get(server.base_url + "/metrics", timeout=5).text)
-        if prometheus.value(samples, "modelserve_queue_rows", **QUEUE_LABELS) == rows:
-            return
-        time.sleep(0.05)
+    with polling_client(timeout_s=5) as client:
+        while time.monotonic() < deadline:
+            samples = prometheus.parse(client.get(server.base_url + "/metrics").text)
+            if prometheus.value(samples, "modelserve_queue_rows", **QUEUE_LABELS) == rows:
+                return
+            time.sleep(0.05)
     raise AssertionError(f"the queue never held {rows} rows")
 
 

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.conftest import free_port, pythonpath_env
-from tests.e2e.conftest import IRIS_ONNX, MODELSERVE, RunningServer, write_config
+from tests.e2e.conftest import IRIS_ONNX, MODELSERVE, RunningServer, poll_status, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -120,17 +120,7 @@ class Load:
 
 
 def _poll(url: str, status: int, timeout_s: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(url, timeout=5)
-        except httpx.HTTPError:
-            pass
-        else:
-            if response.status_code == status:
-                return response
-        time.sleep(0.02)
-    raise AssertionError(f"{url} never answered {status}")
+    return poll_status(url, status, timeout_s, interval_s=0.02)
 
 
 def _dead(pid: int) -> bool:

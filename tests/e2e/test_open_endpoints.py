@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import IRIS_ONNX, RunningServer, write_config
+from tests.e2e.conftest import IRIS_ONNX, RunningServer, polling_client, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -46,9 +46,10 @@ def broken_server(
     config = write_config(directory, {"models": models, "auth": _auth()})
     server = serve_modelserve_module(config, wait="/health")
     deadline = time.monotonic() + 60
-    while "broken:1 is failed" not in httpx.get(server.base_url + "/ready").text:
-        assert time.monotonic() < deadline, "the broken model never finished failing"
-        time.sleep(0.05)
+    with polling_client(timeout_s=5) as client:
+        while "broken:1 is failed" not in client.get(server.base_url + "/ready").text:
+            assert time.monotonic() < deadline, "the broken model never finished failing"
+            time.sleep(0.05)
     return server
 
 

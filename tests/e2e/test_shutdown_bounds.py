@@ -14,7 +14,7 @@ import joblib
 import pytest
 
 from tests.conftest import free_port
-from tests.e2e.conftest import RunningServer, wait_for_log_events, write_config
+from tests.e2e.conftest import RunningServer, polling_client, wait_for_log_events, write_config
 from tests.fakes import StallingClassifier
 from tests.prometheus import parse
 
@@ -73,11 +73,12 @@ def _send_stuck_request(server: RunningServer, pool: ThreadPoolExecutor) -> Futu
 
     future = pool.submit(call)
     in_flight = ("modelserve_http_requests_in_flight", frozenset[tuple[str, str]]())
-    for _ in range(500):
-        metrics = parse(httpx.get(server.base_url + "/metrics", timeout=5).text)
-        if metrics.get(in_flight) == 2:  # the stuck request and this scrape
-            return future
-        time.sleep(0.02)
+    with polling_client(timeout_s=5) as client:
+        for _ in range(500):
+            metrics = parse(client.get(server.base_url + "/metrics").text)
+            if metrics.get(in_flight) == 2:  # the stuck request and this scrape
+                return future
+            time.sleep(0.02)
     raise AssertionError("the stuck request never reached the server")
 
 

@@ -14,7 +14,13 @@ import httpx
 import pytest
 
 from modelserve.demo import FEATURES
-from tests.e2e.conftest import IRIS_ONNX, RunningServer, wait_for_log_events, write_config
+from tests.e2e.conftest import (
+    IRIS_ONNX,
+    RunningServer,
+    polling_client,
+    wait_for_log_events,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -139,12 +145,13 @@ def test_connections_beyond_the_limit_get_503_and_the_server_recovers(
     assert set(v2_refused.json()) == {"error"}
     assert "server.max_connections" in v2_refused.json()["error"]
     assert v2_refused.headers["retry-after"] == "1"
-    for _ in range(100):
-        if httpx.get(server.base_url + "/health", timeout=10).status_code == 200:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("still refusing after the held connections closed")
+    with polling_client(timeout_s=10) as client:
+        for _ in range(100):
+            if client.get(server.base_url + "/health").status_code == 200:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("still refusing after the held connections closed")
     assert server.proc.poll() is None
     elapsed = time.monotonic() - started
     assert server.stop() == 0
@@ -155,9 +162,10 @@ def test_connections_beyond_the_limit_get_503_and_the_server_recovers(
 
 def _refused_once_held(server: RunningServer, path: str) -> httpx.Response:
     """GET ``path`` until the server, seeing the held connections, refuses it (bounded)."""
-    for _ in range(100):  # the server sees the held connections within a few tries
-        response = httpx.get(server.base_url + path, timeout=10)
-        if response.status_code == 503:
-            return response
-        time.sleep(0.05)
+    with polling_client(timeout_s=10) as client:
+        for _ in range(100):  # the server sees the held connections within a few tries
+            response = client.get(server.base_url + path)
+            if response.status_code == 503:
+                return response
+            time.sleep(0.05)
     raise AssertionError(f"{path}: never refused past max_connections")

@@ -26,6 +26,8 @@ from tests.label_models import build_label_models
 pytestmark = pytest.mark.e2e
 
 ROW = [5.9, 3.0, 4.2, 1.5]
+ACCESS_ROW = [6.1, 2.8, 4.0, 1.3]
+"""The access-line test's own row: the shared server's cache never holds it for another test."""
 
 
 def _metric(server: RunningServer, name: str, **labels: str) -> float:
@@ -72,18 +74,30 @@ def _grpc_answer(result: Any, classes: list[str]) -> tuple[str, dict[str, float]
     return label, dict(zip(classes, result.as_numpy("probabilities")[0].tolist(), strict=True))
 
 
-@pytest.fixture
-def models_dir(tmp_path: Path) -> Path:
-    build_label_models(tmp_path / "models")
-    return tmp_path / "models"
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The label models, built once for the module (read only)."""
+    out = tmp_path_factory.mktemp("label-models")
+    build_label_models(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def grpc_server(
+    serve_modelserve_module: Callable[..., RunningServer], models_dir: Path
+) -> tuple[RunningServer, int]:
+    """One server of the label models with gRPC, shared by the tests that compare metric
+    deltas and send rows of their own; returns it and its gRPC port."""
+    grpc_port = free_port()
+    server = serve_modelserve_module(models_dir / "modelserve.yaml", "--grpc-port", str(grpc_port))
+    return server, grpc_port
 
 
 def test_transports_same_answer_metrics_once_and_one_cache_entry(
-    serve_modelserve: Callable[..., RunningServer], models_dir: Path
+    grpc_server: tuple[RunningServer, int],
 ) -> None:
     """/predict, V2 REST and gRPC: one answer, one prediction counted each, one cache entry."""
-    grpc_port = free_port()
-    server = serve_modelserve(models_dir / "modelserve.yaml", "--grpc-port", str(grpc_port))
+    server, grpc_port = grpc_server
     classes = ["10", "20", "30"]
     labels = {"model": "ints", "model_version": "1"}
     predicted = _metric(server, "modelserve_predictions_total", **labels)
@@ -106,22 +120,29 @@ INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def test_transports_grpc_call_writes_the_access_line_and_request_metrics_of_http(
-    serve_modelserve: Callable[..., RunningServer], models_dir: Path
+    grpc_server: tuple[RunningServer, int],
 ) -> None:
     """A tritonclient.grpc ModelInfer writes the same request_completed line as /predict (its
     request id, the method's path, the REST status, the model that answered) and counts in
     modelserve_http_requests_total with the method as route; a refusal counts as its 404."""
-    grpc_port = free_port()
-    server = serve_modelserve(models_dir / "modelserve.yaml", "--grpc-port", str(grpc_port))
+    server, grpc_port = grpc_server
+    requests = "modelserve_http_requests_total"
+    duration_count = "modelserve_http_request_duration_seconds_count"
+    before = (
+        _metric(server, requests, route=INFER, method="GRPC", status="200"),
+        _metric(server, requests, route=INFER, method="GRPC", status="404"),
+        _metric(server, requests, route="/predict", method="POST", status="200"),
+        _metric(server, duration_count, route=INFER),
+    )
     httpx.post(
         f"{server.base_url}/predict?model=ints",
-        json={"features": ROW},
+        json={"features": ACCESS_ROW},
         headers={"X-Request-ID": "via-http"},
         timeout=30,
     ).raise_for_status()
     client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
     tensor = grpcclient.InferInput("input", [1, 4], "FP64")
-    tensor.set_data_from_numpy(np.array([ROW]))
+    tensor.set_data_from_numpy(np.array([ACCESS_ROW]))
     try:
         client.infer("ints", [tensor], headers={"x-request-id": "via-grpc"}, client_timeout=30)
         with pytest.raises(InferenceServerException, match="unknown model"):
@@ -142,23 +163,24 @@ def test_transports_grpc_call_writes_the_access_line_and_request_metrics_of_http
         "model": "ints",
     }
     assert (refused["status"], refused["grpc_code"]) == (404, "NOT_FOUND")
-    requests = "modelserve_http_requests_total"
-    assert _metric(server, requests, route=INFER, method="GRPC", status="200") == 1
-    assert _metric(server, requests, route=INFER, method="GRPC", status="404") == 1
-    assert _metric(server, requests, route="/predict", method="POST", status="200") == 1
-    assert _metric(server, "modelserve_http_request_duration_seconds_count", route=INFER) == 2
+    after = (
+        _metric(server, requests, route=INFER, method="GRPC", status="200"),
+        _metric(server, requests, route=INFER, method="GRPC", status="404"),
+        _metric(server, requests, route="/predict", method="POST", status="200"),
+        _metric(server, duration_count, route=INFER),
+    )
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 2]
 
 
 def test_transports_share_one_rate_limit_budget(
-    serve_modelserve: Callable[..., RunningServer], tmp_path: Path
+    serve_modelserve: Callable[..., RunningServer], models_dir: Path, tmp_path: Path
 ) -> None:
     """Three single-row requests, one per transport, spend a budget of three for all of them."""
     grpc_port = free_port()
-    config = build_label_models(tmp_path / "models", grpc_port=grpc_port)
-    data = yaml.safe_load(config.read_text())
+    data = yaml.safe_load((models_dir / "modelserve.yaml").read_text())
+    data["server"] = {"grpc_port": grpc_port}
     data["rate_limit"] = {"enabled": True, "predict": "3/minute", "predict_batch": "3/minute"}
-    write_config(config.parent, data)
-    server = serve_modelserve(config)
+    server = serve_modelserve(write_config(tmp_path, data))
 
     assert httpx.post(server.base_url + "/predict?model=ints", json={"features": ROW}).is_success
     assert _via_v2_rest(server, "ints").is_success
