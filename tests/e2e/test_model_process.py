@@ -80,6 +80,15 @@ def served(
     ]
     models[3]["batching"] = {"inference_threads": 2}  # logreg-process: a child per thread
     models.append({"name": "gated", "path": str(directory / "gated.pkl"), "isolation": "process"})
+    for version, isolation in (("1", "thread"), ("2", "process")):  # v2 is free to unload
+        models.append(
+            {
+                "name": "spare",
+                "version": version,
+                "path": str(directory / "logreg.joblib"),
+                "isolation": isolation,
+            }
+        )
     server = serve_modelserve_module(write_config(directory, _config(models)), wait=None)
     wait_ready(server, START_TIMEOUT_S)
     return Served(server, gate)
@@ -237,6 +246,20 @@ def test_reload_stops_the_replaced_model_process(served: Served) -> None:
     assert _probabilities(server, "forest-process", rows) == _probabilities(
         server, "forest-thread", rows
     )
+
+
+def test_unload_stops_the_model_process(served: Served) -> None:
+    """An admin unload of a version in a process stops its child."""
+    server = served.server
+    (pid,) = _child_pids(server, "spare")
+    response = httpx.post(
+        f"{server.base_url}/admin/models/spare/versions/2/unload",
+        headers=AUTH,
+        json={},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    _wait_exited([pid])
 
 
 def test_sigterm_drains_the_model_process_batch_then_stops_it(
