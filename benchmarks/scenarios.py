@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.cpu import CpuMeter
+from benchmarks.cpu import CpuMeter, group_cpu_s
 from benchmarks.loadgen import WrkResult, run_wrk, start_wrk
 from benchmarks.processes import ServerProcess, http_request, start_server
 from benchmarks.servers import ServerSpec
@@ -45,6 +45,9 @@ class ScenarioResult:
     """CPU used by processes other than the server, wrk and the harness while measuring."""
     repeats: list[float] = field(default_factory=list)
     """With ``--repeats N``: every run's req/s (or /health p99 ms); the median run is kept."""
+    server_cpu_us_per_request: float | None = None
+    """The server's CPU time (its process group, user + system) per 2xx answer over all
+    runs; not for ``health-under-load``, where another load shares the server."""
     in_process_rows_per_s: dict[str, float] | None = None
     """For batch scenarios: the in-process ceiling timed right before and after this run."""
     health_port: str = ""
@@ -65,6 +68,7 @@ class ScenarioResult:
             "other_cpu_cores": (
                 None if self.other_cpu_cores is None else round(self.other_cpu_cores, 2)
             ),
+            "server_cpu_us_per_request": self.server_cpu_us_per_request,
             "result": self.wrk.summary() if self.wrk else None,
             "repeats": [round(v, 3) if math.isfinite(v) else None for v in self.repeats],
         }
@@ -125,6 +129,8 @@ class Runner:
             extra = ""
             if result.repeats:
                 extra = f" | median of {len(result.repeats)} runs: {format_runs(result)}"
+            if result.server_cpu_us_per_request is not None:
+                extra += f" | server CPU {result.server_cpu_us_per_request:,.0f} us/request"
             if result.other_cpu_cores is not None:
                 extra += f" | other processes: {result.other_cpu_cores:.2f} cores"
             if result.load is not None:
@@ -183,14 +189,21 @@ class Runner:
     ) -> None:
         """Measure ``self.repeats`` times; keep the run whose ``metric`` is the median."""
         runs: list[tuple[WrkResult, WrkResult | None, float | None]] = []
+        server_cpu_s, answered = 0.0, 0
         for i in range(self.repeats):
             if i:
                 time.sleep(0.3)
                 settle()
             meter = CpuMeter(self._pgid)
             meter.start()
+            before = group_cpu_s(self._pgid) if self._pgid else None
             main, load = once()
+            if before is not None and self._pgid:
+                server_cpu_s += group_cpu_s(self._pgid) - before
+                answered += main.ok_requests
             runs.append((main, load, meter.stop()))
+        if answered and runs[0][1] is None:
+            result.server_cpu_us_per_request = round(server_cpu_s / answered * 1e6, 1)
         ranked = sorted(runs, key=lambda run: metric(run[0]))
         result.wrk, result.load, result.other_cpu_cores = ranked[(len(ranked) - 1) // 2]
         if self.repeats > 1:
