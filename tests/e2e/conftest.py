@@ -38,7 +38,8 @@ class RunningServer:
     port: int
     log_path: Path
     tmp_dir: Path
-    """The server's TMPDIR (unless the test gave its own): where it makes its run directories."""
+    """The server's TMPDIR (its own, or the one the test gave): where it makes its run
+    directories; removed after the server is killed at teardown."""
 
     @property
     def base_url(self) -> str:
@@ -223,8 +224,9 @@ def _server_factory(directory: Path) -> Iterator[Callable[..., RunningServer]]:
     ) -> RunningServer:
         port = free_port()
         log_path = directory / f"server-{port}.log"
-        tmp_dir = directory / f"tmp-{port}"
-        tmp_dir.mkdir()
+        given_tmp = (env or {}).get("TMPDIR")
+        tmp_dir = Path(given_tmp) if given_tmp else directory / f"tmp-{port}"
+        tmp_dir.mkdir(exist_ok=True)
         source = ["--config", str(target)] if target.suffix in (".yaml", ".yml") else [str(target)]
         command = [
             *MODELSERVE,
