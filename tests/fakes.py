@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -267,3 +268,16 @@ class LoadGatedClassifier(FileGatedClassifier):
         while hold.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         self.__dict__.update(state)
+
+
+class CallRecordingClassifier(SlowClassifier):
+    """Answers class 0 at once and leaves a ``<pid>-<uuid>`` file in ``calls_dir`` per call:
+    a test sees which processes a model was called in."""
+
+    def __init__(self, calls_dir: str = "", n_features: int = 4) -> None:
+        super().__init__(0.0, n_features)
+        self.calls_dir = calls_dir
+
+    def predict_proba(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        (Path(self.calls_dir) / f"{os.getpid()}-{uuid.uuid4().hex}").touch()
+        return super().predict_proba(x)

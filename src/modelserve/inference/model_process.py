@@ -9,10 +9,11 @@ from its inference threads as it would any runtime, and each thread talks to a c
 own, so a model that holds the GIL never holds the event loop's.
 
 Lifecycle: a version is ready only once every child has built its model and answered the
-warm-up. A child that exits while its version serves fails the call it was computing with
+warm-up batches. A child that exits while its version serves fails the call it was computing with
 :class:`~modelserve.errors.ModelNotReadyError` (503), is counted
 (``modelserve_model_process_exits_total``) and logged, and is started again from the same
-bytes (with a growing delay while it keeps failing); the version is unready until it answers.
+bytes (with a growing delay while it keeps failing); the version is unready until it has
+answered the warm-up batches again.
 Stopping the version (reload, unload, removal, shutdown after the drain) stops its children.
 A child never outlives the serving process: it exits when its socket reaches end of file,
 which happens when the serving process shuts its end down or dies, however it dies. It
@@ -37,9 +38,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from modelserve.errors import ModelLoadError, ModelNotReadyError
+from modelserve.errors import InvalidInputError, ModelLoadError, ModelNotReadyError
 from modelserve.inference import process_wire as wire
-from modelserve.inference.types import FloatArray, ModelMetadata, RawOutput
+from modelserve.inference.types import Batch, FloatArray, ModelMetadata, RawOutput, is_float
 from modelserve.observability import metrics
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ class _Supervisor:
         self.load_message = load_message
         self.slots = slots
         self.listener: AvailabilityListener | None = None
+        self.warmup: list[FloatArray] = []
+        """The warm-up batches, which a restarted child answers before it serves."""
         self.closed = threading.Event()
         self._state_lock = threading.Lock()
 
@@ -195,6 +198,7 @@ class _Supervisor:
             try:
                 child = ModelProcess.launch(self.load_message)
                 child.answered(self.load_timeout_s)
+                _warm(child, self.warmup)
             except ModelLoadError as exc:
                 log.error(
                     "model_process_restart_failed",
@@ -225,6 +229,16 @@ class _Supervisor:
         self.closed.set()
         for slot in self.slots:
             slot.child.stop()
+
+
+def _warm(child: ModelProcess, batches: list[FloatArray]) -> None:
+    """Have a new child answer the warm-up batches; stop it when it cannot."""
+    try:
+        for batch in batches:
+            child.predict(batch)
+    except (EOFError, OSError, wire.ModelProcessError) as exc:
+        child.stop()
+        raise ModelLoadError(f"the model process failed its warm-up: {exc}") from None
 
 
 class ProcessRuntime:
@@ -294,6 +308,18 @@ class ProcessRuntime:
                 return slot.child.predict(batch)
             except (EOFError, OSError):
                 raise self._unavailable() from None
+
+    def warm_up(self, batch: Batch) -> RawOutput:
+        """Predict ``batch`` on every child (the first one's output is returned), and keep it
+        for the children started again later."""
+        if not is_float(batch):
+            raise InvalidInputError(f"expected a float64 batch, got {batch.dtype}")
+        self._supervisor.warmup.append(batch)
+        outputs = []
+        for slot in self._supervisor.slots:
+            with slot.lock:
+                outputs.append(slot.child.predict(batch))
+        return outputs[0]
 
     def close(self) -> None:
         """Stop every child (idempotent); the version must not be called afterwards."""

@@ -341,7 +341,8 @@ def _warm_up(runtime: Runtime, postprocessor: Postprocessor, rows: Batch, batch:
 
     Returns the full batch's outputs, from which the version's output spec is learnt.
     """
-    predict = model_call(runtime)
+    # Every model process answers the warm-up, not only the one this thread calls.
+    predict = runtime.warm_up if isinstance(runtime, ProcessRuntime) else model_call(runtime)
     try:
         outputs = Outputs()
         full = rows[np.arange(max(batch, 1)) % len(rows)]  # the rows repeated, in order

@@ -5,6 +5,9 @@ from __future__ import annotations
 import gc
 import hashlib
 import io
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +18,9 @@ from sklearn.linear_model import LogisticRegression
 from modelserve.inference.artifact import Artifact
 from modelserve.inference.loader import VerifiedFiles
 from modelserve.inference.model_process import ProcessRuntime
-from modelserve.settings import ModelConfig
+from modelserve.inference.version import build_version
+from modelserve.settings import BatchingConfig, ModelConfig
+from tests.fakes import CallRecordingClassifier
 
 NOWHERE = Path("/nonexistent/model.joblib")
 
@@ -68,3 +73,37 @@ def test_process_runtime_nobody_holds_stops_its_child() -> None:
     del runtime
     gc.collect()
     _wait_exited(pids)
+
+
+def _callers(calls: Path) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for entry in calls.iterdir():
+        pid = int(entry.name.split("-")[0])
+        counts[pid] = counts.get(pid, 0) + 1
+    return counts
+
+
+def test_every_model_process_answers_the_warm_up(tmp_path: Path) -> None:
+    """With two inference threads both children answer the warm-up before the version is
+    ready, and a child started again answers it before it serves."""
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    path = tmp_path / "recording.joblib"
+    joblib.dump(CallRecordingClassifier(str(calls)).fit(None, None), path)
+    config = ModelConfig(
+        name="m", path=path, isolation="process", batching=BatchingConfig(inference_threads=2)
+    )
+    prepared = build_version(config, require_sha256=False)
+    try:
+        runtime = prepared.runtime
+        assert isinstance(runtime, ProcessRuntime)
+        first, second = runtime.pids
+        assert _callers(calls) == {first: 2, second: 2}  # one row, then a full batch
+        back = threading.Event()
+        runtime.set_listener(lambda reason: back.set() if reason is None else None)
+        os.kill(first, signal.SIGKILL)
+        assert back.wait(120)
+        (restarted,) = set(runtime.pids) - {first, second}
+        assert _callers(calls)[restarted] == 2
+    finally:
+        prepared.close()
