@@ -161,23 +161,35 @@ def write_project(folder: Path) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path, serve_modelserve: Callable[..., RunningServer]) -> Project:
+    """A project and its server of the test's own: the test may edit the files and reload."""
     config = write_project(tmp_path / "project")
     return Project(tmp_path / "project", serve_modelserve(config))
 
 
-def test_python_model_answers_through_every_transport(project: Project) -> None:
+@pytest.fixture(scope="module")
+def shared_project(
+    tmp_path_factory: pytest.TempPathFactory,
+    serve_modelserve_module: Callable[..., RunningServer],
+) -> Project:
+    """One project server for the tests that never edit its files (they compare metric
+    deltas)."""
+    folder = tmp_path_factory.mktemp("shared") / "project"
+    return Project(folder, serve_modelserve_module(write_project(folder)))
+
+
+def test_python_model_answers_through_every_transport(shared_project: Project) -> None:
     """/predict, /predict-batch and V2 infer answer what the class computes after its
     preprocessing, with its own class names."""
     want = expected(ROWS, 0.0)
     labels = [["stays", "churns"][i] for i in want.argmax(axis=1)]
-    single = project.predict(ROWS[0])
+    single = shared_project.predict(ROWS[0])
     assert single["prediction"] == labels[0]
     assert single["probabilities"] == pytest.approx({"stays": want[0, 0], "churns": want[0, 1]})
-    batch = project.predict_batch(ROWS)
+    batch = shared_project.predict_batch(ROWS)
     assert batch["predictions"] == labels
     churns = [p["churns"] for p in batch["probabilities"]]
     assert churns == pytest.approx(want[:, 1].tolist())
-    v2 = project.v2_infer(ROWS)
+    v2 = shared_project.v2_infer(ROWS)
     assert v2["label"] == labels
     assert v2["probabilities"] == pytest.approx(want.ravel().tolist())
 
@@ -212,10 +224,10 @@ def test_python_model_broken_reload_keeps_the_old_code_serving(project: Project)
     )
 
 
-def test_python_model_that_raises_answers_prediction_failed(project: Project) -> None:
+def test_python_model_that_raises_answers_prediction_failed(shared_project: Project) -> None:
     """A class raising in predict gets the documented 500 with no detail; others still serve."""
     response = httpx.post(
-        f"{project.server.base_url}/predict?model=exploding",
+        f"{shared_project.server.base_url}/predict?model=exploding",
         json={"features": [500.0, 1.0]},
         headers=AUTH,
         timeout=30,
@@ -226,7 +238,7 @@ def test_python_model_that_raises_answers_prediction_failed(project: Project) ->
     assert "secret" not in response.text
     assert "Traceback" not in response.text
     fine = httpx.post(
-        f"{project.server.base_url}/predict?model=exploding",
+        f"{shared_project.server.base_url}/predict?model=exploding",
         json={"features": [5.0, 1.0]},
         headers=AUTH,
         timeout=30,
@@ -240,21 +252,21 @@ def scrape(server: RunningServer) -> prometheus.Samples:
     return prometheus.parse(response.text)
 
 
-def test_python_model_is_warmed_up_metered_and_drift_monitored(project: Project) -> None:
+def test_python_model_is_warmed_up_metered_and_drift_monitored(shared_project: Project) -> None:
     """Warm-up before ready, batch metrics of a request split into calls of at most 4 rows
     (max_request_rows_per_call), and drift gauges against its profile: as for every format."""
     labels = {"model": "scorer", "model_version": "1"}
-    before = scrape(project.server)
+    before = scrape(shared_project.server)
     assert prometheus.value(before, "modelserve_model_warmup_seconds", **labels) > 0
     assert prometheus.value(before, "modelserve_model_info", **labels, format="python",
                             status="ready") == 1.0  # fmt: skip
-    project.predict_batch(ROWS)
-    after = scrape(project.server)
+    shared_project.predict_batch(ROWS)
+    after = scrape(shared_project.server)
     assert prometheus.moved(before, after, "modelserve_rows_predicted_total", **labels) == len(ROWS)
     assert prometheus.moved(before, after, "modelserve_batch_rows_count", **labels) == 2
     deadline = time.monotonic() + 30
     while True:  # the drift gauges are refreshed on the monitor's tick
-        samples = scrape(project.server)
+        samples = scrape(shared_project.server)
         window = samples.get(("modelserve_drift_window_rows", frozenset(labels.items())), 0)
         if window >= len(ROWS) or time.monotonic() > deadline:
             break
