@@ -321,3 +321,20 @@ def test_killed_server_leaves_no_model_process(
         os.kill(pid, signal.SIGKILL)
     server.proc.wait(timeout=10)
     _wait_exited(pids)
+
+
+def test_config_reload_dropping_a_version_stops_its_model_process(
+    serve_modelserve: Callable[..., RunningServer], tmp_path: Path, demo_models_dir: Path
+) -> None:
+    """A version removed from the file (SIGHUP rereads it) has its child stopped."""
+    iris = str(demo_models_dir / IRIS_ONNX)
+    kept: dict[str, object] = {"name": "iris", "version": "1", "path": iris}
+    dropped: dict[str, object] = {**kept, "version": "2", "isolation": "process"}
+    path = write_config(tmp_path, _config([kept, dropped]))
+    server = serve_modelserve(path, wait=None)
+    wait_ready(server, START_TIMEOUT_S)
+    (pid,) = _child_pids(server, "iris")
+    write_config(tmp_path, _config([kept]))
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for_log_events(server, 1, event="config_reloaded")
+    _wait_exited([pid])
