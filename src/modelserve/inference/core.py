@@ -16,7 +16,10 @@ Transports convert and nothing else; everything a request costs or counts happen
   :class:`InferenceResult` whose :class:`~modelserve.inference.types.Outputs` are arrays
   (labels, probabilities, values).
   :func:`~modelserve.inference.formatting.format_predictions` turns them into the /predict
-  answer; the V2 adapters encode them as tensors.
+  answer; the V2 adapters encode them as tensors. :meth:`~InferenceCore.infer_large` does the
+  same for a large body (:meth:`~InferenceCore.one_job`) as one job in the inference thread,
+  from the transport's parse / decode / encode functions to the answer's bytes
+  (:mod:`modelserve.inference.large`).
 * Repository: :attr:`~InferenceCore.repository` (index, load, reload, unload, routing).
 
 Errors are :class:`~modelserve.errors.ModelserveError` subclasses with a stable ``code``;

@@ -14,11 +14,15 @@ requests the loop computes), schedules a shadow copy and writes the bytes.
 
 Each hop between the loop and a thread costs a context switch or two (on a busy machine
 they dominated a 1000-row request's loop time), and a stage on the loop holds every other
-request for its whole duration: one job avoids both.
+request for its whole duration: one job avoids both. While a job runs the interpreter switches
+threads more often (:data:`SWITCH_INTERVAL_S`) and the job hands the GIL over between its
+stages, so the loop keeps answering.
 """
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +42,13 @@ LARGE_BODY_BYTES: Final = 16 * 1024
 before it is parsed, but they are bounded by its bytes: a 128-row batch of four numbers is
 about 4 KB in binary and 3-10 KB in JSON, so what crosses this line is a batch whose per-row
 stages cost more than the job's single thread hop."""
+
+SWITCH_INTERVAL_S: Final = 0.0005
+"""The interpreter's switch interval while a large job runs (default 5 ms, restored after the
+last one): a job is a few milliseconds of mostly Python holding the GIL, and the event loop,
+asking for it to answer a probe or a small request, would otherwise wait up to 5 ms each time.
+Split into separate thread jobs, the stages left the loop gaps between them; one job leaves
+none."""
 
 _Parsed = TypeVar("_Parsed")
 _Answer = TypeVar("_Answer")
@@ -87,14 +98,55 @@ def run_job(
 ) -> JobOutcome[_Answer]:
     """Every stage of one large request, in the inference thread (see the module docstring);
     ``cache`` is None or has a local back-end."""
+    with _short_switch_interval:
+        return _run_stages(pipeline, entry, cache, top_k, started, progress, predict)
+
+
+class _ShortSwitchInterval:
+    """:data:`SWITCH_INTERVAL_S` while any job runs; the setting is process-wide, so the first
+    job to start sets it and the last to end restores what was there."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._previous = 0.0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._running == 0:
+                self._previous = sys.getswitchinterval()
+                sys.setswitchinterval(SWITCH_INTERVAL_S)
+            self._running += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running == 0:
+                sys.setswitchinterval(self._previous)
+
+
+_short_switch_interval = _ShortSwitchInterval()
+
+
+def _run_stages(
+    pipeline: Pipeline[_Parsed, _Answer],
+    entry: LoadedVersion,
+    cache: PredictionCache | None,
+    top_k: int | None,
+    started: float,
+    progress: Progress,
+    predict: PredictFn,
+) -> JobOutcome[_Answer]:
     try:
         parsed = pipeline.parse()
     except Exception:
         progress.parse_failed = True
         raise
+    _let_the_loop_run()
     check_top_k(entry.spec, top_k)
     batch = entry.schema.check(pipeline.decode(parsed, entry.schema))
     report = entry.schema.out_of_range(batch)
+    _let_the_loop_run()
     postprocess = entry.prepared.postprocessor.apply
     status, counts = None, None
     if cache is None:
@@ -108,9 +160,17 @@ def run_job(
         status, counts = lookup.status.value, (lookup.hits, len(lookup.missing))
         metrics.record_cache(entry.name, entry.version, *counts)
     seconds = time.perf_counter() - started
+    _let_the_loop_run()
     record_outputs(entry, outputs)
     result = InferenceResult(entry.name, entry.version, outputs, entry.spec, seconds * 1000, status)
     return JobOutcome(result, batch, pipeline.encode(parsed, result), seconds, report, counts)
+
+
+def _let_the_loop_run() -> None:
+    """Hand the GIL over between stages: the event loop, waiting for it to answer a probe or
+    a small request, gets it now instead of at the next switch interval (5 ms) or after a C
+    call that never releases it (orjson on a large body)."""
+    time.sleep(0)
 
 
 def record_outputs(entry: LoadedVersion, outputs: Outputs) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from modelserve.errors import (
 from modelserve.inference.batcher import INFERENCE_THREAD_PREFIX, DynamicBatcher, PredictFn
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.core import InferenceCore
-from modelserve.inference.large import LARGE_BODY_BYTES, Pipeline
+from modelserve.inference.large import LARGE_BODY_BYTES, SWITCH_INTERVAL_S, Pipeline
 from modelserve.inference.preprocess import FeatureSchema
 from modelserve.inference.registry import ModelRegistry
 from modelserve.inference.result import InferenceResult
@@ -283,3 +284,23 @@ class _Remote:
 
     async def close(self) -> None:
         return None
+
+
+async def test_infer_large_shortens_the_switch_interval_while_its_job_runs(
+    iris_core: tuple[InferenceCore, _RecordingMemory],
+) -> None:
+    """During a job the interpreter switches threads every SWITCH_INTERVAL_S (the loop gets
+    the GIL sooner); afterwards the previous interval is back."""
+    core, _ = iris_core
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    stages = _Stages(ROWS)
+
+    def parse() -> FloatArray:
+        seen.append(sys.getswitchinterval())
+        return stages.parse()
+
+    pipeline = Pipeline(parse, stages.decode, stages.encode, lambda _: len(ROWS))
+    await core.infer_large(pipeline)
+    assert seen == [SWITCH_INTERVAL_S]
+    assert sys.getswitchinterval() == before
