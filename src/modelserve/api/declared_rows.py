@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from modelserve.inference.batcher import Reservation
 from modelserve.inference.core import InferenceCore
+from modelserve.inference.row_queue import Reservation
 
 _SMOOTHING = 0.2
 """Weight of the latest parsed body in the moving average of bytes per row."""

@@ -39,7 +39,6 @@ import numpy as np
 import structlog
 
 from modelserve.errors import ModelserveError, ShuttingDownError
-from modelserve.inference.batcher import Reservation
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.coordination import Coordinator
 from modelserve.inference.formatting import check_top_k
@@ -61,6 +60,7 @@ from modelserve.inference.preprocess import FeatureSchema
 from modelserve.inference.registry import ModelRegistry
 from modelserve.inference.repository import ModelRepository
 from modelserve.inference.result import InferenceResult
+from modelserve.inference.row_queue import Reservation
 from modelserve.inference.shadow import ShadowRunner
 from modelserve.inference.types import Batch, Outputs
 from modelserve.inference.version import LoadedVersion

@@ -28,12 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
-from modelserve.inference.batcher import PredictFn
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.formatting import check_top_k
 from modelserve.inference.preprocess import FeatureSchema, RangeReport
 from modelserve.inference.result import InferenceResult
-from modelserve.inference.types import Batch, Outputs
+from modelserve.inference.types import Batch, Outputs, PredictFn
 from modelserve.inference.version import LoadedVersion
 from modelserve.observability import metrics
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeGuard
 
@@ -58,6 +59,10 @@ class RawOutput:
             probabilities=None if self.probabilities is None else self.probabilities[start:stop],
             values=None if self.values is None else self.values[start:stop],
         )
+
+
+PredictFn = Callable[[Batch], RawOutput]
+"""A model call: a batch's rows in, their raw outputs out (run in an inference thread)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from types import TracebackType
 import numpy as np
 
 from modelserve.errors import InvalidInputError, ModelLoadError
-from modelserve.inference.batcher import DynamicBatcher, Reservation
+from modelserve.inference.batcher import DynamicBatcher
 from modelserve.inference.cache import artifact_fingerprint
 from modelserve.inference.formatting import check_top_k
 from modelserve.inference.loader import (
@@ -31,6 +31,7 @@ from modelserve.inference.loader import (
 from modelserve.inference.model_process import ProcessRuntime
 from modelserve.inference.postprocess import Postprocessor
 from modelserve.inference.preprocess import FeatureSchema, integer_columns
+from modelserve.inference.row_queue import Reservation
 from modelserve.inference.runtimes.base import Runtime
 from modelserve.inference.typed import FrameRuntime, TypedFeatureSchema, model_call, typed_features
 from modelserve.inference.types import Batch, ModelInfo, ModelStatus, Outputs, OutputSpec, RawOutput

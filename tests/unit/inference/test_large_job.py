@@ -23,7 +23,7 @@ from modelserve.errors import (
     PredictionFailedError,
     QueueTimeoutError,
 )
-from modelserve.inference.batcher import INFERENCE_THREAD_PREFIX, DynamicBatcher, PredictFn
+from modelserve.inference.batcher import INFERENCE_THREAD_PREFIX, DynamicBatcher
 from modelserve.inference.cache import PredictionCache
 from modelserve.inference.core import InferenceCore
 from modelserve.inference.large import LARGE_BODY_BYTES, SWITCH_INTERVAL_S, Pipeline
@@ -31,7 +31,7 @@ from modelserve.inference.preprocess import FeatureSchema
 from modelserve.inference.registry import ModelRegistry
 from modelserve.inference.result import InferenceResult
 from modelserve.inference.typed import model_call
-from modelserve.inference.types import Batch, FloatArray, RawOutput
+from modelserve.inference.types import Batch, FloatArray, PredictFn, RawOutput
 from modelserve.observability.health import HealthState
 from modelserve.settings import BatchingConfig, load_settings
 from tests import iris_versions as iv

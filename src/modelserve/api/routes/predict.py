@@ -26,12 +26,12 @@ from modelserve.api.offload import now_or_in_thread, run_for_size
 from modelserve.api.ratelimit import charge_rows, rows_charge_pending
 from modelserve.api.schemas import PredictRequest
 from modelserve.errors import BatchTooLargeError, EmptyBatchError, InvalidInputError
-from modelserve.inference.batcher import Reservation
 from modelserve.inference.core import InferenceCore
 from modelserve.inference.formatting import format_batch, format_predictions
 from modelserve.inference.large import Pipeline
 from modelserve.inference.preprocess import FeatureSchema, Row
 from modelserve.inference.result import InferenceResult
+from modelserve.inference.row_queue import Reservation
 from modelserve.inference.types import Batch, Prediction
 from modelserve.observability.logging import utc_timestamp
 
