@@ -133,13 +133,19 @@ def app_client(settings_factory: Callable[..., Settings]) -> Callable[..., Any]:
 
 
 async def wait_until_loaded(app: FastAPI, timeout_s: float = 60) -> None:
-    """Wait for the background model loading of an in-process app to finish."""
+    """Wait for the start-up of an in-process app to finish: its models loaded in the
+    background and the control state applied once after that.
+
+    The second step runs a few event-loop turns after the first, and readiness waits for it
+    too: an app only "loaded" can still answer not ready, when the poll lands between them.
+    """
     import asyncio
 
     deadline = time.monotonic() + timeout_s
-    while not app.state.health.loading_done:
+    health = app.state.health
+    while not (health.loading_done and health.control_synced):
         if time.monotonic() > deadline:
-            raise TimeoutError("models did not finish loading")
+            raise TimeoutError("the start-up did not finish")
         await asyncio.sleep(0.01)
 
 
