@@ -101,6 +101,21 @@ async def test_stats_lists_every_configured_version_with_its_status(
     assert stats["workers"] == 1
 
 
+async def test_stats_says_why_a_process_whose_models_serve_is_not_ready(
+    app_client: AppClient, small_settings: SettingsMaker
+) -> None:
+    """A draining process reads not ready in /stats with the reason /ready gives, not none."""
+    wrapper = app_client(small_settings())
+    async with wrapper as client:
+        wrapper.app.state.health.start_draining()  # what SIGTERM does first
+        stats = (await client.get("/stats")).json()
+        ready = await client.get("/ready")
+
+    assert (stats["ready"], stats["draining"], stats["reasons"]) == (False, True, ["shutting down"])
+    assert _iris(stats)["status"] == "ready"
+    assert (ready.status_code, ready.json()["detail"]) == (503, "shutting down")
+
+
 async def test_dashboard_page_is_served_with_its_assets(
     app_client: AppClient, small_settings: SettingsMaker
 ) -> None:

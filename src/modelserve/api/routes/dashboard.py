@@ -119,13 +119,15 @@ def _stats_body(state: State) -> bytes:
         )
         for v in core.registry.versions()
     ]
-    _, reasons = core.registry.readiness()
+    # The reasons of the same readiness as "ready": a process not ready while its models are
+    # (draining, start-up not over) says why, as /ready does.
+    readiness = core.server_ready()
     body = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "uptime_s": round(core.health.uptime_s, 1),
-        "ready": core.server_ready().ready,
+        "ready": readiness.ready,
         "draining": core.health.draining,
-        "reasons": reasons,
+        "reasons": readiness.reasons,
         **summarize(window, facts, settings.drift.psi_threshold, state.monitoring_routes),
     }
     return orjson.dumps(body)
