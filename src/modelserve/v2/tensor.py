@@ -21,6 +21,10 @@ from modelserve.errors import InvalidTensorError
 from modelserve.v2.datatypes import BYTES, is_float, is_integer, numpy_dtype
 
 _LENGTH_PREFIX = struct.Struct("<I")
+# numpy refuses (ValueError) arrays of more than 64 dimensions, and shapes whose sides' product
+# overflows its sizes even when a side of 0 leaves no element; no body comes near these bounds.
+MAX_DIMS = 32
+MAX_SIDES_PRODUCT = 2**40
 """BYTES elements in raw form: a 4-byte little-endian length, then that many bytes."""
 
 Parameters = Mapping[str, Any]
@@ -64,12 +68,21 @@ class Tensor:
 
 
 def check_shape(name: str, shape: object) -> tuple[int, ...]:
-    """The shape as a tuple of non-negative ints, or InvalidTensorError."""
+    """The shape as a tuple of non-negative ints that numpy can build (at most ``MAX_DIMS``,
+    the product of the non-zero sides at most ``MAX_SIDES_PRODUCT``), or InvalidTensorError."""
     if not isinstance(shape, list | tuple) or not all(
         type(dim) is int and dim >= 0 for dim in shape
     ):
         raise InvalidTensorError(
             name, f"shape must be a list of non-negative integers, got {shape!r}"
+        )
+    if len(shape) > MAX_DIMS:
+        raise InvalidTensorError(
+            name, f"shape has {len(shape)} dimensions, at most {MAX_DIMS} are accepted"
+        )
+    if math.prod(max(side, 1) for side in shape) > MAX_SIDES_PRODUCT:
+        raise InvalidTensorError(
+            name, f"shape {list(shape)} is too large: its sides multiply past 2**40"
         )
     return tuple(shape)
 

@@ -179,6 +179,25 @@ def test_tensor_shape_must_be_non_negative_ints(shape: object) -> None:
         tensor.check_shape("x", shape)
 
 
+@pytest.mark.parametrize(
+    ("shape", "refusal"),
+    [([1] * 65, "shape has 65 dimensions, at most 32"), ([0, 2**63], "too large")],
+    ids=["past-64-dimensions", "side-past-int64"],
+)
+def test_tensor_shape_numpy_cannot_build_is_refused(shape: list[int], refusal: str) -> None:
+    """Shapes numpy refuses with a ValueError, even of 0 elements, are a clean refusal."""
+    with pytest.raises(InvalidTensorError, match=refusal):
+        tensor.from_json("x", "FP64", tensor.check_shape("x", shape), [], {})
+
+
+def test_tensor_shape_within_the_bounds_builds() -> None:
+    """MAX_DIMS dimensions, and sides whose product is MAX_SIDES_PRODUCT, still build."""
+    deepest = tensor.check_shape("x", [1] * tensor.MAX_DIMS)
+    assert tensor.from_json("x", "FP64", deepest, [1.0], {}).data.ndim == tensor.MAX_DIMS
+    widest = tensor.check_shape("x", [0, tensor.MAX_SIDES_PRODUCT])
+    assert tensor.from_json("x", "FP64", widest, [], {}).data.shape == (0, 2**40)
+
+
 def test_tensor_bytes_output_with_repeated_and_non_bytes_elements_encodes_each() -> None:
     """Repeated labels and non-bytes elements (1 and True are equal in Python) keep their text."""
     labels = np.array([b"setosa", b"virginica", b"setosa"] * 400, dtype=object)
