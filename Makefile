@@ -39,10 +39,10 @@ services:
 
 # TEST_WORKERS=N runs the test files on N pytest-xdist workers: each test file on one worker
 # (its module's servers start once), the cluster files together (see tests/conftest.py).
-# Measured on a 2-core machine (6 e2e files, 45 tests, load average 5-6 from other work):
-# 207 s in one process, 201 s on 2 workers, within the noise; a whole run on 2 workers at load
-# average 8-11 ran a fleet test past its 120 s timeout, as 3 workers did earlier. With no
-# gain measured, the default runs everything in this process.
+# Measured on a 2-core machine (6 e2e files, 45 tests): 81.5 s in one process, 80.6 s on 2
+# workers at load average 2-3 from other work; 207 s and 201 s at load average 5-6. A whole
+# run on 2 workers at load average 8-11 ran a fleet test past its 120 s timeout, as 3 workers
+# did earlier. With no gain measured, the default runs everything in this process.
 TEST_WORKERS ?= 0
 
 test: $(VENV)/.dev services
