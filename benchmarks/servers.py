@@ -15,9 +15,10 @@ import yaml
 from benchmarks.models import LABELS, ModelFile
 
 VENV_BIN = Path(sys.executable).parent
-MODEL_ISOLATION = {"logreg": "thread", "forest": "thread"}
+MODEL_ISOLATION = {"logreg": "thread", "forest": "process"}
 """Each model's ``isolation`` in the harness's modelserve config (``benchmarks/README.md``
-says why: process isolation did not beat the thread for the forest on the shared machine)."""
+says why: on an idle machine the forest in a model process served 1.70x its rate in a thread,
+``python -m benchmarks.forest_sweep --ab``)."""
 
 
 @dataclass(frozen=True)
