@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -361,7 +361,9 @@ def _meta(
 ) -> dict[str, Any]:
     sizes = {k: len(v) for k, v in runner.response_samples.items()}
     return {
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started_at": (datetime.now(UTC) - timedelta(seconds=elapsed)).isoformat(
+            timespec="seconds"
+        ),
         "command": shlex.join(["python", "-m", "benchmarks.run", *(sys.argv[1:])]),
         "machine": machine(),
         "python": platform.python_version(),
