@@ -21,6 +21,7 @@ stages, so the loop keeps answering.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -86,22 +87,7 @@ class JobOutcome(Generic[_Answer]):
     """(hits, misses) when a cache is configured."""
 
 
-def run_job(
-    pipeline: Pipeline[_Parsed, _Answer],
-    entry: LoadedVersion,
-    cache: PredictionCache | None,
-    top_k: int | None,
-    started: float,
-    progress: Progress,
-    predict: PredictFn,
-) -> JobOutcome[_Answer]:
-    """Every stage of one large request, in the inference thread (see the module docstring);
-    ``cache`` is None or has a local back-end."""
-    with _short_switch_interval:
-        return _run_stages(pipeline, entry, cache, top_k, started, progress, predict)
-
-
-class _ShortSwitchInterval:
+class _ShortSwitchInterval(contextlib.ContextDecorator):
     """:data:`SWITCH_INTERVAL_S` while any job runs; the setting is process-wide, so the first
     job to start sets it and the last to end restores what was there."""
 
@@ -127,7 +113,8 @@ class _ShortSwitchInterval:
 _short_switch_interval = _ShortSwitchInterval()
 
 
-def _run_stages(
+@_short_switch_interval
+def run_job(
     pipeline: Pipeline[_Parsed, _Answer],
     entry: LoadedVersion,
     cache: PredictionCache | None,
@@ -136,6 +123,8 @@ def _run_stages(
     progress: Progress,
     predict: PredictFn,
 ) -> JobOutcome[_Answer]:
+    """Every stage of one large request, in the inference thread (see the module docstring);
+    ``cache`` is None or has a local back-end."""
     try:
         parsed = pipeline.parse()
     except Exception:
