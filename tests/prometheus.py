@@ -16,6 +16,17 @@ def parse(text: str) -> Samples:
     }
 
 
+def total(text: str, name: str, **labels: str) -> float:
+    """The sum of every ``name`` sample of an exposition text whose labels include ``labels``
+    (0 when none is exported), e.g. predictions over all classes of one model."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     """One series' value; fails when the series is not exported at all.
 

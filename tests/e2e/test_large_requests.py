@@ -14,11 +14,11 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from modelserve.demo import FEATURES
 from modelserve.rpc import inference_pb2 as pb
 from modelserve.rpc.servicer import SERVICE
+from tests import prometheus
 from tests.conftest import free_port
 from tests.e2e.conftest import ModuleServers, RunningServer
 
@@ -54,12 +54,8 @@ def server(module_servers: ModuleServers, grpc_port: int) -> RunningServer:
 
 
 def _metric(server: RunningServer, name: str, **labels: str) -> float:
-    text = httpx.get(server.base_url + "/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    return prometheus.total(
+        httpx.get(server.base_url + "/metrics", timeout=10).text, name, **labels
     )
 
 

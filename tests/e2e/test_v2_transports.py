@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
+from tests import prometheus
 from tests.conftest import free_port
 from tests.e2e.conftest import RunningServer, wait_for_log_events, write_config
 from tests.label_models import build_label_models
@@ -31,12 +31,8 @@ ACCESS_ROW = [6.1, 2.8, 4.0, 1.3]
 
 
 def _metric(server: RunningServer, name: str, **labels: str) -> float:
-    text = httpx.get(server.base_url + "/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    return prometheus.total(
+        httpx.get(server.base_url + "/metrics", timeout=10).text, name, **labels
     )
 
 
